@@ -1,0 +1,662 @@
+//! OpTok verification for the token realm (SPEC section 4, steps 3 and 4): who the caller is,
+//! proven by an Authority token (OpTok) and bound to the caller by a DPoP proof or an mTLS
+//! client certificate.
+//!
+//! ```text
+//! Presented ─▶ credential (DPoP / Bearer / Basic / form password; one only)
+//!           ─▶ optok::parse (strict JWS header) ─▶ jwks key by kid ─▶ signature
+//!           ─▶ optok::check_claims (iss, aud, exp/nbf/iat, sub, cnf, plan, license)
+//!           ─▶ binding (cnf.jkt ⇒ dpop::verify_proof; cnf.x5t#S256 ⇒ client certificate)
+//!           ─▶ required scopes ─▶ Caller
+//! ```
+//!
+//! Plain types only: the proxy passes header values in and maps [`AuthError`] to a response.
+
+pub mod dpop;
+pub mod header;
+pub mod jwks;
+pub mod optok;
+pub mod replay;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+
+pub use dpop::{DpopError, ProofCheck, ProofOutcome};
+pub use jwks::{JwksError, JwksTuning, KeysStatus};
+pub use optok::OpTokError;
+pub use replay::{ReplayCache, ReplayError};
+
+use jwks::KeyCache;
+use optok::Binding;
+
+/// How OpToks must be bound to their caller (`authority.senderConstraint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderConstraint {
+    Dpop,
+    Mtls,
+    DpopOrMtls,
+    None,
+}
+
+/// The `authority` section, resolved.
+#[derive(Clone, Debug)]
+pub struct AuthorityConfig {
+    pub issuer: String,
+    /// Already resolved: issuer + `/.well-known/openid-configuration` when not set.
+    pub metadata_address: String,
+    /// When set, discovery is skipped.
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub sender_constraint: SenderConstraint,
+    pub clock_skew: Duration,
+    pub proof_lifetime: Duration,
+    /// Claim naming the caller's plan, e.g. `stellaops:plan`.
+    pub plan_claim: String,
+    /// Claim naming the caller's license, e.g. `stellaops:license`.
+    pub license_claim: String,
+    /// `registry.realm`: the DPoP `htu` proofs must name.
+    pub realm: String,
+    /// Capacity of the DPoP `jti` replay cache.
+    pub replay_capacity: usize,
+}
+
+/// What the caller presented at the token realm (all header values, raw).
+pub struct Presented<'a> {
+    /// The request method, for `htm`.
+    pub method: &'a str,
+    /// Every `Authorization` field value.
+    pub authorization: Vec<&'a str>,
+    /// Every `DPoP` field value.
+    pub dpop: Vec<&'a str>,
+    /// The `password` of a POST `grant_type=password`.
+    pub form_password: Option<&'a str>,
+    /// SHA-256 of the verified TLS client leaf certificate (DER); `None` without one.
+    pub client_cert_sha256: Option<[u8; 32]>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The OpTok `sub`.
+    pub subject: String,
+    /// The plan claim, if present.
+    pub plan: Option<String>,
+    /// The license claim, if present.
+    pub license: Option<String>,
+}
+
+/// How the OpTok came: with the DPoP scheme, or as a bearer token (Bearer, Basic, form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Dpop,
+    Bearer,
+}
+
+/// Why a caller was refused. `Display` is the `error_description`: it never quotes a token,
+/// proof or key.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were presented")]
+    MissingCredentials,
+    #[error("malformed credentials: {0}")]
+    InvalidRequest(&'static str),
+    #[error("{source}")]
+    InvalidToken { via: Via, source: OpTokError },
+    #[error("{0}")]
+    InvalidProof(DpopError),
+    #[error("the DPoP proof was already used")]
+    Replay,
+    #[error("sender constraint not met: {detail}")]
+    SenderMismatch { via: Via, detail: &'static str },
+    #[error("the token lacks a scope this registry requires")]
+    InsufficientScope { via: Via },
+    #[error("the Authority's signing keys are not available; retry later")]
+    Unavailable,
+}
+
+/// The DPoP `algs` advertised in challenges: what [`header::ALGORITHMS`] accepts.
+pub fn algs() -> String {
+    header::ALGORITHMS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" ")
+}
+
+impl AuthError {
+    /// HTTP status: 400, 401, 403 or 503.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::InvalidRequest(_) => 400,
+            AuthError::InsufficientScope { .. } => 403,
+            AuthError::Unavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// The SPEC `reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingCredentials => "missing_credentials",
+            AuthError::InvalidRequest(_) => "invalid_request",
+            AuthError::InvalidToken { .. } => "invalid_optok",
+            AuthError::InvalidProof(_) => "invalid_dpop_proof",
+            AuthError::Replay => "dpop_replay",
+            AuthError::SenderMismatch { .. } => "sender_constraint_mismatch",
+            AuthError::InsufficientScope { .. } => "insufficient_optok_scope",
+            AuthError::Unavailable => "authority_unavailable",
+        }
+    }
+
+    /// The RFC 6750 / RFC 9449 `error` code; `None` when no credentials were presented.
+    pub fn oauth_error(&self) -> Option<&'static str> {
+        match self {
+            AuthError::MissingCredentials | AuthError::Unavailable => None,
+            AuthError::InvalidRequest(_) => Some("invalid_request"),
+            AuthError::InvalidToken { .. } | AuthError::SenderMismatch { .. } => Some("invalid_token"),
+            AuthError::InvalidProof(_) | AuthError::Replay => Some("invalid_dpop_proof"),
+            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+        }
+    }
+
+    /// The `WWW-Authenticate` value: the challenge(s) the configured constraint accepts, with
+    /// `error=` in the scheme the caller used.
+    pub fn www_authenticate(&self, constraint: SenderConstraint) -> String {
+        let dpop = |error: Option<&str>| match error {
+            Some(error) => format!(r#"DPoP error="{error}", algs="{}""#, algs()),
+            None => format!(r#"DPoP algs="{}""#, algs()),
+        };
+        let bearer = |error: &str| format!(r#"Bearer error="{error}""#);
+        let accepts_dpop = constraint != SenderConstraint::Mtls;
+        let via = match self {
+            AuthError::InvalidToken { via, .. } | AuthError::SenderMismatch { via, .. } | AuthError::InsufficientScope { via } => *via,
+            AuthError::InvalidProof(_) | AuthError::Replay => Via::Dpop,
+            _ if accepts_dpop => Via::Dpop,
+            _ => Via::Bearer,
+        };
+        match (self.oauth_error(), via) {
+            (Some(error), Via::Dpop) => dpop(Some(error)),
+            (Some(error), Via::Bearer) => bearer(error),
+            (None, _) => {
+                let mut challenges = Vec::new();
+                if accepts_dpop {
+                    challenges.push(dpop(None));
+                }
+                if constraint != SenderConstraint::Dpop {
+                    challenges.push(r#"Basic realm="registry-token""#.to_owned());
+                }
+                challenges.join(", ")
+            }
+        }
+    }
+}
+
+/// The OpTok as presented, with its proof when it came with the DPoP scheme.
+struct Credential<'a> {
+    via: Via,
+    token: &'a str,
+    proof: Option<&'a str>,
+}
+
+/// Basic credentials: standard base64, padding optional.
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+impl<'a> Credential<'a> {
+    /// Picks the one credential presented; `Ok(None)` when there is none.
+    fn from_presented(presented: &Presented<'a>, basic: &'a mut String) -> Result<Option<Self>, AuthError> {
+        let header = match presented.authorization.as_slice() {
+            [] => None,
+            [one] => Some(*one),
+            _ => return Err(AuthError::InvalidRequest("more than one Authorization header")),
+        };
+        let (via, token) = match (header, presented.form_password) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => return Err(AuthError::InvalidRequest("credentials both in the Authorization header and the form")),
+            (None, Some(password)) if password.is_empty() => return Err(AuthError::InvalidRequest("the password is empty")),
+            (None, Some(password)) => (Via::Bearer, password),
+            (Some(value), None) => Self::authorization(value, basic)?,
+        };
+        let proof = match (via, presented.dpop.as_slice()) {
+            (Via::Bearer, _) => None,
+            (Via::Dpop, [proof]) if !proof.contains(',') => Some(proof.trim_matches([' ', '\t'])),
+            (Via::Dpop, _) => return Err(AuthError::InvalidProof(DpopError::Missing)),
+        };
+        Ok(Some(Credential { via, token, proof }))
+    }
+
+    /// `DPoP <t>`, `Bearer <t>` or `Basic base64(user:t)`; scheme names in any case.
+    fn authorization(value: &'a str, basic: &'a mut String) -> Result<(Via, &'a str), AuthError> {
+        let value = value.trim_matches([' ', '\t']);
+        let (scheme, rest) = value
+            .split_once([' ', '\t'])
+            .ok_or(AuthError::InvalidRequest("the Authorization header has no credentials"))?;
+        let token = rest.trim_matches([' ', '\t']);
+        if token.is_empty() || token.contains([' ', '\t', ',']) {
+            return Err(AuthError::InvalidRequest("the Authorization header must carry exactly one credential"));
+        }
+        if scheme.eq_ignore_ascii_case("DPoP") {
+            Ok((Via::Dpop, token))
+        } else if scheme.eq_ignore_ascii_case("Bearer") {
+            Ok((Via::Bearer, token))
+        } else if scheme.eq_ignore_ascii_case("Basic") {
+            let decoded = BASIC.decode(token).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+            let decoded = decoded.ok_or(AuthError::InvalidRequest("the Basic credentials are not base64 user:password"))?;
+            let Some((_, password)) = decoded.split_once(':') else {
+                return Err(AuthError::InvalidRequest("the Basic credentials are not base64 user:password"));
+            };
+            if password.is_empty() {
+                return Err(AuthError::InvalidRequest("the password is empty"));
+            }
+            *basic = password.to_owned();
+            let basic: &'a String = basic;
+            Ok((Via::Bearer, basic.as_str()))
+        } else {
+            Err(AuthError::InvalidRequest("unsupported authorization scheme"))
+        }
+    }
+}
+
+/// Verifies OpToks and their binding. `Send + Sync`; share it in an `Arc`.
+pub struct Authority {
+    config: AuthorityConfig,
+    /// The Authority's signing keys.
+    keys: KeyCache,
+    /// DPoP `jti`s already accepted.
+    replay: ReplayCache,
+}
+
+impl Authority {
+    /// No I/O: keys are fetched by [`Authority::refresh`] (or an unknown `kid`).
+    pub fn new(config: AuthorityConfig) -> Self {
+        Self::with_tuning(config, JwksTuning::default())
+    }
+
+    /// As [`Authority::new`] with other key-cache limits (tests, tooling).
+    pub fn with_tuning(config: AuthorityConfig, tuning: JwksTuning) -> Self {
+        Authority { keys: KeyCache::new(&config, tuning), replay: ReplayCache::new(config.replay_capacity), config }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+
+    /// Loads a JWKS document as if it had just been fetched (tests, offline checks).
+    pub fn load_jwks(&self, jwks: &str) -> Result<usize, JwksError> {
+        self.keys.load(jwks)
+    }
+
+    /// Fetches metadata and JWKS now (startup, the background loop, readiness). Keeps the old
+    /// keys on error.
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        self.keys.refresh().await
+    }
+
+    /// The key cache's state.
+    pub fn status(&self) -> KeysStatus {
+        self.keys.status()
+    }
+
+    /// Live entries of the DPoP replay cache.
+    pub fn replay_entries(&self) -> usize {
+        self.replay.len()
+    }
+
+    /// `Ok(None)`: no credentials at all (anonymous caller). `Ok(Some)`: authenticated and bound.
+    /// `now` is unix seconds.
+    pub async fn authenticate(&self, presented: &Presented<'_>, now: i64) -> Result<Option<Caller>, AuthError> {
+        let mut basic = String::new();
+        let Some(credential) = Credential::from_presented(presented, &mut basic)? else {
+            return Ok(None);
+        };
+        let via = credential.via;
+        let invalid = |source| AuthError::InvalidToken { via, source };
+
+        let parsed = optok::parse(credential.token).map_err(invalid)?;
+        let key = match self.keys.key(&parsed.kid).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(invalid(OpTokError::UnknownKey)),
+            Err(()) => return Err(AuthError::Unavailable),
+        };
+        key.verify(parsed.alg, parsed.jws.signing_input, parsed.jws.signature)
+            .map_err(|_| invalid(OpTokError::Signature))?;
+        let claims = optok::check_claims(&parsed.jws.payload, &self.config, now).map_err(invalid)?;
+        self.bind(&credential, &claims.binding, presented, now)?;
+        if !optok::has_scopes(&claims, &self.config.required_scopes) {
+            return Err(AuthError::InsufficientScope { via });
+        }
+        Ok(Some(Caller { subject: claims.subject, plan: claims.plan, license: claims.license }))
+    }
+
+    /// Step 4: the OpTok's `cnf` decides what proves the caller holds it.
+    fn bind(&self, credential: &Credential, binding: &Binding, presented: &Presented, now: i64) -> Result<(), AuthError> {
+        use SenderConstraint as C;
+        let constraint = self.config.sender_constraint;
+        let mismatch = |detail| Err(AuthError::SenderMismatch { via: credential.via, detail });
+        match (binding, credential.via) {
+            (Binding::Jkt(_), _) if constraint == C::Mtls => mismatch("a client certificate binding is required"),
+            (Binding::Jkt(_), Via::Bearer) => mismatch("a DPoP-bound token needs the DPoP scheme and a proof"),
+            (Binding::Jkt(jkt), Via::Dpop) => self.proof(credential, Some(jkt.clone()), presented, now),
+            (Binding::X5t(_), _) if constraint == C::Dpop => mismatch("a DPoP binding is required"),
+            (Binding::X5t(_), Via::Dpop) => mismatch("a certificate-bound token is presented as Bearer"),
+            (Binding::X5t(x5t), Via::Bearer) => {
+                let thumbprint = presented.client_cert_sha256.map(header::b64url_encode);
+                if thumbprint.as_deref() == Some(x5t.as_str()) {
+                    Ok(())
+                } else {
+                    mismatch("the client certificate is not the one the token is bound to")
+                }
+            }
+            (Binding::Unbound, _) if constraint != C::None => mismatch("the token is not sender-constrained (no cnf)"),
+            (Binding::Unbound, Via::Dpop) => self.proof(credential, None, presented, now),
+            (Binding::Unbound, Via::Bearer) => Ok(()),
+        }
+    }
+
+    fn proof(&self, credential: &Credential, expected_jkt: Option<String>, presented: &Presented, now: i64) -> Result<(), AuthError> {
+        let check = ProofCheck {
+            method: presented.method,
+            htu: &self.config.realm,
+            access_token: credential.token,
+            now,
+            lifetime: self.config.proof_lifetime,
+            skew: self.config.clock_skew,
+            expected_jkt,
+        };
+        let proof = credential.proof.ok_or(AuthError::InvalidProof(DpopError::Missing))?;
+        match dpop::verify_proof(proof, &check, &self.replay) {
+            Ok(_) => Ok(()),
+            Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
+                via: Via::Dpop,
+                detail: "the DPoP proof key is not the key the token is bound to",
+            }),
+            Err(DpopError::Replayed) => Err(AuthError::Replay),
+            Err(e) => Err(AuthError::InvalidProof(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW, REALM};
+    use crate::authority::jwks::tests::jwks;
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    pub fn config(sender_constraint: SenderConstraint) -> AuthorityConfig {
+        AuthorityConfig {
+            issuer: "https://authority.example".into(),
+            metadata_address: "https://authority.example/.well-known/openid-configuration".into(),
+            jwks_uri: None,
+            audiences: vec!["registry".into()],
+            required_scopes: vec!["registry.token.issue".into()],
+            sender_constraint,
+            clock_skew: Duration::from_secs(30),
+            proof_lifetime: Duration::from_secs(60),
+            plan_claim: "stellaops:plan".into(),
+            license_claim: "stellaops:license".into(),
+            realm: REALM.into(),
+            replay_capacity: 1000,
+        }
+    }
+
+    /// An Authority holding `key` as `kid` "a1" (and an RSA key "r1"); never fetches anything.
+    struct Fixture {
+        authority: Authority,
+        key: TestKey,
+        rsa: TestKey,
+        client: TestKey,
+        cert: [u8; 32],
+    }
+
+    impl Fixture {
+        fn new(constraint: SenderConstraint) -> Self {
+            let (key, rsa) = (TestKey::p256(), TestKey::rsa());
+            let mut config = config(constraint);
+            // Nothing listens there: a fetch would fail fast rather than reach anything.
+            config.metadata_address = "http://127.0.0.1:9/.well-known/openid-configuration".into();
+            let authority = Authority::new(config);
+            assert_eq!(authority.load_jwks(&jwks(&[("a1", &key), ("r1", &rsa)])), Ok(2));
+            Fixture { authority, key, rsa, client: TestKey::p256(), cert: [0xfb; 32] }
+        }
+
+        fn claims(&self, cnf: Option<Value>) -> Value {
+            let mut c = json!({"iss":"https://authority.example","aud":["registry"],"sub":"alice",
+                "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
+                "stellaops:plan":"enterprise","stellaops:license":"LIC-1"});
+            if let Some(cnf) = cnf {
+                c["cnf"] = cnf;
+            }
+            c
+        }
+
+        fn optok(&self, claims: &Value) -> String {
+            self.key.jws(&json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(), &claims.to_string())
+        }
+
+        fn dpop_bound(&self) -> String {
+            self.optok(&self.claims(Some(json!({"jkt": self.client.jkt()}))))
+        }
+
+        fn proof_for(&self, token: &str, jti: &str) -> String {
+            let mut c = proof_claims();
+            c["ath"] = json!(dpop::access_token_hash(token));
+            c["jti"] = json!(jti);
+            proof(&self.client, "ES256", &c)
+        }
+
+        async fn run(&self, authorization: &[&str], dpop: &[&str], cert: Option<[u8; 32]>) -> Result<Option<Caller>, AuthError> {
+            let presented = Presented {
+                method: "GET",
+                authorization: authorization.to_vec(),
+                dpop: dpop.to_vec(),
+                form_password: None,
+                client_cert_sha256: cert,
+            };
+            self.authority.authenticate(&presented, NOW).await
+        }
+    }
+
+    fn basic(password: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("user:{password}")))
+    }
+
+    fn reason(result: Result<Option<Caller>, AuthError>) -> &'static str {
+        match result {
+            Ok(Some(_)) => "ok",
+            Ok(None) => "anonymous",
+            Err(e) => e.reason(),
+        }
+    }
+
+    /// The DPoP happy path returns the caller with plan and license.
+    #[tokio::test]
+    async fn dpop_accepted() {
+        let f = Fixture::new(SenderConstraint::Dpop);
+        let token = f.dpop_bound();
+        let proof = f.proof_for(&token, "j1");
+        let caller = f.run(&[&format!("dpop {token}")], &[&proof], None).await.unwrap().unwrap();
+        assert_eq!(caller, Caller { subject: "alice".into(), plan: Some("enterprise".into()), license: Some("LIC-1".into()) });
+        // Case 14: the same proof again is a replay.
+        let again = f.run(&[&format!("DPoP {token}")], &[&proof], None).await.unwrap_err();
+        assert_eq!((again.reason(), again.oauth_error()), ("dpop_replay", Some("invalid_dpop_proof")));
+    }
+
+    /// Presentation rules (cases 1, 2, 19, 20) and the binding rules per constraint
+    /// (cases 18, 33-36), as (constraint, what is presented) → reason.
+    #[tokio::test]
+    async fn presentation_and_binding() {
+        use SenderConstraint as C;
+        let f = Fixture::new(C::DpopOrMtls);
+        let cert = Some(f.cert);
+        // 0xfb bytes encode to '+' and '/' in standard base64: the std-encoded claim differs.
+        let bound = f.dpop_bound();
+        let proof = f.proof_for(&bound, "p1");
+        let x5t = f.optok(&f.claims(Some(json!({"x5t#S256": header::b64url_encode(f.cert)}))));
+        let x5t_padded = f.optok(&f.claims(Some(json!({"x5t#S256": format!("{}=", header::b64url_encode(f.cert))}))));
+        let x5t_std = f.optok(&f.claims(Some(json!({"x5t#S256": base64::engine::general_purpose::STANDARD_NO_PAD.encode(f.cert)}))));
+        let unbound = f.optok(&f.claims(None));
+        let other_key_proof = proof_claims_signed_by_other(&bound);
+        let cases: Vec<(SenderConstraint, Vec<String>, Vec<String>, Option<[u8; 32]>, &str)> = vec![
+            (C::Dpop, vec![], vec![], None, "anonymous"),
+            (C::Dpop, vec![], vec![proof.clone()], None, "anonymous"),
+            (C::Dpop, vec![format!("DPoP {bound}")], vec![], None, "invalid_dpop_proof"),
+            (C::Dpop, vec![format!("DPoP {bound}")], vec![proof.clone(), proof.clone()], None, "invalid_dpop_proof"),
+            (C::Dpop, vec![format!("DPoP {bound}")], vec![format!("{proof}, {proof}")], None, "invalid_dpop_proof"),
+            (C::Dpop, vec![format!("Bearer {bound}"), format!("DPoP {bound}")], vec![proof.clone()], None, "invalid_request"),
+            (C::Dpop, vec![format!("Bearer {bound}, DPoP {bound}")], vec![proof.clone()], None, "invalid_request"),
+            (C::Dpop, vec![format!("Negotiate {bound}")], vec![], None, "invalid_request"),
+            (C::Dpop, vec!["Bearer".into()], vec![], None, "invalid_request"),
+            (C::Dpop, vec![format!("Bearer {bound}")], vec![], None, "sender_constraint_mismatch"),
+            (C::Dpop, vec![format!("Bearer {bound}")], vec![proof.clone()], None, "sender_constraint_mismatch"),
+            (C::Dpop, vec![basic(&bound)], vec![], None, "sender_constraint_mismatch"),
+            (C::Dpop, vec![format!("DPoP {bound}")], vec![other_key_proof], None, "sender_constraint_mismatch"),
+            (C::Dpop, vec![format!("DPoP {unbound}")], vec![f.proof_for(&unbound, "u1")], None, "sender_constraint_mismatch"),
+            (C::Dpop, vec![format!("Bearer {x5t}")], vec![], cert, "sender_constraint_mismatch"),
+            (C::Mtls, vec![format!("Bearer {x5t}")], vec![], cert, "ok"),
+            (C::Mtls, vec![basic(&x5t)], vec![], cert, "ok"),
+            (C::Mtls, vec![format!("Bearer {x5t}")], vec![], Some([7; 32]), "sender_constraint_mismatch"),
+            (C::Mtls, vec![format!("Bearer {x5t}")], vec![], None, "sender_constraint_mismatch"),
+            (C::Mtls, vec![format!("Bearer {x5t_padded}")], vec![], cert, "sender_constraint_mismatch"),
+            (C::Mtls, vec![format!("Bearer {x5t_std}")], vec![], cert, "sender_constraint_mismatch"),
+            (C::Mtls, vec![format!("Bearer {unbound}")], vec![], cert, "sender_constraint_mismatch"),
+            (C::Mtls, vec![format!("DPoP {bound}")], vec![f.proof_for(&bound, "m1")], None, "sender_constraint_mismatch"),
+            (C::DpopOrMtls, vec![format!("DPoP {bound}")], vec![f.proof_for(&bound, "d1")], None, "ok"),
+            (C::DpopOrMtls, vec![format!("bearer {x5t}")], vec![], cert, "ok"),
+            (C::DpopOrMtls, vec![format!("DPoP {x5t}")], vec![f.proof_for(&x5t, "d2")], cert, "sender_constraint_mismatch"),
+            (C::DpopOrMtls, vec![format!("Bearer {unbound}")], vec![], cert, "sender_constraint_mismatch"),
+            (C::None, vec![format!("Bearer {unbound}")], vec![], None, "ok"),
+            (C::None, vec![basic(&unbound)], vec![], None, "ok"),
+            (C::None, vec![format!("DPoP {unbound}")], vec![f.proof_for(&unbound, "n1")], None, "ok"),
+            (C::None, vec![format!("Bearer {bound}")], vec![], None, "sender_constraint_mismatch"),
+            (C::None, vec![format!("DPoP {bound}")], vec![f.proof_for(&bound, "n2")], None, "ok"),
+            (C::None, vec![format!("DPoP {bound}")], vec![f.proof_for(&unbound, "n3")], None, "invalid_dpop_proof"),
+        ];
+        for (i, (constraint, authorization, dpop, cert, expected)) in cases.into_iter().enumerate() {
+            let mut config = f.authority.config.clone();
+            config.sender_constraint = constraint;
+            let authority = Authority::new(config);
+            authority.load_jwks(&jwks(&[("a1", &f.key)])).unwrap();
+            let presented = Presented {
+                method: "GET",
+                authorization: authorization.iter().map(String::as_str).collect(),
+                dpop: dpop.iter().map(String::as_str).collect(),
+                form_password: None,
+                client_cert_sha256: cert,
+            };
+            assert_eq!(reason(authority.authenticate(&presented, NOW).await), expected, "row {i} ({constraint:?})");
+        }
+    }
+
+    /// A proof for `token` by a key other than the one in its cnf.jkt.
+    fn proof_claims_signed_by_other(token: &str) -> String {
+        let mut c = proof_claims();
+        c["ath"] = json!(dpop::access_token_hash(token));
+        proof(&TestKey::p256(), "ES256", &c)
+    }
+
+    /// The form password is a bearer presentation; with a header as well it is refused.
+    #[tokio::test]
+    async fn form_password() {
+        let f = Fixture::new(SenderConstraint::None);
+        let token = f.optok(&f.claims(None));
+        let mut presented = Presented { method: "POST", authorization: vec![], dpop: vec![], form_password: Some(&token), client_cert_sha256: None };
+        assert_eq!(reason(f.authority.authenticate(&presented, NOW).await), "ok");
+        let header = format!("Bearer {token}");
+        presented.authorization = vec![&header];
+        assert_eq!(reason(f.authority.authenticate(&presented, NOW).await), "invalid_request");
+    }
+
+    /// OpTok rules through the whole pipeline (cases 25-32), all with a valid presentation.
+    #[tokio::test]
+    async fn optok_rules() {
+        let f = Fixture::new(SenderConstraint::None);
+        let claims = f.claims(None);
+        let body = claims.to_string();
+        let signed = |header: Value| f.key.jws(&header.to_string(), &body);
+        let unsigned = |header: Value| format!("{}.{}.", header::b64url_encode(header.to_string()), header::b64url_encode(&body));
+        let hs256 = {
+            let input = format!("{}.{}", header::b64url_encode(json!({"alg":"HS256","kid":"r1"}).to_string()), header::b64url_encode(&body));
+            let n = header::b64url(f.rsa.jwk()["n"].as_str().unwrap()).unwrap();
+            let mac = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &openssl::pkey::PKey::hmac(&n).unwrap())
+                .unwrap()
+                .sign_oneshot_to_vec(input.as_bytes())
+                .unwrap();
+            format!("{input}.{}", header::b64url_encode(mac))
+        };
+        let mut flipped = f.optok(&claims).into_bytes();
+        let at = flipped.len() - 5;
+        flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
+        let proof_as_optok = proof(&f.key, "ES256", &proof_claims());
+        let mut no_scope = claims.clone();
+        no_scope["scope"] = json!("other");
+        let rows: Vec<(&str, String, &str)> = vec![
+            ("valid", f.optok(&claims), "ok"),
+            ("rsa kid", f.rsa.jws(&json!({"alg":"PS256","kid":"r1"}).to_string(), &body), "ok"),
+            ("alg none", unsigned(json!({"alg":"none","kid":"a1"})), "invalid_optok"),
+            ("hs256 with n", hs256, "invalid_optok"),
+            ("jku", signed(json!({"alg":"ES256","kid":"a1","jku":"http://127.0.0.1:9/jwks"})), "invalid_optok"),
+            ("embedded jwk", signed(json!({"alg":"ES256","kid":"a1","jwk":f.key.jwk()})), "invalid_optok"),
+            ("unknown kid", signed(json!({"alg":"ES256","kid":"../../etc/passwd"})), "invalid_optok"),
+            ("huge kid", signed(json!({"alg":"ES256","kid":"k".repeat(10_000)})), "invalid_optok"),
+            ("wrong key type for kid", signed(json!({"alg":"ES256","kid":"r1"})), "invalid_optok"),
+            ("flipped signature", String::from_utf8(flipped).unwrap(), "invalid_optok"),
+            ("dpop proof as optok", proof_as_optok, "invalid_optok"),
+            ("crit", signed(json!({"alg":"ES256","kid":"a1","crit":["foo"],"foo":1})), "invalid_optok"),
+            ("insufficient scope", f.optok(&no_scope), "insufficient_optok_scope"),
+        ];
+        for (name, token, expected) in rows {
+            assert_eq!(reason(f.run(&[&format!("Bearer {token}")], &[], None).await), expected, "{name}");
+        }
+        // Unknown kids are looked up at most once per cooldown (the fetch fails: nothing listens).
+        assert!(f.authority.status().last_error.is_some());
+    }
+
+    /// Keys never fetched: 503 authority_unavailable; no credentials still means anonymous.
+    #[tokio::test]
+    async fn unavailable() {
+        let mut config = config(SenderConstraint::None);
+        config.metadata_address = "http://127.0.0.1:9/.well-known/openid-configuration".into();
+        let authority = Authority::new(config);
+        let f = Fixture::new(SenderConstraint::None);
+        let token = f.optok(&f.claims(None));
+        let header = format!("Bearer {token}");
+        let presented = Presented { method: "GET", authorization: vec![&header], dpop: vec![], form_password: None, client_cert_sha256: None };
+        let error = authority.authenticate(&presented, NOW).await.unwrap_err();
+        assert_eq!((error.status(), error.reason()), (503, "authority_unavailable"));
+        let anonymous = Presented { method: "GET", authorization: vec![], dpop: vec![], form_password: None, client_cert_sha256: None };
+        assert!(authority.authenticate(&anonymous, NOW).await.unwrap().is_none());
+    }
+
+    /// Status, reason, error code and challenge of each error.
+    #[rstest]
+    #[case(AuthError::MissingCredentials, SenderConstraint::Dpop, 401, None, r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
+    #[case(AuthError::MissingCredentials, SenderConstraint::DpopOrMtls, 401, None, r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512", Basic realm="registry-token""#)]
+    #[case(AuthError::MissingCredentials, SenderConstraint::Mtls, 401, None, r#"Basic realm="registry-token""#)]
+    #[case(AuthError::InvalidProof(DpopError::Signature), SenderConstraint::Dpop, 401, Some("invalid_dpop_proof"), r#"DPoP error="invalid_dpop_proof", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
+    #[case(AuthError::SenderMismatch { via: Via::Dpop, detail: "x" }, SenderConstraint::Dpop, 401, Some("invalid_token"), r#"DPoP error="invalid_token", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
+    #[case(AuthError::InvalidToken { via: Via::Bearer, source: OpTokError::Expired }, SenderConstraint::Mtls, 401, Some("invalid_token"), r#"Bearer error="invalid_token""#)]
+    #[case(AuthError::InsufficientScope { via: Via::Bearer }, SenderConstraint::None, 403, Some("insufficient_scope"), r#"Bearer error="insufficient_scope""#)]
+    #[case(AuthError::InvalidRequest("x"), SenderConstraint::Mtls, 400, Some("invalid_request"), r#"Bearer error="invalid_request""#)]
+    #[case(AuthError::Unavailable, SenderConstraint::Dpop, 503, None, r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
+    fn error_mapping(#[case] error: AuthError, #[case] constraint: SenderConstraint, #[case] status: u16, #[case] code: Option<&str>, #[case] challenge: &str) {
+        assert_eq!(error.status(), status);
+        assert_eq!(error.oauth_error(), code);
+        assert_eq!(error.www_authenticate(constraint), challenge);
+    }
+
+    /// Descriptions never quote the token.
+    #[tokio::test]
+    async fn descriptions_hide_tokens() {
+        let f = Fixture::new(SenderConstraint::Dpop);
+        let token = f.dpop_bound();
+        let error = f.run(&[&format!("Bearer {token}")], &[], None).await.unwrap_err();
+        let text = error.to_string();
+        assert!(!text.contains(&token[..20]), "{text}");
+        assert!(!format!("{error:?}").contains(&token[..20]));
+    }
+}

@@ -1,0 +1,97 @@
+//! `token inspect`: a token's header and claims, its expiry in words, the access it grants,
+//! and with `--verify` whether this sidecar's keys, issuer and service accept it.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::config;
+
+fn decode_part(part: &str) -> Option<Value> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// "in 4m 12s" or "4m 12s ago".
+fn relative(at: i64, now: i64) -> String {
+    let words = |secs: i64| humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string();
+    if at >= now {
+        format!("in {}", words(at - now))
+    } else {
+        format!("{} ago", words(now - at))
+    }
+}
+
+pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
+    let mut text = jwt.to_string();
+    if jwt == "-" {
+        text.clear();
+        if std::io::stdin().read_to_string(&mut text).is_err() {
+            eprintln!("token inspect: cannot read the token from standard input");
+            return ExitCode::from(2);
+        }
+    }
+    let token = text.trim();
+    let parts: Vec<&str> = token.split('.').collect();
+    let (Some(header), Some(claims)) = (
+        parts.first().and_then(|p| decode_part(p)),
+        parts.get(1).and_then(|p| decode_part(p)),
+    ) else {
+        eprintln!("token inspect: not a JWT (expected three base64url parts with JSON header and claims)");
+        return ExitCode::from(2);
+    };
+    if parts.len() != 3 {
+        eprintln!("token inspect: not a compact JWS (expected three parts, got {})", parts.len());
+        return ExitCode::from(2);
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!("header:\n{}", pretty(&header));
+    println!("claims:\n{}", pretty(&claims));
+    match claims.get("exp").and_then(Value::as_i64) {
+        Some(exp) if exp > now => println!("expires: {} ({exp})", relative(exp, now)),
+        Some(exp) => println!("expired: {} ({exp})", relative(exp, now)),
+        None => println!("expires: never (no numeric exp: most verifiers refuse it)"),
+    }
+    match claims.get("access").and_then(Value::as_array) {
+        Some(entries) if !entries.is_empty() => {
+            println!("grants:");
+            for entry in entries {
+                let field = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+                let actions: Vec<&str> = entry
+                    .get("actions")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!("  {} {}: {}", field("type"), field("name"), actions.join(", "));
+            }
+        }
+        Some(_) => println!("grants: nothing (a login token: it opens /v2/ only)"),
+        None => println!("grants: no `access` claim (not a registry token)"),
+    }
+    if !verify {
+        return ExitCode::SUCCESS;
+    }
+    let settings = match config::load(config_path) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("token inspect --verify needs the configuration: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let skew = settings.authority.clock_skew.as_secs() as i64;
+    match settings.keys.verify(token, &settings.signing_issuer, &settings.service, now, skew) {
+        Ok(_) => {
+            println!("verify: valid (issuer {}, service {})", settings.signing_issuer, settings.service);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("verify: NOT valid: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The command line (SPEC section 2): `serve`, `check-config`, `keygen`, `token inspect`.
+//!
+//! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
+
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config;
+use crate::token::{keygen, KeyAlg};
+
+/// An auth sidecar for OCI registries: token realm, sender-constrained tokens, enforcing proxy.
+#[derive(Debug, Parser)]
+#[command(name = "registry-token", version)]
+pub struct Cli {
+    /// Configuration file [default: $REGISTRY_TOKEN_CONFIG, then config/registry-token.yaml]
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar (the default)
+    Serve,
+    /// Load and validate the configuration, printing every problem with its YAML path
+    CheckConfig,
+    /// Write a stable CA, a signing key with its chain, and jwks.json
+    Keygen {
+        /// ES256, RS256 or EdDSA (Distribution 2.8 verifies ES256 and RS256 only)
+        #[arg(long, default_value = "ES256")]
+        alg: KeyAlg,
+        /// Folder to write into (created if missing; an existing CA is kept)
+        #[arg(long)]
+        out: PathBuf,
+        /// The realm to print in the registry's `auth.token` snippet
+        #[arg(long, default_value = "https://registry.example.com/token")]
+        realm: String,
+        /// The service to print in the snippet
+        #[arg(long, default_value = "registry.example.com")]
+        service: String,
+        /// The issuer to print in the snippet (signing.issuer)
+        #[arg(long, default_value = "registry-token")]
+        issuer: String,
+    },
+    /// Work with registry tokens
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a token's header and claims, its expiry in words and the access it grants
+    Inspect {
+        /// The JWT, or `-` to read it from standard input
+        jwt: String,
+        /// Check it against the configured signing keys, issuer and service
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+/// Sets up `tracing` on standard error; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Runs the command and returns the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let path = config::resolve_path(cli.config);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing::info!(config = %path.display(), "loading configuration");
+            match config::load(&path) {
+                Ok(settings) => crate::server::run(settings, path),
+                Err(errors) => {
+                    for e in &errors.errors {
+                        eprintln!("{}: {e}", errors.file.display());
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::CheckConfig => match config::load(&path) {
+            Ok(settings) => {
+                println!(
+                    "{}: valid ({} plans, {} revoked licenses, signing key {})",
+                    path.display(),
+                    settings.policy.plans.len(),
+                    settings.policy.revoked.len(),
+                    settings.keys.current.kid()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors.errors {
+                    eprintln!("{}: {e}", errors.file.display());
+                }
+                ExitCode::from(1)
+            }
+        },
+        Command::Keygen { alg, out, realm, service, issuer } => {
+            match keygen(alg, &out, &realm, &service, &issuer) {
+                Ok(generated) => {
+                    println!("wrote ca.crt, ca.key, signing.pem, signing-chain.crt, jwks.json to {}", generated.dir.display());
+                    println!("\nFor the registry's configuration:\n\n{}", generated.snippet);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("keygen: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Token { command: TokenCommand::Inspect { jwt, verify } } => inspect::run(&jwt, verify, &path),
+    }
+}

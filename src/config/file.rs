@@ -1,0 +1,213 @@
+//! The configuration file as written: a serde mirror of SPEC section 3 that refuses unknown keys.
+//!
+//! Nothing here is checked beyond its type; `validate` turns it into `Settings`.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub upstream: UpstreamFile,
+    pub authority: AuthorityFile,
+    #[serde(default)]
+    pub signing: SigningFile,
+    pub registry: RegistryFile,
+    #[serde(default)]
+    pub anonymous: Option<AnonymousFile>,
+    #[serde(default)]
+    pub plans: Vec<PlanFile>,
+    #[serde(default)]
+    pub default_plan: Option<String>,
+    #[serde(default)]
+    pub revoked_licenses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerFile {
+    pub listen: String,
+    pub admin_listen: String,
+    pub tls: Option<TlsFile>,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            listen: "0.0.0.0:8085".into(),
+            admin_listen: "127.0.0.1:9091".into(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsFile {
+    pub certificate: String,
+    pub private_key: String,
+    #[serde(default)]
+    pub client_ca: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct UpstreamFile {
+    pub url: String,
+    pub ca_certificate: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        UpstreamFile {
+            url: "http://127.0.0.1:5000".into(),
+            ca_certificate: None,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthorityFile {
+    pub issuer: String,
+    #[serde(default)]
+    pub metadata_address: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default = "default_audiences")]
+    pub audiences: Vec<String>,
+    #[serde(default = "default_required_scopes")]
+    pub required_scopes: Vec<String>,
+    #[serde(default = "default_constraint")]
+    pub sender_constraint: String,
+    #[serde(default = "default_skew")]
+    pub clock_skew: String,
+    #[serde(default)]
+    pub dpop: DpopFile,
+    #[serde(default)]
+    pub claims: ClaimsFile,
+}
+
+fn default_audiences() -> Vec<String> {
+    vec!["registry".into()]
+}
+fn default_required_scopes() -> Vec<String> {
+    vec!["registry.token.issue".into()]
+}
+fn default_constraint() -> String {
+    "dpopOrMtls".into()
+}
+fn default_skew() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct DpopFile {
+    pub proof_lifetime: String,
+    pub require_nonce: bool,
+}
+
+impl Default for DpopFile {
+    fn default() -> Self {
+        DpopFile {
+            proof_lifetime: "60s".into(),
+            require_nonce: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClaimsFile {
+    pub plan: String,
+    pub license: String,
+}
+
+impl Default for ClaimsFile {
+    fn default() -> Self {
+        ClaimsFile {
+            plan: "stellaops:plan".into(),
+            license: "stellaops:license".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct SigningFile {
+    pub issuer: String,
+    pub key_path: String,
+    pub key_password: Option<String>,
+    pub certificate_chain: Option<String>,
+    pub key_id: Option<String>,
+    pub key_id_format: String,
+    pub lifetime: String,
+    pub previous_keys: Vec<String>,
+}
+
+impl Default for SigningFile {
+    fn default() -> Self {
+        SigningFile {
+            issuer: "registry-token".into(),
+            key_path: "config/keys/signing.pem".into(),
+            key_password: None,
+            certificate_chain: None,
+            key_id: None,
+            key_id_format: "libtrust".into(),
+            lifetime: "5m".into(),
+            previous_keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryFile {
+    pub realm: String,
+    pub service: String,
+    #[serde(default)]
+    pub allowed_services: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnonymousFile {
+    pub plan: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlanFile {
+    pub name: String,
+    #[serde(default)]
+    pub repositories: Vec<RuleFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuleFile {
+    pub pattern: String,
+    #[serde(default = "default_actions")]
+    pub actions: Vec<String>,
+}
+
+fn default_actions() -> Vec<String> {
+    vec!["pull".into()]
+}
+
+/// Every key name of the schema, so that `REGISTRY_TOKEN_SIGNING__KEYID` finds `keyId`.
+pub const KEY_NAMES: &[&str] = &[
+    "server", "listen", "adminListen", "tls", "certificate", "privateKey", "clientCa",
+    "upstream", "url", "caCertificate", "insecureSkipVerify",
+    "authority", "issuer", "metadataAddress", "jwksUri", "audiences", "requiredScopes",
+    "senderConstraint", "clockSkew", "dpop", "proofLifetime", "requireNonce", "claims", "plan",
+    "license", "signing", "keyPath", "keyPassword", "certificateChain", "keyId", "keyIdFormat",
+    "lifetime", "previousKeys", "registry", "realm", "service", "allowedServices", "anonymous",
+    "plans", "name", "repositories", "pattern", "actions", "defaultPlan", "revokedLicenses",
+];

@@ -1,0 +1,537 @@
+//! Configuration: the YAML file (`file`), its environment overrides (`env`), validation into
+//! ready-to-use `Settings`, and the hot-reload service (`watch`).
+//!
+//! Loading never panics and reports every problem with its YAML path, so that `check-config`
+//! can list them all and a bad reload can keep the configuration in force.
+
+pub mod env;
+pub mod file;
+pub mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::authority::{AuthorityConfig, SenderConstraint};
+use crate::policy::{Pattern, Plan, Rule};
+use crate::token::{KeyIdFormat, KeySet, SigningConfig};
+use file::FileConfig;
+
+/// Where the configuration is read from when neither `--config` nor the environment says.
+pub const DEFAULT_PATH: &str = "config/registry-token.yaml";
+/// Capacity of the DPoP `jti` replay cache.
+const REPLAY_CAPACITY: usize = 100_000;
+/// Actions a plan may grant.
+const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
+
+/// One problem in the configuration, with the YAML path (or variable) it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        let all: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
+        write!(f, "{}", all.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The upstream registry, resolved once at load.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: Url,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub sni: String,
+    /// `scheme://host[:port]` as the registry writes it in `Location` headers.
+    pub origin: String,
+}
+
+/// The plans, defaults and revocations.
+#[derive(Debug, Default)]
+pub struct Policy {
+    pub plans: HashMap<String, Plan>,
+    pub default_plan: Option<String>,
+    pub anonymous_plan: Option<String>,
+    pub revoked: HashSet<String>,
+}
+
+impl Policy {
+    /// The plan a caller gets: its own claim, else `defaultPlan`; `None` for an unknown name.
+    pub fn plan_for(&self, claimed: Option<&str>) -> Option<&Plan> {
+        claimed
+            .or(self.default_plan.as_deref())
+            .and_then(|name| self.plans.get(name))
+    }
+
+    pub fn is_revoked(&self, license: Option<&str>) -> bool {
+        license.is_some_and(|l| self.revoked.contains(l))
+    }
+}
+
+/// The validated configuration, every value ready to use.
+#[derive(Debug)]
+pub struct Settings {
+    /// The file as read (after environment overrides), to tell restart-only changes at reload.
+    pub file: FileConfig,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub upstream: Upstream,
+    /// `scheme://host[:port]` of the sidecar as clients reach it (from `registry.realm`).
+    pub public_origin: String,
+    pub public_scheme: String,
+    pub public_host: String,
+    pub realm: String,
+    pub service: String,
+    /// `service` and `allowedServices`.
+    pub services: Vec<String>,
+    pub authority: AuthorityConfig,
+    pub signing_issuer: String,
+    pub lifetime: Duration,
+    pub keys: Arc<KeySet>,
+    pub policy: Policy,
+    /// Increases by one at every reload that takes effect.
+    pub generation: u64,
+}
+
+/// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("REGISTRY_TOKEN_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Reads, overrides from the environment, types and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        file: path.to_path_buf(),
+        errors,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(vec![ConfigError::new("", format!("cannot read the file: {e}"))]))?;
+    let file = parse(&text, std::env::vars()).map_err(fail)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(file, base).map_err(fail)
+}
+
+/// Parses YAML text, applies the overrides in `vars`, and types it (unknown keys refused).
+pub fn parse(
+    text: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<FileConfig, Vec<ConfigError>> {
+    if text.trim().is_empty() {
+        return Err(vec![ConfigError::new("", "the file is empty")]);
+    }
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        vec![ConfigError::new(at, format!("not valid YAML: {e}"))]
+    })?;
+    if !value.is_mapping() {
+        return Err(vec![ConfigError::new("", "the file must be a YAML mapping")]);
+    }
+    let errors = env::apply(&mut value, vars);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![ConfigError::new(path, e.into_inner().to_string())]
+    })
+}
+
+/// Collects problems while validating, each under its YAML path.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::new(path, message));
+    }
+
+    fn duration(&mut self, path: &str, text: &str) -> Duration {
+        humantime::parse_duration(text).unwrap_or_else(|e| {
+            self.add(path, format!("`{text}` is not a duration like 30s, 5m or 1h ({e})"));
+            Duration::ZERO
+        })
+    }
+
+    fn socket(&mut self, path: &str, text: &str) -> SocketAddr {
+        text.parse().unwrap_or_else(|_| {
+            self.add(path, format!("`{text}` is not an address like 0.0.0.0:8085"));
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+
+    fn url(&mut self, path: &str, text: &str) -> Option<Url> {
+        match Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
+            Ok(_) => {
+                self.add(path, format!("`{text}` must be an http or https URL with a host"));
+                None
+            }
+            Err(e) => {
+                self.add(path, format!("`{text}` is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    /// An https URL, or plain http to a loopback host (development and tests).
+    fn secure_url(&mut self, path: &str, text: &str) -> Option<Url> {
+        let url = self.url(path, text)?;
+        if url.scheme() == "http" && !is_loopback(&url) {
+            self.add(path, "must be https (plain http only for a loopback host)");
+        }
+        Some(url)
+    }
+}
+
+/// True when the URL's host is localhost or a loopback address.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// Turns the typed file into `Settings`, or every problem found. `base` is the folder of the
+/// configuration file; relative key paths are read from the working directory, as written.
+pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigError>> {
+    let mut p = Problems::default();
+    let listen = p.socket("server.listen", &file.server.listen);
+    let admin_listen = p.socket("server.adminListen", &file.server.admin_listen);
+    if file.server.tls.is_some() {
+        p.add("server.tls", "TLS termination is not available in this version");
+    }
+
+    let upstream = p.url("upstream.url", &file.upstream.url).and_then(|url| {
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addr = match host.parse::<IpAddr>() {
+            Ok(ip) => Some(SocketAddr::new(ip, port)),
+            Err(_) => (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()),
+        };
+        let Some(addr) = addr else {
+            p.add("upstream.url", format!("cannot resolve the host `{host}`"));
+            return None;
+        };
+        Some(Upstream {
+            tls: url.scheme() == "https",
+            sni: host,
+            origin: origin(&url),
+            addr,
+            url,
+        })
+    });
+    if file.upstream.ca_certificate.is_some() || file.upstream.insecure_skip_verify {
+        p.add("upstream", "upstream TLS settings are not available in this version");
+    }
+
+    let a = &file.authority;
+    let issuer = p.secure_url("authority.issuer", &a.issuer);
+    let metadata_address = match &a.metadata_address {
+        Some(m) => {
+            p.secure_url("authority.metadataAddress", m);
+            m.clone()
+        }
+        None => format!("{}/.well-known/openid-configuration", a.issuer.trim_end_matches('/')),
+    };
+    if let Some(j) = &a.jwks_uri {
+        p.secure_url("authority.jwksUri", j);
+    }
+    if issuer.is_some() && a.audiences.is_empty() {
+        p.add("authority.audiences", "must name at least one audience");
+    }
+    let sender_constraint = match a.sender_constraint.as_str() {
+        "dpop" => SenderConstraint::Dpop,
+        "mtls" => SenderConstraint::Mtls,
+        "dpopOrMtls" => SenderConstraint::DpopOrMtls,
+        "none" => SenderConstraint::None,
+        other => {
+            p.add("authority.senderConstraint", format!("`{other}` is not one of dpop, mtls, dpopOrMtls, none"));
+            SenderConstraint::Dpop
+        }
+    };
+    if sender_constraint == SenderConstraint::Mtls {
+        p.add("authority.senderConstraint", "mtls needs server.tls.clientCa, which this version does not offer");
+    }
+    let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
+    let proof_lifetime = p.duration("authority.dpop.proofLifetime", &a.dpop.proof_lifetime);
+    if a.dpop.require_nonce {
+        p.add("authority.dpop.requireNonce", "server nonces are not available in this version");
+    }
+
+    let r = &file.registry;
+    let realm = p.url("registry.realm", &r.realm);
+    if r.service.trim().is_empty() {
+        p.add("registry.service", "must not be empty");
+    }
+    let mut services = vec![r.service.clone()];
+    services.extend(r.allowed_services.iter().cloned());
+
+    let s = &file.signing;
+    if s.issuer.trim().is_empty() {
+        p.add("signing.issuer", "must not be empty");
+    }
+    let lifetime = p.duration("signing.lifetime", &s.lifetime);
+    if lifetime < Duration::from_secs(60) && !lifetime.is_zero() {
+        p.add("signing.lifetime", "must be at least 60s (clients refuse shorter tokens)");
+    }
+    let key_id_format = match s.key_id_format.as_str() {
+        "libtrust" => KeyIdFormat::Libtrust,
+        "thumbprint" => KeyIdFormat::Thumbprint,
+        other => {
+            p.add("signing.keyIdFormat", format!("`{other}` is not one of libtrust, thumbprint"));
+            KeyIdFormat::Libtrust
+        }
+    };
+    let signing = SigningConfig {
+        key_path: PathBuf::from(&s.key_path),
+        key_password: s.key_password.clone(),
+        certificate_chain: s.certificate_chain.as_ref().map(PathBuf::from),
+        key_id: s.key_id.clone(),
+        key_id_format,
+        previous_keys: s.previous_keys.iter().map(PathBuf::from).collect(),
+    };
+    let keys = KeySet::load(&signing)
+        .map_err(|e| p.add("signing.keyPath", e.to_string()))
+        .ok();
+
+    let policy = policy(&file, &mut p);
+
+    let (Some(upstream), Some(realm), Some(keys), true) = (upstream, realm, keys, p.0.is_empty())
+    else {
+        return Err(p.0);
+    };
+    let authority = AuthorityConfig {
+        issuer: a.issuer.clone(),
+        metadata_address,
+        jwks_uri: a.jwks_uri.clone(),
+        audiences: a.audiences.clone(),
+        required_scopes: a.required_scopes.clone(),
+        sender_constraint,
+        clock_skew,
+        proof_lifetime,
+        plan_claim: a.claims.plan.clone(),
+        license_claim: a.claims.license.clone(),
+        realm: realm.to_string(),
+        replay_capacity: REPLAY_CAPACITY,
+    };
+    let public_host = match realm.port() {
+        Some(port) => format!("{}:{port}", realm.host_str().unwrap_or_default()),
+        None => realm.host_str().unwrap_or_default().to_string(),
+    };
+    Ok(Settings {
+        listen,
+        admin_listen,
+        upstream,
+        public_origin: origin(&realm),
+        public_scheme: realm.scheme().to_string(),
+        public_host,
+        realm: realm.to_string(),
+        service: r.service.clone(),
+        services,
+        authority,
+        signing_issuer: s.issuer.clone(),
+        lifetime,
+        keys: Arc::new(keys),
+        policy,
+        file,
+        generation: 1,
+    })
+}
+
+/// Plans, defaults and revocations, each problem under its path.
+fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
+    let mut plans = HashMap::new();
+    for (i, plan) in file.plans.iter().enumerate() {
+        let at = format!("plans[{i}]");
+        if plan.name.trim().is_empty() {
+            p.add(format!("{at}.name"), "must not be empty");
+        }
+        let mut rules = Vec::new();
+        for (j, rule) in plan.repositories.iter().enumerate() {
+            let at = format!("{at}.repositories[{j}]");
+            match Pattern::compile(&rule.pattern) {
+                Ok(pattern) => rules.push(Rule {
+                    pattern,
+                    actions: rule.actions.clone(),
+                }),
+                Err(e) => p.add(format!("{at}.pattern"), e.to_string()),
+            }
+            for (k, action) in rule.actions.iter().enumerate() {
+                if !ACTIONS.contains(&action.as_str()) {
+                    p.add(format!("{at}.actions[{k}]"), format!("`{action}` is not one of pull, push, delete, *"));
+                }
+            }
+        }
+        let compiled = Plan {
+            name: plan.name.clone(),
+            rules,
+        };
+        if plans.insert(plan.name.clone(), compiled).is_some() {
+            p.add(format!("{at}.name"), format!("plan `{}` is defined twice", plan.name));
+        }
+    }
+    if let Some(name) = &file.default_plan {
+        if !plans.contains_key(name) {
+            p.add("defaultPlan", format!("names no plan: `{name}`"));
+        }
+    }
+    let anonymous_plan = file.anonymous.as_ref().map(|a| a.plan.clone());
+    if let Some(name) = &anonymous_plan {
+        if !plans.contains_key(name) {
+            p.add("anonymous.plan", format!("names no plan: `{name}`"));
+        }
+    }
+    Policy {
+        plans,
+        default_plan: file.default_plan.clone(),
+        anonymous_plan,
+        revoked: file.revoked_licenses.iter().cloned().collect(),
+    }
+}
+
+/// The sections that differ between two files and only take effect after a restart: the
+/// listeners, and the Authority whose keys are cached for the process's life.
+pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.server != new.server {
+        changed.push("server");
+    }
+    if old.authority != new.authority {
+        changed.push("authority");
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const MINIMAL: &str = "authority:\n  issuer: http://127.0.0.1:9\nregistry:\n  realm: http://127.0.0.1:8085/token\n  service: registry.test\n";
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Files that are not valid are refused with the place of the problem (SECURITY 65).
+    #[rstest]
+    #[case::empty("", "")]
+    #[case::tab_indentation("authority:\n\tissuer: x\n", "line")]
+    #[case::duplicate_key("authority:\n  issuer: a\n  issuer: b\nregistry:\n  realm: x\n  service: y\n", "line")]
+    #[case::unknown_key("authority:\n  issuer: a\n  requried_audience: x\nregistry:\n  realm: x\n  service: y\n", "authority")]
+    #[case::wrong_type("authority:\n  issuer: a\n  audiences: 5\nregistry:\n  realm: x\n  service: y\n", "authority.audiences")]
+    #[case::plans_not_a_list("authority:\n  issuer: a\nregistry:\n  realm: x\n  service: y\nplans: {}\n", "plans")]
+    #[case::not_a_mapping("- a\n- b\n", "")]
+    fn malformed_files_are_refused(#[case] text: &str, #[case] path_starts: &str) {
+        let errors = parse(text, no_env()).expect_err("must be refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].path.starts_with(path_starts), "{errors:?}");
+        assert!(!errors[0].message.is_empty());
+    }
+
+    /// An unknown key is named in the message, so the operator sees the typo.
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}defaultPlann: x\n");
+        let errors = parse(&text, no_env()).unwrap_err();
+        assert!(errors[0].message.contains("defaultPlann"), "{errors:?}");
+    }
+
+    /// Every policy problem is reported at once, each under its YAML path.
+    #[test]
+    fn policy_problems_carry_their_paths() {
+        let text = format!(
+            "{MINIMAL}plans:\n  - name: a\n    repositories:\n      - pattern: \"acme/*\"\n  - name: a\n    repositories:\n      - pattern: \"foo*\"\n        actions: [pull, fly]\ndefaultPlan: nope\nanonymous:\n  plan: ghost\n"
+        );
+        let file = parse(&text, no_env()).unwrap();
+        let mut p = Problems::default();
+        let policy = policy(&file, &mut p);
+        let paths: Vec<&str> = p.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "plans[1].repositories[0].pattern",
+                "plans[1].repositories[0].actions[1]",
+                "plans[1].name",
+                "defaultPlan",
+                "anonymous.plan",
+            ]
+        );
+        assert!(policy.plan_for(Some("a")).is_some());
+    }
+
+    /// Actions default to pull; the plan of a caller without a plan claim is `defaultPlan`.
+    #[test]
+    fn defaults_apply() {
+        let text = format!("{MINIMAL}plans:\n  - name: public\n    repositories:\n      - pattern: \"pub/*\"\ndefaultPlan: public\nrevokedLicenses: [L1]\n");
+        let file = parse(&text, no_env()).unwrap();
+        assert_eq!(file.plans[0].repositories[0].actions, ["pull"]);
+        assert_eq!(file.authority.sender_constraint, "dpopOrMtls");
+        let mut p = Problems::default();
+        let policy = policy(&file, &mut p);
+        assert!(p.0.is_empty());
+        assert_eq!(policy.plan_for(None).map(|p| p.name.as_str()), Some("public"));
+        assert!(policy.plan_for(Some("gold")).is_none());
+        assert!(policy.is_revoked(Some("L1")));
+        assert!(!policy.is_revoked(None));
+    }
+
+    /// Environment overrides apply before typing, so they are validated like the file.
+    #[test]
+    fn env_overrides_are_typed() {
+        let vars = vec![("REGISTRY_TOKEN_SIGNING__LIFETIME".to_string(), "10m".to_string())];
+        let file = parse(MINIMAL, vars).unwrap();
+        assert_eq!(file.signing.lifetime, "10m");
+        let vars = vec![("REGISTRY_TOKEN_AUTHORITY__AUDIENCE".to_string(), "x".to_string())];
+        let errors = parse(MINIMAL, vars).unwrap_err();
+        assert!(errors[0].message.contains("audience"), "{errors:?}");
+    }
+}

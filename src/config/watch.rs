@@ -1,0 +1,133 @@
+//! Hot reload: a pingora background service that reloads the configuration when the file
+//! changes (inotify through `notify`, with a slow poll as a safety net) or on SIGHUP.
+//!
+//! A new file is validated whole; only then is it swapped in, so each request sees one
+//! complete version and a broken file leaves the last good configuration in force.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use notify::{EventKind, RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use sha2::{Digest, Sha256};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::Settings;
+use crate::metrics;
+
+/// How long file events settle before a reload (editors write in several steps).
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// The safety-net poll: catches changes no event reported (network filesystems, odd tools).
+const POLL: Duration = Duration::from_secs(1);
+
+/// The reload service.
+pub struct Reloader {
+    pub path: PathBuf,
+    pub settings: Arc<ArcSwap<Settings>>,
+}
+
+fn fingerprint(path: &PathBuf) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|bytes| Sha256::digest(bytes).into())
+}
+
+impl Reloader {
+    /// Loads the file and swaps it in when valid; counts and logs the outcome either way.
+    pub fn reload(&self, why: &str) {
+        let current = self.settings.load_full();
+        match super::load(&self.path) {
+            Ok(mut next) => {
+                for section in super::restart_only_changes(&current.file, &next.file) {
+                    tracing::warn!(section, "configuration changed in a section that takes effect only after a restart");
+                }
+                next.generation = current.generation + 1;
+                let generation = next.generation;
+                self.settings.store(Arc::new(next));
+                metrics::get().config_reloads.with_label_values(&["ok"]).inc();
+                metrics::get().config_generation.set(generation as i64);
+                tracing::info!(why, generation, "configuration reloaded");
+            }
+            Err(errors) => {
+                metrics::get().config_reloads.with_label_values(&["error"]).inc();
+                for e in &errors.errors {
+                    tracing::error!(why, path = %e.path, problem = %e.message, "configuration rejected; the previous one stays in force");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let name = self.path.file_name().map(|n| n.to_os_string());
+        // Keep the watcher alive for the loop's life. It watches the folder, so that a file
+        // replaced by rename, or a Kubernetes `..data` symlink swap, is seen.
+        let _watcher = {
+            let dir = match self.path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                let relevant = matches!(
+                    event.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) && event.paths.iter().any(|p| {
+                    p.file_name().is_some_and(|f| Some(f) == name.as_deref() || f == "..data")
+                });
+                if relevant {
+                    let _ = tx.send(());
+                }
+            });
+            match watcher {
+                Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+                    Ok(()) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the configuration folder; polling only");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "no file watcher; polling only");
+                    None
+                }
+            }
+        };
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP reload unavailable");
+                None
+            }
+        };
+        let mut seen = fingerprint(&self.path);
+        let mut poll = tokio::time::interval(POLL);
+        loop {
+            let why = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = events.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while events.try_recv().is_ok() {}
+                    "file changed"
+                }
+                _ = poll.tick() => "file changed (poll)",
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    seen = fingerprint(&self.path);
+                    self.reload("SIGHUP");
+                    continue;
+                }
+            };
+            let now = fingerprint(&self.path);
+            if now.is_some() && now != seen {
+                seen = now;
+                self.reload(why);
+            }
+        }
+    }
+}

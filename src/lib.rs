@@ -1,0 +1,38 @@
+//! registry-token: an auth sidecar for OCI registries, built on pingora.
+//!
+//! ```text
+//! request ─▶ request_filter ─▶ path
+//!              ├─ /healthz /readyz /.well-known/jwks.json → respond
+//!              ├─ /token  → token::realm::issue  (authority → policy → token) → JSON / problem
+//!              ├─ /v2/... → proxy::authorize     (registry::route → token verify → revocation)
+//!              │               ├─ deny  → 401 challenge / 400 / 404 / 405, never forwarded
+//!              │               └─ allow → streamed to the registry
+//!              └─ anything else → 404
+//!         upstream_peer           → the upstream resolved when the config loaded
+//!         upstream_request_filter → X-Forwarded-* and Host from config, client headers stripped
+//!         response_filter         → Location back at the sidecar
+//!         fail_to_proxy           → Docker `errors` body for 502/504
+//!         logging                 → metrics
+//! ```
+//!
+//! `authority`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
+//! `proxy` and `config::watch` do.
+
+/// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints.
+pub mod authority;
+/// Command-line tools: check-config, keygen, token inspect.
+pub mod cli;
+/// The configuration file, its validation, environment overrides and hot reload.
+pub mod config;
+/// Every exported metric.
+pub mod metrics;
+/// Plans: repository patterns and the grants they make.
+pub mod policy;
+/// The pingora proxy: dispatch, `/v2/` authorization, responses.
+pub mod proxy;
+/// Distribution's grammar: repository names, token scopes, the `/v2/` route table.
+pub mod registry;
+/// The pingora server and its services.
+pub mod server;
+/// Registry tokens: signing keys, claims, the realm, keygen.
+pub mod token;

@@ -1,0 +1,92 @@
+//! Every metric the sidecar exports, in one prometheus `Registry` served by the admin listener.
+//!
+//! Names and labels are part of the contract (SPEC section 6): change them only with the SPEC.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The sidecar's metrics, registered once in their own registry.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Registry tokens issued, by plan.
+    pub issued: IntCounterVec,
+    /// Token requests refused, by reason (SPEC section 4).
+    pub rejected: IntCounterVec,
+    /// Proxied `/v2/` requests, by method and status.
+    pub proxy_requests: IntCounterVec,
+    /// Time from request to response for `/v2/` requests, by method.
+    pub proxy_duration: HistogramVec,
+    /// `/v2/` requests refused by the sidecar before reaching the registry, by reason.
+    pub proxy_denied: IntCounterVec,
+    /// Configuration reloads, by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
+    /// Increases by one at every configuration that takes effect.
+    pub config_generation: IntGauge,
+    /// Fetches of the Authority's JWKS, by result.
+    pub authority_refresh: IntCounterVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(counter.clone())).expect("unique metric");
+    counter
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let proxy_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "registry_proxy_request_duration_seconds",
+                "Duration of proxied /v2/ requests",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ]),
+            &["method"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(proxy_duration.clone()))
+            .expect("unique metric");
+        let config_generation = IntGauge::new(
+            "registry_token_config_generation",
+            "Generation of the configuration in force",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(config_generation.clone()))
+            .expect("unique metric");
+        Metrics {
+            issued: counter(&registry, "registry_token_issued_total", "Registry tokens issued", &["plan"]),
+            rejected: counter(&registry, "registry_token_rejected_total", "Token requests rejected", &["reason"]),
+            proxy_requests: counter(&registry, "registry_proxy_requests_total", "Proxied /v2/ requests", &["method", "status"]),
+            proxy_duration,
+            proxy_denied: counter(&registry, "registry_proxy_denied_total", "/v2/ requests denied by the sidecar", &["reason"]),
+            config_reloads: counter(&registry, "registry_token_config_reloads_total", "Configuration reloads", &["result"]),
+            config_generation,
+            authority_refresh: counter(&registry, "registry_token_authority_keys_refresh_total", "Authority JWKS fetches", &["result"]),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        out
+    }
+}

@@ -1,0 +1,162 @@
+//! The `/v2/` decision (SPEC section 5), a plain function: route → needed scopes → the
+//! sidecar-issued bearer token → live revocation → allow, or the response that refuses.
+
+use crate::config::Settings;
+use crate::registry::{route, Access, ResourceType, RouteError, Routed};
+
+/// A request the registry may see.
+#[derive(Debug)]
+pub struct Allowed {
+    pub routed: Routed,
+    pub subject: String,
+}
+
+/// A refusal, written by the sidecar; nothing is forwarded.
+#[derive(Debug, PartialEq)]
+pub struct Denied {
+    pub status: u16,
+    /// Label of `registry_proxy_denied_total`.
+    pub reason: &'static str,
+    /// Docker error code (`UNAUTHORIZED`, `DENIED`, `NAME_INVALID`...).
+    pub code: &'static str,
+    pub message: String,
+    pub www_authenticate: Option<String>,
+}
+
+/// What the decision needs of the request.
+pub struct V2Request<'a> {
+    pub method: &'a str,
+    /// The raw path, as received (not decoded).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub authorization: Vec<&'a str>,
+    pub content_type: Option<&'a str>,
+}
+
+fn scope_text(needs: &[Access]) -> String {
+    // One challenge scope per repository (or catalog), actions joined, in first-seen order.
+    let mut scopes: Vec<(String, Vec<&str>)> = Vec::new();
+    for need in needs {
+        let head = match need.resource_type {
+            ResourceType::Repository => format!("repository:{}", need.name),
+            ResourceType::Registry => format!("registry:{}", need.name),
+        };
+        match scopes.iter_mut().find(|(h, _)| *h == head) {
+            Some((_, actions)) if !actions.contains(&need.action.as_str()) => actions.push(&need.action),
+            Some(_) => {}
+            None => scopes.push((head, vec![need.action.as_str()])),
+        }
+    }
+    scopes
+        .into_iter()
+        .map(|(head, actions)| format!("{head}:{}", actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn challenge(settings: &Settings, needs: &[Access], error: Option<&str>) -> String {
+    let mut header = format!("Bearer realm=\"{}\",service=\"{}\"", settings.realm, settings.service);
+    if !needs.is_empty() {
+        header.push_str(&format!(",scope=\"{}\"", scope_text(needs)));
+    }
+    if let Some(error) = error {
+        header.push_str(&format!(",error=\"{error}\""));
+    }
+    header
+}
+
+fn unauthorized(settings: &Settings, needs: &[Access], error: Option<&str>, reason: &'static str, message: &str) -> Denied {
+    Denied {
+        status: 401,
+        reason,
+        code: "UNAUTHORIZED",
+        message: message.to_string(),
+        www_authenticate: Some(challenge(settings, needs, error)),
+    }
+}
+
+fn route_denied(e: RouteError) -> Denied {
+    let code = match e.status() {
+        404 => "NOT_FOUND",
+        405 => "UNSUPPORTED",
+        _ => "NAME_INVALID",
+    };
+    Denied {
+        status: e.status(),
+        reason: e.reason(),
+        code,
+        message: e.to_string(),
+        www_authenticate: None,
+    }
+}
+
+/// Decides one `/v2/` request at Unix time `now`.
+pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<Allowed, Denied> {
+    let routed = route(req.method, req.path, req.query).map_err(route_denied)?;
+    let is_form = req
+        .content_type
+        .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if req.method == "POST" && is_form {
+        // Distribution reads `mount`/`from` from the form too: refuse rather than parse bodies.
+        return Err(Denied {
+            status: 400,
+            reason: "form_body",
+            code: "UNSUPPORTED",
+            message: "form-encoded bodies are not accepted on /v2/".into(),
+            www_authenticate: None,
+        });
+    }
+
+    let token = match req.authorization.as_slice() {
+        [] => return Err(unauthorized(settings, &routed.needs, None, "missing_token", "authentication required")),
+        [one] => match one.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+            _ => return Err(unauthorized(settings, &routed.needs, None, "missing_token", "a bearer token from the realm is required")),
+        },
+        _ => {
+            return Err(Denied {
+                status: 400,
+                reason: "duplicate_authorization",
+                code: "UNAUTHORIZED",
+                message: "more than one Authorization header".into(),
+                www_authenticate: None,
+            })
+        }
+    };
+    let leeway = settings.authority.clock_skew.as_secs() as i64;
+    let claims = settings
+        .keys
+        .verify(token, &settings.signing_issuer, &settings.service, now, leeway)
+        .map_err(|_| unauthorized(settings, &routed.needs, Some("invalid_token"), "invalid_token", "the token is not valid here"))?;
+    let license = claims
+        .extra
+        .get(&settings.authority.license_claim)
+        .and_then(|l| l.as_str());
+    if settings.policy.is_revoked(license) {
+        return Err(unauthorized(settings, &routed.needs, Some("invalid_token"), "license_revoked", "the token's license has been revoked"));
+    }
+    let type_name = |t: &ResourceType| match t {
+        ResourceType::Repository => "repository",
+        ResourceType::Registry => "registry",
+    };
+    let covered = routed.needs.iter().all(|need| {
+        claims.access.iter().any(|a| {
+            a.resource_type == type_name(&need.resource_type)
+                && a.name == need.name
+                && a.actions.iter().any(|x| *x == need.action)
+        })
+    });
+    if !covered {
+        return Err(unauthorized(
+            settings,
+            &routed.needs,
+            Some("insufficient_scope"),
+            "insufficient_scope",
+            "the token does not grant this access",
+        ));
+    }
+    Ok(Allowed {
+        routed,
+        subject: claims.sub,
+    })
+}

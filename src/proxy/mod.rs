@@ -1,0 +1,290 @@
+//! The pingora `ProxyHttp` implementation: a thin dispatcher, its hooks in phase order.
+//!
+//! `request_filter` answers everything the sidecar owns (health, JWKS, the token realm, every
+//! refusal) and lets through only `/v2/` requests that `authorize` allowed; the other hooks
+//! pick the upstream, clean the forwarded headers, fix `Location`, and count.
+
+mod authorize;
+pub mod respond;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+pub use authorize::{authorize, Allowed, Denied, V2Request};
+
+use crate::authority::Authority;
+use crate::config::Settings;
+use crate::metrics;
+use crate::token::realm::{self, TokenRequest};
+
+/// Largest `POST /token` form accepted.
+const MAX_FORM: usize = 64 * 1024;
+/// Time to connect to the registry before answering 502.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time the registry may stay silent mid-request before the answer is 504.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Headers a client must never choose for the registry: proxy and client-certificate claims.
+const STRIPPED: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "x-forwarded-client-cert",
+    "client-cert",
+    "client-cert-chain",
+    "x-ssl-client-cert",
+    "x-client-cert",
+];
+
+/// The sidecar's proxy service.
+pub struct Sidecar {
+    pub settings: Arc<ArcSwap<Settings>>,
+    pub authority: Arc<Authority>,
+    /// For `/readyz`: does the registry answer?
+    pub probe: reqwest::Client,
+}
+
+/// Per-request state: one configuration version for the whole request.
+pub struct Ctx {
+    settings: Arc<Settings>,
+    started: Instant,
+    /// Route label for `/v2/` requests the sidecar forwards or refuses; `None` elsewhere.
+    route: Option<&'static str>,
+    upstream_query: Option<String>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
+    req.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .collect()
+}
+
+/// The raw request target split into path and query, or `None` when it is not UTF-8.
+fn target(req: &RequestHeader) -> Option<(String, Option<String>)> {
+    let raw = std::str::from_utf8(req.raw_path()).ok()?;
+    Some(match raw.split_once('?') {
+        Some((path, query)) => (path.to_string(), Some(query.to_string())),
+        None => (raw.to_string(), None),
+    })
+}
+
+impl Sidecar {
+    async fn readiness(&self, session: &mut Session, settings: &Settings) -> Result<()> {
+        let mut waiting = Vec::new();
+        let keys = self.authority.status();
+        if !keys.usable {
+            let why = keys.last_error.unwrap_or_else(|| "no keys fetched yet".into());
+            waiting.push(format!("authority: {why}"));
+        }
+        let url = format!("{}/v2/", settings.upstream.origin);
+        if let Err(e) = self.probe.get(&url).send().await {
+            waiting.push(format!("upstream: {url} does not answer ({e})"));
+        }
+        if waiting.is_empty() {
+            respond::text(session, 200, "ready").await
+        } else {
+            let body = serde_json::json!({ "ready": false, "waiting": waiting });
+            respond::json(session, 503, &body, &[]).await
+        }
+    }
+
+    async fn token(&self, session: &mut Session, settings: &Settings) -> Result<()> {
+        let method = session.req_header().method.as_str().to_string();
+        if method != "GET" && method != "POST" {
+            return respond::send(session, 405, "text/plain", &[("Allow", "GET, POST".into())], Bytes::from_static(b"use GET or POST"), true).await;
+        }
+        let mut form = Vec::new();
+        if method == "POST" {
+            while let Some(chunk) = session.read_request_body().await? {
+                form.extend_from_slice(&chunk);
+                if form.len() > MAX_FORM {
+                    return respond::send(session, 413, "text/plain", &[], Bytes::from_static(b"form too large"), true).await;
+                }
+            }
+        }
+        let req = session.req_header();
+        let query = target(req).and_then(|(_, q)| q);
+        let request = TokenRequest {
+            method: &method,
+            query: query.as_deref(),
+            form: (method == "POST").then_some(form.as_slice()),
+            authorization: header_values(req, "authorization"),
+            dpop: header_values(req, "dpop"),
+            client_cert_sha256: None,
+        };
+        match realm::issue(settings, &self.authority, &request, now()).await {
+            Ok(issued) => {
+                metrics::get().issued.with_label_values(&[&issued.plan]).inc();
+                tracing::info!(decision = "issued", plan = %issued.plan, granted = ?issued.granted, "token issued");
+                respond::json(session, 200, &issued, &[]).await
+            }
+            Err(rejection) => {
+                metrics::get().rejected.with_label_values(&[rejection.reason]).inc();
+                tracing::info!(decision = "rejected", reason = rejection.reason, status = rejection.status, "token refused");
+                respond::rejection(session, &rejection).await
+            }
+        }
+    }
+
+    /// `Ok(true)` when the sidecar answered, `Ok(false)` when the request goes to the registry.
+    async fn v2(&self, session: &mut Session, ctx: &mut Ctx, path: &str, query: Option<&str>) -> Result<bool> {
+        let req = session.req_header();
+        let content_type = req.headers.get("content-type").and_then(|v| v.to_str().ok());
+        let request = V2Request {
+            method: req.method.as_str(),
+            path,
+            query,
+            authorization: header_values(req, "authorization"),
+            content_type,
+        };
+        match authorize(&ctx.settings, &request, now()) {
+            Ok(allowed) => {
+                ctx.route = Some(allowed.routed.route.label());
+                ctx.upstream_query = allowed.routed.upstream_query;
+                Ok(false)
+            }
+            Err(denied) => {
+                metrics::get().proxy_denied.with_label_values(&[denied.reason]).inc();
+                tracing::info!(decision = "denied", reason = denied.reason, status = denied.status, path, "request refused");
+                // A refused upload may leave its body unread: close rather than misparse it.
+                let has_body = req.headers.contains_key("content-length") || req.headers.contains_key("transfer-encoding");
+                respond::docker_error(session, denied.status, denied.code, &denied.message, denied.www_authenticate.as_deref(), has_body).await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Sidecar {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            settings: self.settings.load_full(),
+            started: Instant::now(),
+            route: None,
+            upstream_query: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let settings = ctx.settings.clone();
+        let Some((path, query)) = target(session.req_header()) else {
+            respond::docker_error(session, 400, "NAME_INVALID", "the request path is not UTF-8", None, true).await?;
+            return Ok(true);
+        };
+        match path.as_str() {
+            "/healthz" => respond::text(session, 200, "ok").await?,
+            "/readyz" => self.readiness(session, &settings).await?,
+            "/.well-known/jwks.json" => respond::json(session, 200, &settings.keys.jwks(), &[]).await?,
+            "/token" => self.token(session, &settings).await?,
+            p if p == "/v2" || p.starts_with("/v2/") => return self.v2(session, ctx, p, query.as_deref()).await,
+            _ => respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", None, true).await?,
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let upstream = &ctx.settings.upstream;
+        let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni.clone());
+        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        peer.options.read_timeout = Some(READ_TIMEOUT);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let settings = &ctx.settings;
+        for name in STRIPPED {
+            upstream.remove_header(*name);
+        }
+        upstream.insert_header("Host", settings.public_host.as_str())?;
+        upstream.insert_header("X-Forwarded-Host", settings.public_host.as_str())?;
+        upstream.insert_header("X-Forwarded-Proto", settings.public_scheme.as_str())?;
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            upstream.insert_header("X-Forwarded-For", addr.ip().to_string())?;
+        }
+        if let Some(query) = ctx.upstream_query.take() {
+            let path = target(upstream).map(|(p, _)| p).unwrap_or_default();
+            let rewritten = if query.is_empty() { path } else { format!("{path}?{query}") };
+            upstream.set_raw_path(rewritten.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        // The registry writes absolute `Location`s from X-Forwarded-*; fix any that slipped through.
+        let origin = &ctx.settings.upstream.origin;
+        let location = response.headers.get("location").and_then(|l| l.to_str().ok());
+        if let Some(rest) = location.and_then(|l| l.strip_prefix(origin.as_str())) {
+            let fixed = format!("{}{rest}", ctx.settings.public_origin);
+            response.insert_header("Location", fixed)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let code = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(code)) => *code,
+            (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => 504,
+            (ErrorSource::Upstream, ErrorType::ConnectTimedout) => 504,
+            (ErrorSource::Upstream, _) => 502,
+            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => 0,
+            (ErrorSource::Downstream, _) => 400,
+            _ => 500,
+        };
+        if code > 0 {
+            let message = match code {
+                502 => "the registry cannot be reached",
+                504 => "the registry did not answer in time",
+                400 => "the request could not be read",
+                _ => "the request failed",
+            };
+            let code_name = if code >= 500 { "UNAVAILABLE" } else { "UNSUPPORTED" };
+            let _ = respond::docker_error(session, code, code_name, message, None, true).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let Some(route) = ctx.route else { return };
+        let method = session.req_header().method.as_str().to_string();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let m = metrics::get();
+        m.proxy_requests
+            .with_label_values(&[method.as_str(), status.to_string().as_str()])
+            .inc();
+        m.proxy_duration
+            .with_label_values(&[method.as_str()])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        tracing::debug!(route, method, status, error = e.map(|e| e.to_string()), "proxied");
+    }
+}

@@ -1,0 +1,13 @@
+//! Distribution's grammar, as the sidecar must read it before it trusts anything:
+//! repository names ([`name`]), the token scopes a client asks the realm for ([`scope`]), and
+//! the `/v2/` route table that says which grants a request needs ([`route`]).
+//!
+//! Plain functions over plain types: nothing here knows of pingora or of the configuration.
+
+pub mod name;
+pub mod route;
+pub mod scope;
+
+pub use name::{is_valid_digest, is_valid_name, is_valid_tag};
+pub use route::{route, Access, Route, RouteError, Routed};
+pub use scope::{parse_scopes, ResourceType, Scope, ScopeError};
