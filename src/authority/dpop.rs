@@ -86,7 +86,10 @@ pub fn access_token_hash(access_token: &str) -> String {
 /// user info refused or dropped; the path is kept exactly. `None` when not an http(s) URL.
 pub fn normalize_htu(htu: &str) -> Option<String> {
     let url = url::Url::parse(htu).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return None;
     }
     let host = url.host_str()?;
@@ -102,16 +105,26 @@ pub(crate) fn integer(value: &Value) -> Option<i64> {
 }
 
 /// Verifies one DPoP proof; on success its `jti` has been recorded in `replay`.
-pub fn verify_proof(proof: &str, check: &ProofCheck, replay: &ReplayCache) -> Result<ProofOutcome, DpopError> {
+pub fn verify_proof(
+    proof: &str,
+    check: &ProofCheck,
+    replay: &ReplayCache,
+) -> Result<ProofOutcome, DpopError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError::TooLarge);
     }
     let jws = header::parse_compact(proof).map_err(DpopError::Malformed)?;
     let (key, alg) = proof_key(&jws.header)?;
-    key.verify(alg, jws.signing_input, jws.signature).map_err(|_| DpopError::Signature)?;
+    key.verify(alg, jws.signing_input, jws.signature)
+        .map_err(|_| DpopError::Signature)?;
 
     let claims = &jws.payload;
-    let text = |name: &'static str, missing: &'static str| claims.get(name).and_then(Value::as_str).ok_or(DpopError::Claim(missing));
+    let text = |name: &'static str, missing: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or(DpopError::Claim(missing))
+    };
     if text("htm", "htm is missing")? != check.method {
         return Err(DpopError::Method);
     }
@@ -120,8 +133,12 @@ pub fn verify_proof(proof: &str, check: &ProofCheck, replay: &ReplayCache) -> Re
         (Some(given), Some(wanted)) if given == wanted => {}
         _ => return Err(DpopError::Target),
     }
-    let iat = claims.get("iat").and_then(integer).ok_or(DpopError::Claim("iat is missing or not an integer"))?;
-    let window = i64::try_from(check.lifetime.saturating_add(check.skew).as_secs()).unwrap_or(i64::MAX);
+    let iat = claims
+        .get("iat")
+        .and_then(integer)
+        .ok_or(DpopError::Claim("iat is missing or not an integer"))?;
+    let window =
+        i64::try_from(check.lifetime.saturating_add(check.skew).as_secs()).unwrap_or(i64::MAX);
     if iat < check.now.saturating_sub(window) || iat > check.now.saturating_add(window) {
         return Err(DpopError::IssuedAt);
     }
@@ -133,7 +150,11 @@ pub fn verify_proof(proof: &str, check: &ProofCheck, replay: &ReplayCache) -> Re
         return Err(DpopError::AccessTokenHash);
     }
     let jkt = key.thumbprint();
-    if check.expected_jkt.as_ref().is_some_and(|expected| *expected != jkt) {
+    if check
+        .expected_jkt
+        .as_ref()
+        .is_some_and(|expected| *expected != jkt)
+    {
         return Err(DpopError::SenderMismatch);
     }
     // Only a proof that passed every check may spend its jti.
@@ -143,7 +164,11 @@ pub fn verify_proof(proof: &str, check: &ProofCheck, replay: &ReplayCache) -> Re
             ReplayError::Replayed => DpopError::Replayed,
             ReplayError::Full => DpopError::ReplayCacheFull,
         })?;
-    Ok(ProofOutcome { jkt, jti: jti.to_owned(), iat })
+    Ok(ProofOutcome {
+        jkt,
+        jti: jti.to_owned(),
+        iat,
+    })
 }
 
 /// The header checks: `typ`, an asymmetric `alg`, a public `jwk` that fits it.
@@ -155,11 +180,16 @@ fn proof_key(jose: &Map<String, Value>) -> Result<(PublicKey, jsonwebtoken::Algo
         .get("alg")
         .and_then(Value::as_str)
         .and_then(header::algorithm)
-        .ok_or(DpopError::Header("alg is not an allowed asymmetric algorithm"))?;
+        .ok_or(DpopError::Header(
+            "alg is not an allowed asymmetric algorithm",
+        ))?;
     if jose.contains_key("crit") {
         return Err(DpopError::Header("crit is not supported"));
     }
-    let jwk = jose.get("jwk").and_then(Value::as_object).ok_or(DpopError::Header("jwk is missing"))?;
+    let jwk = jose
+        .get("jwk")
+        .and_then(Value::as_object)
+        .ok_or(DpopError::Header("jwk is missing"))?;
     let key = PublicKey::from_jwk(jwk).map_err(DpopError::Key)?;
     Ok((key, alg))
 }
@@ -198,10 +228,16 @@ pub(crate) mod tests {
 
     impl TestKey {
         pub fn p256() -> Self {
-            TestKey::Ec(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(), 32)
+            TestKey::Ec(
+                EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+                32,
+            )
         }
         pub fn p384() -> Self {
-            TestKey::Ec(EcKey::generate(&EcGroup::from_curve_name(Nid::SECP384R1).unwrap()).unwrap(), 48)
+            TestKey::Ec(
+                EcKey::generate(&EcGroup::from_curve_name(Nid::SECP384R1).unwrap()).unwrap(),
+                48,
+            )
         }
         pub fn rsa() -> Self {
             TestKey::Rsa(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap())
@@ -219,12 +255,19 @@ pub(crate) mod tests {
             }
         }
         fn coordinates(&self) -> (Vec<u8>, Vec<u8>) {
-            let TestKey::Ec(key, size) = self else { unreachable!() };
+            let TestKey::Ec(key, size) = self else {
+                unreachable!()
+            };
             let mut ctx = BigNumContext::new().unwrap();
             let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
-            key.public_key().affine_coordinates(key.group(), &mut x, &mut y, &mut ctx).unwrap();
+            key.public_key()
+                .affine_coordinates(key.group(), &mut x, &mut y, &mut ctx)
+                .unwrap();
             let size = *size as i32;
-            (x.to_vec_padded(size).unwrap(), y.to_vec_padded(size).unwrap())
+            (
+                x.to_vec_padded(size).unwrap(),
+                y.to_vec_padded(size).unwrap(),
+            )
         }
         /// The public JWK.
         pub fn jwk(&self) -> Value {
@@ -238,20 +281,32 @@ pub(crate) mod tests {
                     let rsa = key.rsa().unwrap();
                     json!({"kty":"RSA","n":b64url_encode(rsa.n().to_vec()),"e":b64url_encode(rsa.e().to_vec())})
                 }
-                TestKey::Ed(key) => json!({"kty":"OKP","crv":"Ed25519","x":b64url_encode(key.raw_public_key().unwrap())}),
+                TestKey::Ed(key) => {
+                    json!({"kty":"OKP","crv":"Ed25519","x":b64url_encode(key.raw_public_key().unwrap())})
+                }
             }
         }
         pub fn jkt(&self) -> String {
-            PublicKey::from_jwk(self.jwk().as_object().unwrap()).unwrap().thumbprint()
+            PublicKey::from_jwk(self.jwk().as_object().unwrap())
+                .unwrap()
+                .thumbprint()
         }
         /// The raw JWS signature of `input` with `alg`.
         pub fn sign(&self, alg: &str, input: &[u8]) -> Vec<u8> {
             match self {
                 TestKey::Ec(key, size) => {
-                    let md = if *size == 32 { MessageDigest::sha256() } else { MessageDigest::sha384() };
+                    let md = if *size == 32 {
+                        MessageDigest::sha256()
+                    } else {
+                        MessageDigest::sha384()
+                    };
                     let sig = EcdsaSig::sign(&hash(md, input).unwrap(), key).unwrap();
                     let size = *size as i32;
-                    [sig.r().to_vec_padded(size).unwrap(), sig.s().to_vec_padded(size).unwrap()].concat()
+                    [
+                        sig.r().to_vec_padded(size).unwrap(),
+                        sig.s().to_vec_padded(size).unwrap(),
+                    ]
+                    .concat()
                 }
                 TestKey::Rsa(key) => {
                     let md = match &alg[2..] {
@@ -262,16 +317,24 @@ pub(crate) mod tests {
                     let mut signer = Signer::new(md, key).unwrap();
                     if alg.starts_with("PS") {
                         signer.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
-                        signer.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH).unwrap();
+                        signer
+                            .set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)
+                            .unwrap();
                     }
                     signer.sign_oneshot_to_vec(input).unwrap()
                 }
-                TestKey::Ed(key) => Signer::new_without_digest(key).unwrap().sign_oneshot_to_vec(input).unwrap(),
+                TestKey::Ed(key) => Signer::new_without_digest(key)
+                    .unwrap()
+                    .sign_oneshot_to_vec(input)
+                    .unwrap(),
             }
         }
         /// A compact JWS over the given header and claims (serialised as given).
         pub fn jws(&self, header: &str, claims: &str) -> String {
-            let alg: Value = serde_json::from_str::<Value>(header).ok().and_then(|h| h.get("alg").cloned()).unwrap_or(Value::Null);
+            let alg: Value = serde_json::from_str::<Value>(header)
+                .ok()
+                .and_then(|h| h.get("alg").cloned())
+                .unwrap_or(Value::Null);
             let input = format!("{}.{}", b64url_encode(header), b64url_encode(claims));
             let sig = self.sign(alg.as_str().unwrap_or("ES256"), input.as_bytes());
             format!("{input}.{}", b64url_encode(sig))
@@ -304,7 +367,10 @@ pub(crate) mod tests {
     /// RFC 9449 known answer: `ath` of the example token.
     #[test]
     fn rfc_ath() {
-        assert_eq!(access_token_hash(RFC_TOKEN), "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+        assert_eq!(
+            access_token_hash(RFC_TOKEN),
+            "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+        );
     }
 
     /// Case 24: the Fig. 13 proof (a high-S signature) verifies with the clock pinned.
@@ -332,10 +398,16 @@ pub(crate) mod tests {
         assert_eq!(key.thumbprint(), RFC_JKT);
         key.verify(alg, jws.signing_input, jws.signature).unwrap();
         let s = header::b64url(jws.signature).unwrap()[32..].to_vec();
-        let order = BigNum::from_hex_str("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551").unwrap();
+        let order = BigNum::from_hex_str(
+            "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
+        )
+        .unwrap();
         let mut half = BigNum::new().unwrap();
         half.rshift1(&order).unwrap();
-        assert!(BigNum::from_slice(&s).unwrap() > half, "the RFC example is expected to be high-S");
+        assert!(
+            BigNum::from_slice(&s).unwrap() > half,
+            "the RFC example is expected to be high-S"
+        );
     }
 
     /// Proofs by every supported key type verify and give the key's thumbprint.
@@ -348,7 +420,12 @@ pub(crate) mod tests {
     #[case(TestKey::rsa(), "PS512")]
     #[case(TestKey::p256_leading_zero_x(), "ES256")] // case 23: a genuine 0x00-leading x
     fn valid(#[case] key: TestKey, #[case] alg: &str) {
-        let outcome = verify_proof(&proof(&key, alg, &claims()), &check(Some(key.jkt())), &ReplayCache::new(10)).unwrap();
+        let outcome = verify_proof(
+            &proof(&key, alg, &claims()),
+            &check(Some(key.jkt())),
+            &ReplayCache::new(10),
+        )
+        .unwrap();
         assert_eq!(outcome.jkt, key.jkt());
     }
 
@@ -381,18 +458,32 @@ pub(crate) mod tests {
     #[case::iat_float(claims_with("iat", json!(NOW as f64 + 0.5)), Some(DpopError::Claim("iat is missing or not an integer")))]
     #[case::iat_huge(claims_with("iat", json!(u64::MAX)), Some(DpopError::IssuedAt))]
     #[case::iat_negative(claims_with("iat", json!(i64::MIN)), Some(DpopError::IssuedAt))]
-    #[case::no_jti(claims_with("jti", Value::Null), Some(DpopError::Claim("jti is missing")))]
+    #[case::no_jti(
+        claims_with("jti", Value::Null),
+        Some(DpopError::Claim("jti is missing"))
+    )]
     #[case::empty_jti(claims_with("jti", json!("")), Some(DpopError::Claim("jti is empty or longer than 256 bytes")))]
     #[case::long_jti(claims_with("jti", json!("j".repeat(257))), Some(DpopError::Claim("jti is empty or longer than 256 bytes")))]
-    #[case::no_ath(claims_with("ath", Value::Null), Some(DpopError::Claim("ath is missing")))]
+    #[case::no_ath(
+        claims_with("ath", Value::Null),
+        Some(DpopError::Claim("ath is missing"))
+    )]
     #[case::other_ath(claims_with("ath", json!(access_token_hash("other"))), Some(DpopError::AccessTokenHash))]
     #[case::extra_claim(claims_with("extra", json!({"a":1})), None)]
     fn claim_checks(#[case] claims: Value, #[case] expected: Option<DpopError>) {
         let key = TestKey::p256();
         let replay = ReplayCache::new(10);
-        let got = verify_proof(&proof(&key, "ES256", &claims), &check(Some(key.jkt())), &replay);
+        let got = verify_proof(
+            &proof(&key, "ES256", &claims),
+            &check(Some(key.jkt())),
+            &replay,
+        );
         assert_eq!(got.err(), expected);
-        assert_eq!(replay.len(), usize::from(expected.is_none()), "only accepted proofs are cached");
+        assert_eq!(
+            replay.len(),
+            usize::from(expected.is_none()),
+            "only accepted proofs are cached"
+        );
     }
 
     /// A header built from the key's JWK with `edit` applied, signed by `key` with ES256.
@@ -411,37 +502,134 @@ pub(crate) mod tests {
         let mut flipped = header::b64url(s).unwrap();
         flipped[10] ^= 1;
         let mut short_x = key.jwk();
-        short_x["x"] = json!(b64url_encode(&header::b64url(short_x["x"].as_str().unwrap()).unwrap()[1..]));
+        short_x["x"] = json!(b64url_encode(
+            &header::b64url(short_x["x"].as_str().unwrap()).unwrap()[1..]
+        ));
         let hs256 = {
-            let header = json!({"typ":"dpop+jwt","alg":"HS256","jwk":{"kty":"oct","k":key.jwk()["x"]}});
-            let input = format!("{}.{}", b64url_encode(header.to_string()), b64url_encode(claims().to_string()));
-            let mac = openssl::sign::Signer::new(MessageDigest::sha256(), &PKey::hmac(&header::b64url(key.jwk()["x"].as_str().unwrap()).unwrap()).unwrap())
-                .unwrap()
-                .sign_oneshot_to_vec(input.as_bytes())
-                .unwrap();
+            let header =
+                json!({"typ":"dpop+jwt","alg":"HS256","jwk":{"kty":"oct","k":key.jwk()["x"]}});
+            let input = format!(
+                "{}.{}",
+                b64url_encode(header.to_string()),
+                b64url_encode(claims().to_string())
+            );
+            let mac = openssl::sign::Signer::new(
+                MessageDigest::sha256(),
+                &PKey::hmac(&header::b64url(key.jwk()["x"].as_str().unwrap()).unwrap()).unwrap(),
+            )
+            .unwrap()
+            .sign_oneshot_to_vec(input.as_bytes())
+            .unwrap();
             format!("{input}.{}", b64url_encode(mac))
         };
         let cases: Vec<(&str, String, DpopError)> = vec![
-            ("two segments", format!("{h}.{p}"), DpopError::Malformed(JoseError::Segments)),
-            ("four segments", format!("{good}.{s}"), DpopError::Malformed(JoseError::Segments)),
-            ("padding", format!("{h}.{p}.{s}=="), DpopError::Malformed(JoseError::Base64)),
-            ("foreign char", format!("{h}.{p}.{}+", &s[..s.len() - 1]), DpopError::Malformed(JoseError::Base64)),
-            ("oversize", format!("{good}{}", "A".repeat(MAX_PROOF_BYTES)), DpopError::TooLarge),
-            ("typ JWT", with_header(&key, |h| h["typ"] = json!("JWT")), DpopError::Header("typ is not dpop+jwt")),
-            ("no typ", with_header(&key, |h| { h.as_object_mut().unwrap().remove("typ"); }), DpopError::Header("typ is not dpop+jwt")),
-            ("alg none", format!("{}.{p}.", b64url_encode(json!({"typ":"dpop+jwt","alg":"none","jwk":key.jwk()}).to_string())), DpopError::Header("alg is not an allowed asymmetric algorithm")),
-            ("HS256 with x", hs256, DpopError::Header("alg is not an allowed asymmetric algorithm")),
-            ("private d", with_header(&key, |h| h["jwk"]["d"] = json!("AAAA")), DpopError::Key(JoseError::Key("the JWK carries private key material"))),
-            ("31-byte x", with_header(&key, |h| h["jwk"] = short_x), DpopError::Key(JoseError::Key("the JWK coordinates are not the curve size"))),
-            ("no jwk", with_header(&key, |h| { h.as_object_mut().unwrap().remove("jwk"); }), DpopError::Header("jwk is missing")),
-            ("crit", with_header(&key, |h| h["crit"] = json!(["x"])), DpopError::Header("crit is not supported")),
-            ("ES384 on P-256", with_header(&key, |h| h["alg"] = json!("ES384")), DpopError::Signature),
-            ("flipped signature", format!("{h}.{p}.{}", b64url_encode(flipped)), DpopError::Signature),
-            ("other key's jwk", with_header(&key, |h| h["jwk"] = TestKey::p256().jwk()), DpopError::Signature),
-            ("dup alg", format!("{}.{p}.{s}", b64url_encode(format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{}}}"#, key.jwk()))), DpopError::Malformed(JoseError::Duplicate("header"))),
+            (
+                "two segments",
+                format!("{h}.{p}"),
+                DpopError::Malformed(JoseError::Segments),
+            ),
+            (
+                "four segments",
+                format!("{good}.{s}"),
+                DpopError::Malformed(JoseError::Segments),
+            ),
+            (
+                "padding",
+                format!("{h}.{p}.{s}=="),
+                DpopError::Malformed(JoseError::Base64),
+            ),
+            (
+                "foreign char",
+                format!("{h}.{p}.{}+", &s[..s.len() - 1]),
+                DpopError::Malformed(JoseError::Base64),
+            ),
+            (
+                "oversize",
+                format!("{good}{}", "A".repeat(MAX_PROOF_BYTES)),
+                DpopError::TooLarge,
+            ),
+            (
+                "typ JWT",
+                with_header(&key, |h| h["typ"] = json!("JWT")),
+                DpopError::Header("typ is not dpop+jwt"),
+            ),
+            (
+                "no typ",
+                with_header(&key, |h| {
+                    h.as_object_mut().unwrap().remove("typ");
+                }),
+                DpopError::Header("typ is not dpop+jwt"),
+            ),
+            (
+                "alg none",
+                format!(
+                    "{}.{p}.",
+                    b64url_encode(
+                        json!({"typ":"dpop+jwt","alg":"none","jwk":key.jwk()}).to_string()
+                    )
+                ),
+                DpopError::Header("alg is not an allowed asymmetric algorithm"),
+            ),
+            (
+                "HS256 with x",
+                hs256,
+                DpopError::Header("alg is not an allowed asymmetric algorithm"),
+            ),
+            (
+                "private d",
+                with_header(&key, |h| h["jwk"]["d"] = json!("AAAA")),
+                DpopError::Key(JoseError::Key("the JWK carries private key material")),
+            ),
+            (
+                "31-byte x",
+                with_header(&key, |h| h["jwk"] = short_x),
+                DpopError::Key(JoseError::Key("the JWK coordinates are not the curve size")),
+            ),
+            (
+                "no jwk",
+                with_header(&key, |h| {
+                    h.as_object_mut().unwrap().remove("jwk");
+                }),
+                DpopError::Header("jwk is missing"),
+            ),
+            (
+                "crit",
+                with_header(&key, |h| h["crit"] = json!(["x"])),
+                DpopError::Header("crit is not supported"),
+            ),
+            (
+                "ES384 on P-256",
+                with_header(&key, |h| h["alg"] = json!("ES384")),
+                DpopError::Signature,
+            ),
+            (
+                "flipped signature",
+                format!("{h}.{p}.{}", b64url_encode(flipped)),
+                DpopError::Signature,
+            ),
+            (
+                "other key's jwk",
+                with_header(&key, |h| h["jwk"] = TestKey::p256().jwk()),
+                DpopError::Signature,
+            ),
+            (
+                "dup alg",
+                format!(
+                    "{}.{p}.{s}",
+                    b64url_encode(format!(
+                        r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{}}}"#,
+                        key.jwk()
+                    ))
+                ),
+                DpopError::Malformed(JoseError::Duplicate("header")),
+            ),
         ];
         for (name, proof, expected) in cases {
-            assert_eq!(verify_proof(&proof, &check(None), &ReplayCache::new(10)).err(), Some(expected), "{name}");
+            assert_eq!(
+                verify_proof(&proof, &check(None), &ReplayCache::new(10)).err(),
+                Some(expected),
+                "{name}"
+            );
         }
         // Case 22: unknown header parameters are fine.
         let extra = with_header(&key, |h| h["kid"] = json!("whatever"));
@@ -453,7 +641,10 @@ pub(crate) mod tests {
     fn oct_jwk_refused() {
         let key = TestKey::p256();
         let proof = with_header(&key, |h| h["jwk"] = json!({"kty":"oct","k":"c2VjcmV0"}));
-        assert!(matches!(verify_proof(&proof, &check(None), &ReplayCache::new(10)), Err(DpopError::Key(_))));
+        assert!(matches!(
+            verify_proof(&proof, &check(None), &ReplayCache::new(10)),
+            Err(DpopError::Key(_))
+        ));
     }
 
     /// Cases 14, 15, 18: replay keyed on jti (a high-S twin of the same proof is refused too);
@@ -464,24 +655,44 @@ pub(crate) mod tests {
         let replay = ReplayCache::new(10);
         let first = proof(&key, "ES256", &claims());
         verify_proof(&first, &check(Some(key.jkt())), &replay).unwrap();
-        assert_eq!(verify_proof(&first, &check(Some(key.jkt())), &replay), Err(DpopError::Replayed));
+        assert_eq!(
+            verify_proof(&first, &check(Some(key.jkt())), &replay),
+            Err(DpopError::Replayed)
+        );
 
         // s' = n - s: a different, equally valid signature for the same claims.
         let (input, sig) = first.rsplit_once('.').unwrap();
         let sig = header::b64url(sig).unwrap();
-        let order = BigNum::from_hex_str("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551").unwrap();
+        let order = BigNum::from_hex_str(
+            "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
+        )
+        .unwrap();
         let mut flipped_s = BigNum::new().unwrap();
-        flipped_s.checked_sub(&order, &BigNum::from_slice(&sig[32..]).unwrap()).unwrap();
-        let twin = format!("{input}.{}", b64url_encode([&sig[..32], &flipped_s.to_vec_padded(32).unwrap()].concat()));
+        flipped_s
+            .checked_sub(&order, &BigNum::from_slice(&sig[32..]).unwrap())
+            .unwrap();
+        let twin = format!(
+            "{input}.{}",
+            b64url_encode([&sig[..32], &flipped_s.to_vec_padded(32).unwrap()].concat())
+        );
         assert_ne!(twin, first);
-        assert_eq!(verify_proof(&twin, &check(Some(key.jkt())), &ReplayCache::new(10)).map(|o| o.jti), Ok("jti-1".into()));
-        assert_eq!(verify_proof(&twin, &check(Some(key.jkt())), &replay), Err(DpopError::Replayed));
+        assert_eq!(
+            verify_proof(&twin, &check(Some(key.jkt())), &ReplayCache::new(10)).map(|o| o.jti),
+            Ok("jti-1".into())
+        );
+        assert_eq!(
+            verify_proof(&twin, &check(Some(key.jkt())), &replay),
+            Err(DpopError::Replayed)
+        );
 
         let other = TestKey::p256();
         let mut claims = claims();
         claims["jti"] = json!("jti-2");
         let by_other = proof(&other, "ES256", &claims);
-        assert_eq!(verify_proof(&by_other, &check(Some(key.jkt())), &replay), Err(DpopError::SenderMismatch));
+        assert_eq!(
+            verify_proof(&by_other, &check(Some(key.jkt())), &replay),
+            Err(DpopError::SenderMismatch)
+        );
         assert_eq!(replay.len(), 1);
     }
 
@@ -491,7 +702,10 @@ pub(crate) mod tests {
         let key = TestKey::p256();
         let replay = ReplayCache::new(1);
         replay.check_and_insert("other", NOW + 1000, NOW).unwrap();
-        assert_eq!(verify_proof(&proof(&key, "ES256", &claims()), &check(None), &replay), Err(DpopError::ReplayCacheFull));
+        assert_eq!(
+            verify_proof(&proof(&key, "ES256", &claims()), &check(None), &replay),
+            Err(DpopError::ReplayCacheFull)
+        );
     }
 
     /// htu normalisation.

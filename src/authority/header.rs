@@ -55,7 +55,9 @@ pub fn algorithm(name: &str) -> Option<Algorithm> {
 
 /// Strict base64url: no padding, no foreign characters, no stray trailing bits.
 pub fn b64url(segment: &str) -> Result<Vec<u8>, JoseError> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| JoseError::Base64)
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JoseError::Base64)
 }
 
 /// base64url without padding.
@@ -77,14 +79,20 @@ pub struct Compact<'a> {
 /// without duplicate members (at any depth).
 pub fn parse_compact(token: &str) -> Result<Compact<'_>, JoseError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JoseError::Segments);
     };
     let header = parse_object(&b64url(h)?, "header")?;
     let payload = parse_object(&b64url(p)?, "payload")?;
     b64url(s)?;
-    Ok(Compact { header, payload, signing_input: &token[..h.len() + 1 + p.len()], signature: s })
+    Ok(Compact {
+        header,
+        payload,
+        signing_input: &token[..h.len() + 1 + p.len()],
+        signature: s,
+    })
 }
 
 /// Parses a JSON object, refusing duplicate member names anywhere inside it
@@ -153,10 +161,19 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 #[derive(Clone, PartialEq, Eq)]
 enum Material {
     /// `crv` is `P-256` or `P-384`.
-    Ec { crv: &'static str, x: String, y: String },
-    Rsa { n: String, e: String },
+    Ec {
+        crv: &'static str,
+        x: String,
+        y: String,
+    },
+    Rsa {
+        n: String,
+        e: String,
+    },
     /// Ed25519 only.
-    Okp { x: String },
+    Okp {
+        x: String,
+    },
 }
 
 /// A validated public signature key (from the Authority's JWKS or a DPoP proof header).
@@ -170,14 +187,25 @@ pub struct PublicKey {
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.debug_struct("PublicKey").field("jkt", &self.thumbprint()).finish()
+        f.debug_struct("PublicKey")
+            .field("jkt", &self.thumbprint())
+            .finish()
     }
 }
 
 /// A string member decoded as strict base64url.
-fn member<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<(&'a str, Vec<u8>), JoseError> {
-    let text = jwk.get(name).and_then(Value::as_str).ok_or(JoseError::Key("the JWK lacks a required member"))?;
-    Ok((text, b64url(text).map_err(|_| JoseError::Key("a JWK member is not strict base64url"))?))
+fn member<'a>(
+    jwk: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<(&'a str, Vec<u8>), JoseError> {
+    let text = jwk
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or(JoseError::Key("the JWK lacks a required member"))?;
+    Ok((
+        text,
+        b64url(text).map_err(|_| JoseError::Key("a JWK member is not strict base64url"))?,
+    ))
 }
 
 impl PublicKey {
@@ -190,9 +218,16 @@ impl PublicKey {
         }
         let alg = match jwk.get("alg") {
             None => None,
-            Some(v) => Some(v.as_str().and_then(algorithm).ok_or(JoseError::Key("the JWK names an unsupported alg"))?),
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(algorithm)
+                    .ok_or(JoseError::Key("the JWK names an unsupported alg"))?,
+            ),
         };
-        let kty = jwk.get("kty").and_then(Value::as_str).ok_or(JoseError::Key("the JWK has no kty"))?;
+        let kty = jwk
+            .get("kty")
+            .and_then(Value::as_str)
+            .ok_or(JoseError::Key("the JWK has no kty"))?;
         let (material, decoding) = match kty {
             "EC" => {
                 let (crv, size, nid) = match jwk.get("crv").and_then(Value::as_str) {
@@ -207,8 +242,16 @@ impl PublicKey {
                 }
                 let point = [&[4u8][..], &xb, &yb].concat();
                 on_curve(nid, &point).ok_or(JoseError::Key("the JWK point is not on the curve"))?;
-                let decoding = DecodingKey::from_ec_components(x, y).map_err(|_| JoseError::Key("bad EC key"))?;
-                (Material::Ec { crv, x: x.to_owned(), y: y.to_owned() }, decoding)
+                let decoding = DecodingKey::from_ec_components(x, y)
+                    .map_err(|_| JoseError::Key("bad EC key"))?;
+                (
+                    Material::Ec {
+                        crv,
+                        x: x.to_owned(),
+                        y: y.to_owned(),
+                    },
+                    decoding,
+                )
             }
             "RSA" => {
                 let (n, nb) = member(jwk, "n")?;
@@ -221,7 +264,13 @@ impl PublicKey {
                     return Err(JoseError::Key("the RSA modulus is not 2048 to 8192 bits"));
                 }
                 let decoding = DecodingKey::from_rsa_raw_components(&nb, &eb);
-                (Material::Rsa { n: n.to_owned(), e: e.to_owned() }, decoding)
+                (
+                    Material::Rsa {
+                        n: n.to_owned(),
+                        e: e.to_owned(),
+                    },
+                    decoding,
+                )
             }
             "OKP" => {
                 if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
@@ -231,13 +280,18 @@ impl PublicKey {
                 if xb.len() != 32 {
                     return Err(JoseError::Key("the Ed25519 key is not 32 bytes"));
                 }
-                let decoding = DecodingKey::from_ed_components(x).map_err(|_| JoseError::Key("bad Ed25519 key"))?;
+                let decoding = DecodingKey::from_ed_components(x)
+                    .map_err(|_| JoseError::Key("bad Ed25519 key"))?;
                 (Material::Okp { x: x.to_owned() }, decoding)
             }
             "oct" => return Err(JoseError::Key("symmetric keys are not allowed")),
             _ => return Err(JoseError::Key("the JWK kty is not supported")),
         };
-        let key = PublicKey { material, alg, decoding };
+        let key = PublicKey {
+            material,
+            alg,
+            decoding,
+        };
         match alg {
             Some(a) if !key.fits(a) => Err(JoseError::Key("the JWK alg does not fit its key type")),
             _ => Ok(key),
@@ -248,7 +302,9 @@ impl PublicKey {
     fn fits(&self, alg: Algorithm) -> bool {
         use Algorithm::*;
         let by_type = match &self.material {
-            Material::Ec { crv, .. } => (*crv == "P-256" && alg == ES256) || (*crv == "P-384" && alg == ES384),
+            Material::Ec { crv, .. } => {
+                (*crv == "P-256" && alg == ES256) || (*crv == "P-384" && alg == ES384)
+            }
             Material::Rsa { .. } => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
             Material::Okp { .. } => alg == EdDSA,
         };
@@ -260,7 +316,9 @@ impl PublicKey {
         use sha2::{Digest, Sha256};
         // The members are strict base64url, so they need no JSON escaping.
         let canonical = match &self.material {
-            Material::Ec { crv, x, y } => format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#),
+            Material::Ec { crv, x, y } => {
+                format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
+            }
             Material::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
             Material::Okp { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
         };
@@ -269,12 +327,18 @@ impl PublicKey {
 
     /// Verifies `signature` (strict base64url) over `signing_input` with `alg`.
     /// ECDSA accepts both low-S and high-S signatures, as RFC 7518 does.
-    pub fn verify(&self, alg: Algorithm, signing_input: &str, signature: &str) -> Result<(), JoseError> {
+    pub fn verify(
+        &self,
+        alg: Algorithm,
+        signing_input: &str,
+        signature: &str,
+    ) -> Result<(), JoseError> {
         if !self.fits(alg) {
             return Err(JoseError::Algorithm);
         }
         b64url(signature)?;
-        match jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), &self.decoding, alg) {
+        match jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), &self.decoding, alg)
+        {
             Ok(true) => Ok(()),
             _ => Err(JoseError::Signature),
         }
@@ -300,7 +364,10 @@ mod tests {
             "x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
             "y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"});
         let key = PublicKey::from_jwk(jwk.as_object().unwrap()).unwrap();
-        assert_eq!(key.thumbprint(), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        assert_eq!(
+            key.thumbprint(),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
     }
 
     /// Duplicate members are refused at any depth, including via escapes; distinct ones pass.

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -69,7 +69,10 @@ pub enum JwksError {
     #[error("{0} sent more than the size limit")]
     TooLarge(String),
     #[error("{address}: {reason}")]
-    Document { address: String, reason: &'static str },
+    Document {
+        address: String,
+        reason: &'static str,
+    },
     #[error("the metadata issuer is not the configured issuer")]
     IssuerMismatch,
     #[error("the JWKS holds no usable signature key")]
@@ -94,7 +97,8 @@ pub(crate) struct KeyCache {
     metadata_address: String,
     jwks_uri: Option<String>,
     tuning: JwksTuning,
-    client: Result<reqwest::Client, String>,
+    /// Built at the first fetch, so that constructing the cache does no I/O.
+    client: OnceLock<Result<reqwest::Client, String>>,
     state: RwLock<State>,
     /// Held while fetching: concurrent refreshes wait for the one under way.
     flight: tokio::sync::Mutex<()>,
@@ -115,18 +119,12 @@ struct State {
 impl KeyCache {
     /// No I/O: the first fetch happens at [`KeyCache::refresh`] or on a lookup.
     pub fn new(config: &AuthorityConfig, tuning: JwksTuning) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(tuning.timeout)
-            .connect_timeout(tuning.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string());
         KeyCache {
             issuer: config.issuer.clone(),
             metadata_address: config.metadata_address.clone(),
             jwks_uri: config.jwks_uri.clone(),
             tuning,
-            client,
+            client: OnceLock::new(),
             state: RwLock::default(),
             flight: tokio::sync::Mutex::new(()),
         }
@@ -141,7 +139,10 @@ impl KeyCache {
     }
 
     fn usable(&self, state: &State) -> bool {
-        state.fetched.is_some_and(|at| at.elapsed() <= self.tuning.max_age) && !state.keys.is_empty()
+        state
+            .fetched
+            .is_some_and(|at| at.elapsed() <= self.tuning.max_age)
+            && !state.keys.is_empty()
     }
 
     /// The key for `kid` from the cache as it is.
@@ -150,7 +151,11 @@ impl KeyCache {
         if !self.usable(&state) {
             return Lookup::Unavailable;
         }
-        state.keys.get(kid).cloned().map_or(Lookup::Unknown, Lookup::Found)
+        state
+            .keys
+            .get(kid)
+            .cloned()
+            .map_or(Lookup::Unknown, Lookup::Found)
     }
 
     /// The key for `kid`; when unknown (or the cache unusable), one rate-limited, single-flight
@@ -184,7 +189,9 @@ impl KeyCache {
     }
 
     fn cooling_down(&self, state: &State) -> bool {
-        state.on_demand.is_some_and(|at| at.elapsed() < self.tuning.cooldown)
+        state
+            .on_demand
+            .is_some_and(|at| at.elapsed() < self.tuning.cooldown)
     }
 
     /// Fetches metadata (unless `jwks_uri` is configured) and the JWKS now; keeps the previous
@@ -197,7 +204,10 @@ impl KeyCache {
     async fn refresh_locked(&self) -> Result<usize, JwksError> {
         let result = self.fetch().await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        crate::metrics::get().authority_refresh.with_label_values(&[label]).inc();
+        crate::metrics::get()
+            .authority_refresh
+            .with_label_values(&[label])
+            .inc();
         match result {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "authority keys refreshed");
@@ -244,7 +254,15 @@ impl KeyCache {
     }
 
     async fn fetch(&self) -> Result<Keys, JwksError> {
-        let client = self.client.as_ref().map_err(|e| JwksError::Client(e.clone()))?;
+        let client = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(self.tuning.timeout)
+                .connect_timeout(self.tuning.timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        let client = client.as_ref().map_err(|e| JwksError::Client(e.clone()))?;
         let jwks_uri = match &self.jwks_uri {
             Some(uri) => uri.clone(),
             None => {
@@ -252,10 +270,14 @@ impl KeyCache {
                 if metadata.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
                     return Err(JwksError::IssuerMismatch);
                 }
-                metadata.get("jwks_uri").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| JwksError::Document {
-                    address: self.metadata_address.clone(),
-                    reason: "the metadata has no jwks_uri",
-                })?
+                metadata
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| JwksError::Document {
+                        address: self.metadata_address.clone(),
+                        reason: "the metadata has no jwks_uri",
+                    })?
             }
         };
         keys_from_document(&self.get_json(client, &jwks_uri).await?)
@@ -264,13 +286,27 @@ impl KeyCache {
     /// GETs a JSON document: 200 only, body streamed up to the size limit.
     async fn get_json(&self, client: &reqwest::Client, address: &str) -> Result<Value, JwksError> {
         let url = check_address(address)?;
-        let http = |e: reqwest::Error| JwksError::Http { address: address.to_owned(), reason: describe(&e) };
-        let mut response = client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(http)?;
+        let http = |e: reqwest::Error| JwksError::Http {
+            address: address.to_owned(),
+            reason: describe(&e),
+        };
+        let mut response = client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(http)?;
         if response.status() != reqwest::StatusCode::OK {
-            return Err(JwksError::Status { address: address.to_owned(), status: response.status().as_u16() });
+            return Err(JwksError::Status {
+                address: address.to_owned(),
+                status: response.status().as_u16(),
+            });
         }
         let limit = self.tuning.body_limit;
-        if response.content_length().is_some_and(|len| len > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
             return Err(JwksError::TooLarge(address.to_owned()));
         }
         let mut body = Vec::new();
@@ -280,8 +316,10 @@ impl KeyCache {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body)
-            .map_err(|_| JwksError::Document { address: address.to_owned(), reason: "the answer is not JSON" })
+        serde_json::from_slice(&body).map_err(|_| JwksError::Document {
+            address: address.to_owned(),
+            reason: "the answer is not JSON",
+        })
     }
 }
 
@@ -319,23 +357,32 @@ fn check_address(address: &str) -> Result<Url, JwksError> {
 /// (if any) allowing `verify`, public and valid. Other entries are ignored; a `kid` held by two
 /// usable entries is ambiguous and dropped.
 fn keys_from_document(document: &Value) -> Result<Keys, JwksError> {
-    let entries = document.get("keys").and_then(Value::as_array).ok_or(JwksError::Document {
-        address: "the JWKS".into(),
-        reason: "it has no keys array",
-    })?;
+    let entries = document
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(JwksError::Document {
+            address: "the JWKS".into(),
+            reason: "it has no keys array",
+        })?;
     let mut keys = Keys::new();
     let mut ambiguous = HashSet::new();
     for jwk in entries.iter().filter_map(Value::as_object) {
-        let Some(kid) = jwk.get("kid").and_then(Value::as_str) else { continue };
+        let Some(kid) = jwk.get("kid").and_then(Value::as_str) else {
+            continue;
+        };
         let for_signatures = match (jwk.get("use"), jwk.get("key_ops")) {
             (Some(u), _) if u != "sig" => false,
-            (_, Some(ops)) => ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify")),
+            (_, Some(ops)) => ops
+                .as_array()
+                .is_some_and(|ops| ops.iter().any(|op| op == "verify")),
             _ => true,
         };
         if kid.is_empty() || kid.chars().count() > MAX_KID_CHARS || !for_signatures {
             continue;
         }
-        let Ok(key) = PublicKey::from_jwk(jwk) else { continue };
+        let Ok(key) = PublicKey::from_jwk(jwk) else {
+            continue;
+        };
         if keys.insert(kid.to_owned(), Arc::new(key)).is_some() {
             ambiguous.insert(kid.to_owned());
         }
@@ -366,7 +413,11 @@ pub(crate) mod tests {
     }
 
     pub fn ok(body: impl Into<Vec<u8>>) -> Canned {
-        Canned { status: 200, body: body.into(), delay: Duration::ZERO }
+        Canned {
+            status: 200,
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
     }
 
     /// A loopback HTTP server answering each path from `routes`; counts requests per path.
@@ -390,19 +441,30 @@ pub(crate) mod tests {
                     std::thread::spawn(move || {
                         let mut head = Vec::new();
                         let mut byte = [0u8; 1];
-                        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                        while !head.ends_with(b"\r\n\r\n")
+                            && stream.read(&mut byte).unwrap_or(0) == 1
+                        {
                             head.push(byte[0]);
                         }
                         let head = String::from_utf8_lossy(&head);
                         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                         *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
-                        let canned = routes.lock().unwrap().get(&path).cloned().unwrap_or(Canned {
-                            status: 404,
-                            body: b"not found".to_vec(),
-                            delay: Duration::ZERO,
-                        });
+                        let canned = routes
+                            .lock()
+                            .unwrap()
+                            .get(&path)
+                            .cloned()
+                            .unwrap_or(Canned {
+                                status: 404,
+                                body: b"not found".to_vec(),
+                                delay: Duration::ZERO,
+                            });
                         std::thread::sleep(canned.delay);
-                        let extra = if canned.status == 302 { "Location: /jwks\r\n" } else { "" };
+                        let extra = if canned.status == 302 {
+                            "Location: /jwks\r\n"
+                        } else {
+                            ""
+                        };
                         let _ = write!(
                             stream,
                             "HTTP/1.1 {} X\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -423,7 +485,8 @@ pub(crate) mod tests {
         }
         /// Serves OIDC metadata for `issuer` pointing at `/jwks`.
         pub fn metadata(&self, issuer: &str) {
-            let body = json!({"issuer": issuer, "jwks_uri": format!("{}/jwks", self.base)}).to_string();
+            let body =
+                json!({"issuer": issuer, "jwks_uri": format!("{}/jwks", self.base)}).to_string();
             self.set("/.well-known/openid-configuration", ok(body));
         }
     }
@@ -441,7 +504,10 @@ pub(crate) mod tests {
     }
 
     fn tuning() -> JwksTuning {
-        JwksTuning { timeout: Duration::from_millis(500), ..JwksTuning::default() }
+        JwksTuning {
+            timeout: Duration::from_millis(500),
+            ..JwksTuning::default()
+        }
     }
 
     fn cache(server: &Server, tuning: JwksTuning) -> KeyCache {
@@ -452,7 +518,10 @@ pub(crate) mod tests {
     }
 
     fn errors() -> u64 {
-        crate::metrics::get().authority_refresh.with_label_values(&["error"]).get()
+        crate::metrics::get()
+            .authority_refresh
+            .with_label_values(&["error"])
+            .get()
     }
 
     /// Discovery, then the JWKS; unusable entries (case 62) are ignored.
@@ -461,7 +530,8 @@ pub(crate) mod tests {
         let server = Server::start();
         server.metadata(&server.base);
         let (ec, rsa, ed) = (TestKey::p256(), TestKey::rsa(), TestKey::ed25519());
-        let mut doc: Value = serde_json::from_str(&jwks(&[("ec", &ec), ("rsa", &rsa), ("ed", &ed)])).unwrap();
+        let mut doc: Value =
+            serde_json::from_str(&jwks(&[("ec", &ec), ("rsa", &rsa), ("ed", &ed)])).unwrap();
         let keys = doc["keys"].as_array_mut().unwrap();
         keys.push(json!({"kid":"oct","kty":"oct","k":"c2VjcmV0"}));
         let mut enc = ec.jwk();
@@ -502,12 +572,35 @@ pub(crate) mod tests {
         cache.refresh().await.unwrap();
 
         let bad: Vec<(Canned, &str)> = vec![
-            (Canned { status: 500, body: b"{}".to_vec(), delay: Duration::ZERO }, "HTTP 500"),
+            (
+                Canned {
+                    status: 500,
+                    body: b"{}".to_vec(),
+                    delay: Duration::ZERO,
+                },
+                "HTTP 500",
+            ),
             (ok("<html>hello</html>"), "not JSON"),
             (ok(vec![b' '; 10 << 20]), "size limit"),
-            (Canned { delay: Duration::from_secs(3), ..ok("{}") }, "timed out"),
-            (Canned { status: 302, body: Vec::new(), delay: Duration::ZERO }, "HTTP 302"),
-            (ok(r#"{"keys":[{"kid":"x","kty":"oct","k":"AAAA"}]}"#), "no usable"),
+            (
+                Canned {
+                    delay: Duration::from_secs(3),
+                    ..ok("{}")
+                },
+                "timed out",
+            ),
+            (
+                Canned {
+                    status: 302,
+                    body: Vec::new(),
+                    delay: Duration::ZERO,
+                },
+                "HTTP 302",
+            ),
+            (
+                ok(r#"{"keys":[{"kid":"x","kty":"oct","k":"AAAA"}]}"#),
+                "no usable",
+            ),
         ];
         for (canned, expected) in bad {
             let before = errors();
@@ -515,7 +608,10 @@ pub(crate) mod tests {
             let error = cache.refresh().await.unwrap_err().to_string();
             assert!(error.contains(expected), "{error} should say {expected}");
             assert!(errors() > before);
-            assert!(matches!(cache.lookup("k1"), Lookup::Found(_)), "previous keys kept");
+            assert!(
+                matches!(cache.lookup("k1"), Lookup::Found(_)),
+                "previous keys kept"
+            );
             assert_eq!(cache.status().last_error, Some(error));
         }
     }
@@ -526,7 +622,10 @@ pub(crate) mod tests {
         let server = Server::start();
         server.metadata("https://evil.example");
         server.set("/jwks", ok(jwks(&[("k1", &TestKey::p256())])));
-        assert_eq!(cache(&server, tuning()).refresh().await, Err(JwksError::IssuerMismatch));
+        assert_eq!(
+            cache(&server, tuning()).refresh().await,
+            Err(JwksError::IssuerMismatch)
+        );
         assert_eq!(server.hits("/jwks"), 0);
     }
 
@@ -561,7 +660,11 @@ pub(crate) mod tests {
         for task in tasks {
             assert_eq!(task.await.unwrap().map(|k| k.is_none()), Ok(true));
         }
-        assert_eq!(server.hits("/jwks"), 2, "the startup fetch and one on-demand refresh");
+        assert_eq!(
+            server.hits("/jwks"),
+            2,
+            "the startup fetch and one on-demand refresh"
+        );
     }
 
     /// Case 61: a new kid is found by one on-demand refresh; a dropped kid is gone after it.
@@ -571,7 +674,13 @@ pub(crate) mod tests {
         server.metadata(&server.base);
         let (k1, k2) = (TestKey::p256(), TestKey::p256());
         server.set("/jwks", ok(jwks(&[("k1", &k1)])));
-        let cache = cache(&server, JwksTuning { cooldown: Duration::ZERO, ..tuning() });
+        let cache = cache(
+            &server,
+            JwksTuning {
+                cooldown: Duration::ZERO,
+                ..tuning()
+            },
+        );
         cache.refresh().await.unwrap();
         server.set("/jwks", ok(jwks(&[("k2", &k2)])));
         assert!(matches!(cache.key("k2").await, Ok(Some(_))));
@@ -586,12 +695,30 @@ pub(crate) mod tests {
         server.metadata(&server.base);
         server.set("/jwks", ok(jwks(&[("k1", &TestKey::p256())])));
         let fresh = cache(&server, tuning());
-        server.set("/.well-known/openid-configuration", Canned { status: 503, body: Vec::new(), delay: Duration::ZERO });
+        server.set(
+            "/.well-known/openid-configuration",
+            Canned {
+                status: 503,
+                body: Vec::new(),
+                delay: Duration::ZERO,
+            },
+        );
         assert!(fresh.refresh().await.is_err());
-        assert_eq!(fresh.key("k1").await.map(|k| k.is_some()), Err(()), "never fetched");
+        assert_eq!(
+            fresh.key("k1").await.map(|k| k.is_some()),
+            Err(()),
+            "never fetched"
+        );
 
         server.metadata(&server.base);
-        let stale = cache(&server, JwksTuning { max_age: Duration::ZERO, cooldown: Duration::from_secs(60), ..tuning() });
+        let stale = cache(
+            &server,
+            JwksTuning {
+                max_age: Duration::ZERO,
+                cooldown: Duration::from_secs(60),
+                ..tuning()
+            },
+        );
         stale.refresh().await.unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(matches!(stale.lookup("k1"), Lookup::Unavailable));

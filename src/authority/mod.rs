@@ -120,7 +120,11 @@ pub enum AuthError {
 
 /// The DPoP `algs` advertised in challenges: what [`header::ALGORITHMS`] accepts.
 pub fn algs() -> String {
-    header::ALGORITHMS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" ")
+    header::ALGORITHMS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl AuthError {
@@ -153,7 +157,9 @@ impl AuthError {
         match self {
             AuthError::MissingCredentials | AuthError::Unavailable => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
-            AuthError::InvalidToken { .. } | AuthError::SenderMismatch { .. } => Some("invalid_token"),
+            AuthError::InvalidToken { .. } | AuthError::SenderMismatch { .. } => {
+                Some("invalid_token")
+            }
             AuthError::InvalidProof(_) | AuthError::Replay => Some("invalid_dpop_proof"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
@@ -169,7 +175,9 @@ impl AuthError {
         let bearer = |error: &str| format!(r#"Bearer error="{error}""#);
         let accepts_dpop = constraint != SenderConstraint::Mtls;
         let via = match self {
-            AuthError::InvalidToken { via, .. } | AuthError::SenderMismatch { via, .. } | AuthError::InsufficientScope { via } => *via,
+            AuthError::InvalidToken { via, .. }
+            | AuthError::SenderMismatch { via, .. }
+            | AuthError::InsufficientScope { via } => *via,
             AuthError::InvalidProof(_) | AuthError::Replay => Via::Dpop,
             _ if accepts_dpop => Via::Dpop,
             _ => Via::Bearer,
@@ -206,16 +214,27 @@ const BASIC: GeneralPurpose = GeneralPurpose::new(
 
 impl<'a> Credential<'a> {
     /// Picks the one credential presented; `Ok(None)` when there is none.
-    fn from_presented(presented: &Presented<'a>, basic: &'a mut String) -> Result<Option<Self>, AuthError> {
+    fn from_presented(
+        presented: &Presented<'a>,
+        basic: &'a mut String,
+    ) -> Result<Option<Self>, AuthError> {
         let header = match presented.authorization.as_slice() {
             [] => None,
             [one] => Some(*one),
-            _ => return Err(AuthError::InvalidRequest("more than one Authorization header")),
+            _ => {
+                return Err(AuthError::InvalidRequest(
+                    "more than one Authorization header",
+                ))
+            }
         };
         let (via, token) = match (header, presented.form_password) {
             (None, None) => return Ok(None),
-            (Some(_), Some(_)) => return Err(AuthError::InvalidRequest("credentials both in the Authorization header and the form")),
-            (None, Some(password)) if password.is_empty() => return Err(AuthError::InvalidRequest("the password is empty")),
+            (Some(_), Some(_)) => {
+                return Err(AuthError::InvalidRequest(
+                    "credentials both in the Authorization header and the form",
+                ))
+            }
+            (None, Some("")) => return Err(AuthError::InvalidRequest("the password is empty")),
             (None, Some(password)) => (Via::Bearer, password),
             (Some(value), None) => Self::authorization(value, basic)?,
         };
@@ -232,20 +251,31 @@ impl<'a> Credential<'a> {
         let value = value.trim_matches([' ', '\t']);
         let (scheme, rest) = value
             .split_once([' ', '\t'])
-            .ok_or(AuthError::InvalidRequest("the Authorization header has no credentials"))?;
+            .ok_or(AuthError::InvalidRequest(
+                "the Authorization header has no credentials",
+            ))?;
         let token = rest.trim_matches([' ', '\t']);
         if token.is_empty() || token.contains([' ', '\t', ',']) {
-            return Err(AuthError::InvalidRequest("the Authorization header must carry exactly one credential"));
+            return Err(AuthError::InvalidRequest(
+                "the Authorization header must carry exactly one credential",
+            ));
         }
         if scheme.eq_ignore_ascii_case("DPoP") {
             Ok((Via::Dpop, token))
         } else if scheme.eq_ignore_ascii_case("Bearer") {
             Ok((Via::Bearer, token))
         } else if scheme.eq_ignore_ascii_case("Basic") {
-            let decoded = BASIC.decode(token).ok().and_then(|bytes| String::from_utf8(bytes).ok());
-            let decoded = decoded.ok_or(AuthError::InvalidRequest("the Basic credentials are not base64 user:password"))?;
+            let decoded = BASIC
+                .decode(token)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            let decoded = decoded.ok_or(AuthError::InvalidRequest(
+                "the Basic credentials are not base64 user:password",
+            ))?;
             let Some((_, password)) = decoded.split_once(':') else {
-                return Err(AuthError::InvalidRequest("the Basic credentials are not base64 user:password"));
+                return Err(AuthError::InvalidRequest(
+                    "the Basic credentials are not base64 user:password",
+                ));
             };
             if password.is_empty() {
                 return Err(AuthError::InvalidRequest("the password is empty"));
@@ -254,7 +284,9 @@ impl<'a> Credential<'a> {
             let basic: &'a String = basic;
             Ok((Via::Bearer, basic.as_str()))
         } else {
-            Err(AuthError::InvalidRequest("unsupported authorization scheme"))
+            Err(AuthError::InvalidRequest(
+                "unsupported authorization scheme",
+            ))
         }
     }
 }
@@ -276,7 +308,11 @@ impl Authority {
 
     /// As [`Authority::new`] with other key-cache limits (tests, tooling).
     pub fn with_tuning(config: AuthorityConfig, tuning: JwksTuning) -> Self {
-        Authority { keys: KeyCache::new(&config, tuning), replay: ReplayCache::new(config.replay_capacity), config }
+        Authority {
+            keys: KeyCache::new(&config, tuning),
+            replay: ReplayCache::new(config.replay_capacity),
+            config,
+        }
     }
 
     /// The configuration in use.
@@ -307,7 +343,11 @@ impl Authority {
 
     /// `Ok(None)`: no credentials at all (anonymous caller). `Ok(Some)`: authenticated and bound.
     /// `now` is unix seconds.
-    pub async fn authenticate(&self, presented: &Presented<'_>, now: i64) -> Result<Option<Caller>, AuthError> {
+    pub async fn authenticate(
+        &self,
+        presented: &Presented<'_>,
+        now: i64,
+    ) -> Result<Option<Caller>, AuthError> {
         let mut basic = String::new();
         let Some(credential) = Credential::from_presented(presented, &mut basic)? else {
             return Ok(None);
@@ -323,25 +363,49 @@ impl Authority {
         };
         key.verify(parsed.alg, parsed.jws.signing_input, parsed.jws.signature)
             .map_err(|_| invalid(OpTokError::Signature))?;
-        let claims = optok::check_claims(&parsed.jws.payload, &self.config, now).map_err(invalid)?;
+        let claims =
+            optok::check_claims(&parsed.jws.payload, &self.config, now).map_err(invalid)?;
         self.bind(&credential, &claims.binding, presented, now)?;
         if !optok::has_scopes(&claims, &self.config.required_scopes) {
             return Err(AuthError::InsufficientScope { via });
         }
-        Ok(Some(Caller { subject: claims.subject, plan: claims.plan, license: claims.license }))
+        Ok(Some(Caller {
+            subject: claims.subject,
+            plan: claims.plan,
+            license: claims.license,
+        }))
     }
 
     /// Step 4: the OpTok's `cnf` decides what proves the caller holds it.
-    fn bind(&self, credential: &Credential, binding: &Binding, presented: &Presented, now: i64) -> Result<(), AuthError> {
+    fn bind(
+        &self,
+        credential: &Credential,
+        binding: &Binding,
+        presented: &Presented,
+        now: i64,
+    ) -> Result<(), AuthError> {
         use SenderConstraint as C;
         let constraint = self.config.sender_constraint;
-        let mismatch = |detail| Err(AuthError::SenderMismatch { via: credential.via, detail });
+        let mismatch = |detail| {
+            Err(AuthError::SenderMismatch {
+                via: credential.via,
+                detail,
+            })
+        };
         match (binding, credential.via) {
-            (Binding::Jkt(_), _) if constraint == C::Mtls => mismatch("a client certificate binding is required"),
-            (Binding::Jkt(_), Via::Bearer) => mismatch("a DPoP-bound token needs the DPoP scheme and a proof"),
-            (Binding::Jkt(jkt), Via::Dpop) => self.proof(credential, Some(jkt.clone()), presented, now),
+            (Binding::Jkt(_), _) if constraint == C::Mtls => {
+                mismatch("a client certificate binding is required")
+            }
+            (Binding::Jkt(_), Via::Bearer) => {
+                mismatch("a DPoP-bound token needs the DPoP scheme and a proof")
+            }
+            (Binding::Jkt(jkt), Via::Dpop) => {
+                self.proof(credential, Some(jkt.clone()), presented, now)
+            }
             (Binding::X5t(_), _) if constraint == C::Dpop => mismatch("a DPoP binding is required"),
-            (Binding::X5t(_), Via::Dpop) => mismatch("a certificate-bound token is presented as Bearer"),
+            (Binding::X5t(_), Via::Dpop) => {
+                mismatch("a certificate-bound token is presented as Bearer")
+            }
             (Binding::X5t(x5t), Via::Bearer) => {
                 let thumbprint = presented.client_cert_sha256.map(header::b64url_encode);
                 if thumbprint.as_deref() == Some(x5t.as_str()) {
@@ -350,13 +414,21 @@ impl Authority {
                     mismatch("the client certificate is not the one the token is bound to")
                 }
             }
-            (Binding::Unbound, _) if constraint != C::None => mismatch("the token is not sender-constrained (no cnf)"),
+            (Binding::Unbound, _) if constraint != C::None => {
+                mismatch("the token is not sender-constrained (no cnf)")
+            }
             (Binding::Unbound, Via::Dpop) => self.proof(credential, None, presented, now),
             (Binding::Unbound, Via::Bearer) => Ok(()),
         }
     }
 
-    fn proof(&self, credential: &Credential, expected_jkt: Option<String>, presented: &Presented, now: i64) -> Result<(), AuthError> {
+    fn proof(
+        &self,
+        credential: &Credential,
+        expected_jkt: Option<String>,
+        presented: &Presented,
+        now: i64,
+    ) -> Result<(), AuthError> {
         let check = ProofCheck {
             method: presented.method,
             htu: &self.config.realm,
@@ -366,7 +438,9 @@ impl Authority {
             skew: self.config.clock_skew,
             expected_jkt,
         };
-        let proof = credential.proof.ok_or(AuthError::InvalidProof(DpopError::Missing))?;
+        let proof = credential
+            .proof
+            .ok_or(AuthError::InvalidProof(DpopError::Missing))?;
         match dpop::verify_proof(proof, &check, &self.replay) {
             Ok(_) => Ok(()),
             Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
@@ -420,8 +494,17 @@ pub(crate) mod tests {
             // Nothing listens there: a fetch would fail fast rather than reach anything.
             config.metadata_address = "http://127.0.0.1:9/.well-known/openid-configuration".into();
             let authority = Authority::new(config);
-            assert_eq!(authority.load_jwks(&jwks(&[("a1", &key), ("r1", &rsa)])), Ok(2));
-            Fixture { authority, key, rsa, client: TestKey::p256(), cert: [0xfb; 32] }
+            assert_eq!(
+                authority.load_jwks(&jwks(&[("a1", &key), ("r1", &rsa)])),
+                Ok(2)
+            );
+            Fixture {
+                authority,
+                key,
+                rsa,
+                client: TestKey::p256(),
+                cert: [0xfb; 32],
+            }
         }
 
         fn claims(&self, cnf: Option<Value>) -> Value {
@@ -435,7 +518,10 @@ pub(crate) mod tests {
         }
 
         fn optok(&self, claims: &Value) -> String {
-            self.key.jws(&json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(), &claims.to_string())
+            self.key.jws(
+                &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
+                &claims.to_string(),
+            )
         }
 
         fn dpop_bound(&self) -> String {
@@ -449,7 +535,12 @@ pub(crate) mod tests {
             proof(&self.client, "ES256", &c)
         }
 
-        async fn run(&self, authorization: &[&str], dpop: &[&str], cert: Option<[u8; 32]>) -> Result<Option<Caller>, AuthError> {
+        async fn run(
+            &self,
+            authorization: &[&str],
+            dpop: &[&str],
+            cert: Option<[u8; 32]>,
+        ) -> Result<Option<Caller>, AuthError> {
             let presented = Presented {
                 method: "GET",
                 authorization: authorization.to_vec(),
@@ -462,7 +553,10 @@ pub(crate) mod tests {
     }
 
     fn basic(password: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("user:{password}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("user:{password}"))
+        )
     }
 
     fn reason(result: Result<Option<Caller>, AuthError>) -> &'static str {
@@ -479,11 +573,28 @@ pub(crate) mod tests {
         let f = Fixture::new(SenderConstraint::Dpop);
         let token = f.dpop_bound();
         let proof = f.proof_for(&token, "j1");
-        let caller = f.run(&[&format!("dpop {token}")], &[&proof], None).await.unwrap().unwrap();
-        assert_eq!(caller, Caller { subject: "alice".into(), plan: Some("enterprise".into()), license: Some("LIC-1".into()) });
+        let caller = f
+            .run(&[&format!("dpop {token}")], &[&proof], None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            caller,
+            Caller {
+                subject: "alice".into(),
+                plan: Some("enterprise".into()),
+                license: Some("LIC-1".into())
+            }
+        );
         // Case 14: the same proof again is a replay.
-        let again = f.run(&[&format!("DPoP {token}")], &[&proof], None).await.unwrap_err();
-        assert_eq!((again.reason(), again.oauth_error()), ("dpop_replay", Some("invalid_dpop_proof")));
+        let again = f
+            .run(&[&format!("DPoP {token}")], &[&proof], None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (again.reason(), again.oauth_error()),
+            ("dpop_replay", Some("invalid_dpop_proof"))
+        );
     }
 
     /// Presentation rules (cases 1, 2, 19, 20) and the binding rules per constraint
@@ -497,46 +608,227 @@ pub(crate) mod tests {
         let bound = f.dpop_bound();
         let proof = f.proof_for(&bound, "p1");
         let x5t = f.optok(&f.claims(Some(json!({"x5t#S256": header::b64url_encode(f.cert)}))));
-        let x5t_padded = f.optok(&f.claims(Some(json!({"x5t#S256": format!("{}=", header::b64url_encode(f.cert))}))));
-        let x5t_std = f.optok(&f.claims(Some(json!({"x5t#S256": base64::engine::general_purpose::STANDARD_NO_PAD.encode(f.cert)}))));
+        let x5t_padded = f.optok(&f.claims(Some(
+            json!({"x5t#S256": format!("{}=", header::b64url_encode(f.cert))}),
+        )));
+        let x5t_std = f.optok(&f.claims(Some(
+            json!({"x5t#S256": base64::engine::general_purpose::STANDARD_NO_PAD.encode(f.cert)}),
+        )));
         let unbound = f.optok(&f.claims(None));
         let other_key_proof = proof_claims_signed_by_other(&bound);
-        let cases: Vec<(SenderConstraint, Vec<String>, Vec<String>, Option<[u8; 32]>, &str)> = vec![
+        // (constraint, Authorization values, DPoP values, client certificate digest, reason)
+        type Row<'a> = (
+            SenderConstraint,
+            Vec<String>,
+            Vec<String>,
+            Option<[u8; 32]>,
+            &'a str,
+        );
+        let cases: Vec<Row> = vec![
             (C::Dpop, vec![], vec![], None, "anonymous"),
             (C::Dpop, vec![], vec![proof.clone()], None, "anonymous"),
-            (C::Dpop, vec![format!("DPoP {bound}")], vec![], None, "invalid_dpop_proof"),
-            (C::Dpop, vec![format!("DPoP {bound}")], vec![proof.clone(), proof.clone()], None, "invalid_dpop_proof"),
-            (C::Dpop, vec![format!("DPoP {bound}")], vec![format!("{proof}, {proof}")], None, "invalid_dpop_proof"),
-            (C::Dpop, vec![format!("Bearer {bound}"), format!("DPoP {bound}")], vec![proof.clone()], None, "invalid_request"),
-            (C::Dpop, vec![format!("Bearer {bound}, DPoP {bound}")], vec![proof.clone()], None, "invalid_request"),
-            (C::Dpop, vec![format!("Negotiate {bound}")], vec![], None, "invalid_request"),
-            (C::Dpop, vec!["Bearer".into()], vec![], None, "invalid_request"),
-            (C::Dpop, vec![format!("Bearer {bound}")], vec![], None, "sender_constraint_mismatch"),
-            (C::Dpop, vec![format!("Bearer {bound}")], vec![proof.clone()], None, "sender_constraint_mismatch"),
-            (C::Dpop, vec![basic(&bound)], vec![], None, "sender_constraint_mismatch"),
-            (C::Dpop, vec![format!("DPoP {bound}")], vec![other_key_proof], None, "sender_constraint_mismatch"),
-            (C::Dpop, vec![format!("DPoP {unbound}")], vec![f.proof_for(&unbound, "u1")], None, "sender_constraint_mismatch"),
-            (C::Dpop, vec![format!("Bearer {x5t}")], vec![], cert, "sender_constraint_mismatch"),
+            (
+                C::Dpop,
+                vec![format!("DPoP {bound}")],
+                vec![],
+                None,
+                "invalid_dpop_proof",
+            ),
+            (
+                C::Dpop,
+                vec![format!("DPoP {bound}")],
+                vec![proof.clone(), proof.clone()],
+                None,
+                "invalid_dpop_proof",
+            ),
+            (
+                C::Dpop,
+                vec![format!("DPoP {bound}")],
+                vec![format!("{proof}, {proof}")],
+                None,
+                "invalid_dpop_proof",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}"), format!("DPoP {bound}")],
+                vec![proof.clone()],
+                None,
+                "invalid_request",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}, DPoP {bound}")],
+                vec![proof.clone()],
+                None,
+                "invalid_request",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Negotiate {bound}")],
+                vec![],
+                None,
+                "invalid_request",
+            ),
+            (
+                C::Dpop,
+                vec!["Bearer".into()],
+                vec![],
+                None,
+                "invalid_request",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}")],
+                vec![],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}")],
+                vec![proof.clone()],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Dpop,
+                vec![basic(&bound)],
+                vec![],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Dpop,
+                vec![format!("DPoP {bound}")],
+                vec![other_key_proof],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Dpop,
+                vec![format!("DPoP {unbound}")],
+                vec![f.proof_for(&unbound, "u1")],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {x5t}")],
+                vec![],
+                cert,
+                "sender_constraint_mismatch",
+            ),
             (C::Mtls, vec![format!("Bearer {x5t}")], vec![], cert, "ok"),
             (C::Mtls, vec![basic(&x5t)], vec![], cert, "ok"),
-            (C::Mtls, vec![format!("Bearer {x5t}")], vec![], Some([7; 32]), "sender_constraint_mismatch"),
-            (C::Mtls, vec![format!("Bearer {x5t}")], vec![], None, "sender_constraint_mismatch"),
-            (C::Mtls, vec![format!("Bearer {x5t_padded}")], vec![], cert, "sender_constraint_mismatch"),
-            (C::Mtls, vec![format!("Bearer {x5t_std}")], vec![], cert, "sender_constraint_mismatch"),
-            (C::Mtls, vec![format!("Bearer {unbound}")], vec![], cert, "sender_constraint_mismatch"),
-            (C::Mtls, vec![format!("DPoP {bound}")], vec![f.proof_for(&bound, "m1")], None, "sender_constraint_mismatch"),
-            (C::DpopOrMtls, vec![format!("DPoP {bound}")], vec![f.proof_for(&bound, "d1")], None, "ok"),
-            (C::DpopOrMtls, vec![format!("bearer {x5t}")], vec![], cert, "ok"),
-            (C::DpopOrMtls, vec![format!("DPoP {x5t}")], vec![f.proof_for(&x5t, "d2")], cert, "sender_constraint_mismatch"),
-            (C::DpopOrMtls, vec![format!("Bearer {unbound}")], vec![], cert, "sender_constraint_mismatch"),
-            (C::None, vec![format!("Bearer {unbound}")], vec![], None, "ok"),
+            (
+                C::Mtls,
+                vec![format!("Bearer {x5t}")],
+                vec![],
+                Some([7; 32]),
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Mtls,
+                vec![format!("Bearer {x5t}")],
+                vec![],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Mtls,
+                vec![format!("Bearer {x5t_padded}")],
+                vec![],
+                cert,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Mtls,
+                vec![format!("Bearer {x5t_std}")],
+                vec![],
+                cert,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Mtls,
+                vec![format!("Bearer {unbound}")],
+                vec![],
+                cert,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Mtls,
+                vec![format!("DPoP {bound}")],
+                vec![f.proof_for(&bound, "m1")],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::DpopOrMtls,
+                vec![format!("DPoP {bound}")],
+                vec![f.proof_for(&bound, "d1")],
+                None,
+                "ok",
+            ),
+            (
+                C::DpopOrMtls,
+                vec![format!("bearer {x5t}")],
+                vec![],
+                cert,
+                "ok",
+            ),
+            (
+                C::DpopOrMtls,
+                vec![format!("DPoP {x5t}")],
+                vec![f.proof_for(&x5t, "d2")],
+                cert,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::DpopOrMtls,
+                vec![format!("Bearer {unbound}")],
+                vec![],
+                cert,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::None,
+                vec![format!("Bearer {unbound}")],
+                vec![],
+                None,
+                "ok",
+            ),
             (C::None, vec![basic(&unbound)], vec![], None, "ok"),
-            (C::None, vec![format!("DPoP {unbound}")], vec![f.proof_for(&unbound, "n1")], None, "ok"),
-            (C::None, vec![format!("Bearer {bound}")], vec![], None, "sender_constraint_mismatch"),
-            (C::None, vec![format!("DPoP {bound}")], vec![f.proof_for(&bound, "n2")], None, "ok"),
-            (C::None, vec![format!("DPoP {bound}")], vec![f.proof_for(&unbound, "n3")], None, "invalid_dpop_proof"),
+            (
+                C::None,
+                vec![format!("DPoP {unbound}")],
+                vec![f.proof_for(&unbound, "n1")],
+                None,
+                "ok",
+            ),
+            (
+                C::None,
+                vec![format!("Bearer {bound}")],
+                vec![],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::None,
+                vec![format!("DPoP {bound}")],
+                vec![f.proof_for(&bound, "n2")],
+                None,
+                "ok",
+            ),
+            (
+                C::None,
+                vec![format!("DPoP {bound}")],
+                vec![f.proof_for(&unbound, "n3")],
+                None,
+                "invalid_dpop_proof",
+            ),
         ];
-        for (i, (constraint, authorization, dpop, cert, expected)) in cases.into_iter().enumerate() {
+        for (i, (constraint, authorization, dpop, cert, expected)) in cases.into_iter().enumerate()
+        {
             let mut config = f.authority.config.clone();
             config.sender_constraint = constraint;
             let authority = Authority::new(config);
@@ -548,7 +840,11 @@ pub(crate) mod tests {
                 form_password: None,
                 client_cert_sha256: cert,
             };
-            assert_eq!(reason(authority.authenticate(&presented, NOW).await), expected, "row {i} ({constraint:?})");
+            assert_eq!(
+                reason(authority.authenticate(&presented, NOW).await),
+                expected,
+                "row {i} ({constraint:?})"
+            );
         }
     }
 
@@ -564,11 +860,23 @@ pub(crate) mod tests {
     async fn form_password() {
         let f = Fixture::new(SenderConstraint::None);
         let token = f.optok(&f.claims(None));
-        let mut presented = Presented { method: "POST", authorization: vec![], dpop: vec![], form_password: Some(&token), client_cert_sha256: None };
-        assert_eq!(reason(f.authority.authenticate(&presented, NOW).await), "ok");
+        let mut presented = Presented {
+            method: "POST",
+            authorization: vec![],
+            dpop: vec![],
+            form_password: Some(&token),
+            client_cert_sha256: None,
+        };
+        assert_eq!(
+            reason(f.authority.authenticate(&presented, NOW).await),
+            "ok"
+        );
         let header = format!("Bearer {token}");
         presented.authorization = vec![&header];
-        assert_eq!(reason(f.authority.authenticate(&presented, NOW).await), "invalid_request");
+        assert_eq!(
+            reason(f.authority.authenticate(&presented, NOW).await),
+            "invalid_request"
+        );
     }
 
     /// OpTok rules through the whole pipeline (cases 25-32), all with a valid presentation.
@@ -578,14 +886,27 @@ pub(crate) mod tests {
         let claims = f.claims(None);
         let body = claims.to_string();
         let signed = |header: Value| f.key.jws(&header.to_string(), &body);
-        let unsigned = |header: Value| format!("{}.{}.", header::b64url_encode(header.to_string()), header::b64url_encode(&body));
+        let unsigned = |header: Value| {
+            format!(
+                "{}.{}.",
+                header::b64url_encode(header.to_string()),
+                header::b64url_encode(&body)
+            )
+        };
         let hs256 = {
-            let input = format!("{}.{}", header::b64url_encode(json!({"alg":"HS256","kid":"r1"}).to_string()), header::b64url_encode(&body));
+            let input = format!(
+                "{}.{}",
+                header::b64url_encode(json!({"alg":"HS256","kid":"r1"}).to_string()),
+                header::b64url_encode(&body)
+            );
             let n = header::b64url(f.rsa.jwk()["n"].as_str().unwrap()).unwrap();
-            let mac = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &openssl::pkey::PKey::hmac(&n).unwrap())
-                .unwrap()
-                .sign_oneshot_to_vec(input.as_bytes())
-                .unwrap();
+            let mac = openssl::sign::Signer::new(
+                openssl::hash::MessageDigest::sha256(),
+                &openssl::pkey::PKey::hmac(&n).unwrap(),
+            )
+            .unwrap()
+            .sign_oneshot_to_vec(input.as_bytes())
+            .unwrap();
             format!("{input}.{}", header::b64url_encode(mac))
         };
         let mut flipped = f.optok(&claims).into_bytes();
@@ -596,21 +917,66 @@ pub(crate) mod tests {
         no_scope["scope"] = json!("other");
         let rows: Vec<(&str, String, &str)> = vec![
             ("valid", f.optok(&claims), "ok"),
-            ("rsa kid", f.rsa.jws(&json!({"alg":"PS256","kid":"r1"}).to_string(), &body), "ok"),
-            ("alg none", unsigned(json!({"alg":"none","kid":"a1"})), "invalid_optok"),
+            (
+                "rsa kid",
+                f.rsa
+                    .jws(&json!({"alg":"PS256","kid":"r1"}).to_string(), &body),
+                "ok",
+            ),
+            (
+                "alg none",
+                unsigned(json!({"alg":"none","kid":"a1"})),
+                "invalid_optok",
+            ),
             ("hs256 with n", hs256, "invalid_optok"),
-            ("jku", signed(json!({"alg":"ES256","kid":"a1","jku":"http://127.0.0.1:9/jwks"})), "invalid_optok"),
-            ("embedded jwk", signed(json!({"alg":"ES256","kid":"a1","jwk":f.key.jwk()})), "invalid_optok"),
-            ("unknown kid", signed(json!({"alg":"ES256","kid":"../../etc/passwd"})), "invalid_optok"),
-            ("huge kid", signed(json!({"alg":"ES256","kid":"k".repeat(10_000)})), "invalid_optok"),
-            ("wrong key type for kid", signed(json!({"alg":"ES256","kid":"r1"})), "invalid_optok"),
-            ("flipped signature", String::from_utf8(flipped).unwrap(), "invalid_optok"),
+            (
+                "jku",
+                signed(json!({"alg":"ES256","kid":"a1","jku":"http://127.0.0.1:9/jwks"})),
+                "invalid_optok",
+            ),
+            (
+                "embedded jwk",
+                signed(json!({"alg":"ES256","kid":"a1","jwk":f.key.jwk()})),
+                "invalid_optok",
+            ),
+            (
+                "unknown kid",
+                signed(json!({"alg":"ES256","kid":"../../etc/passwd"})),
+                "invalid_optok",
+            ),
+            (
+                "huge kid",
+                signed(json!({"alg":"ES256","kid":"k".repeat(10_000)})),
+                "invalid_optok",
+            ),
+            (
+                "wrong key type for kid",
+                signed(json!({"alg":"ES256","kid":"r1"})),
+                "invalid_optok",
+            ),
+            (
+                "flipped signature",
+                String::from_utf8(flipped).unwrap(),
+                "invalid_optok",
+            ),
             ("dpop proof as optok", proof_as_optok, "invalid_optok"),
-            ("crit", signed(json!({"alg":"ES256","kid":"a1","crit":["foo"],"foo":1})), "invalid_optok"),
-            ("insufficient scope", f.optok(&no_scope), "insufficient_optok_scope"),
+            (
+                "crit",
+                signed(json!({"alg":"ES256","kid":"a1","crit":["foo"],"foo":1})),
+                "invalid_optok",
+            ),
+            (
+                "insufficient scope",
+                f.optok(&no_scope),
+                "insufficient_optok_scope",
+            ),
         ];
         for (name, token, expected) in rows {
-            assert_eq!(reason(f.run(&[&format!("Bearer {token}")], &[], None).await), expected, "{name}");
+            assert_eq!(
+                reason(f.run(&[&format!("Bearer {token}")], &[], None).await),
+                expected,
+                "{name}"
+            );
         }
         // Unknown kids are looked up at most once per cooldown (the fetch fails: nothing listens).
         assert!(f.authority.status().last_error.is_some());
@@ -625,28 +991,95 @@ pub(crate) mod tests {
         let f = Fixture::new(SenderConstraint::None);
         let token = f.optok(&f.claims(None));
         let header = format!("Bearer {token}");
-        let presented = Presented { method: "GET", authorization: vec![&header], dpop: vec![], form_password: None, client_cert_sha256: None };
+        let presented = Presented {
+            method: "GET",
+            authorization: vec![&header],
+            dpop: vec![],
+            form_password: None,
+            client_cert_sha256: None,
+        };
         let error = authority.authenticate(&presented, NOW).await.unwrap_err();
-        assert_eq!((error.status(), error.reason()), (503, "authority_unavailable"));
-        let anonymous = Presented { method: "GET", authorization: vec![], dpop: vec![], form_password: None, client_cert_sha256: None };
-        assert!(authority.authenticate(&anonymous, NOW).await.unwrap().is_none());
+        assert_eq!(
+            (error.status(), error.reason()),
+            (503, "authority_unavailable")
+        );
+        let anonymous = Presented {
+            method: "GET",
+            authorization: vec![],
+            dpop: vec![],
+            form_password: None,
+            client_cert_sha256: None,
+        };
+        assert!(authority
+            .authenticate(&anonymous, NOW)
+            .await
+            .unwrap()
+            .is_none());
     }
 
     /// Status, reason, error code and challenge of each error.
     #[rstest]
-    #[case(AuthError::MissingCredentials, SenderConstraint::Dpop, 401, None, r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
+    #[case(
+        AuthError::MissingCredentials,
+        SenderConstraint::Dpop,
+        401,
+        None,
+        r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#
+    )]
     #[case(AuthError::MissingCredentials, SenderConstraint::DpopOrMtls, 401, None, r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512", Basic realm="registry-token""#)]
-    #[case(AuthError::MissingCredentials, SenderConstraint::Mtls, 401, None, r#"Basic realm="registry-token""#)]
+    #[case(
+        AuthError::MissingCredentials,
+        SenderConstraint::Mtls,
+        401,
+        None,
+        r#"Basic realm="registry-token""#
+    )]
     #[case(AuthError::InvalidProof(DpopError::Signature), SenderConstraint::Dpop, 401, Some("invalid_dpop_proof"), r#"DPoP error="invalid_dpop_proof", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
     #[case(AuthError::SenderMismatch { via: Via::Dpop, detail: "x" }, SenderConstraint::Dpop, 401, Some("invalid_token"), r#"DPoP error="invalid_token", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
     #[case(AuthError::InvalidToken { via: Via::Bearer, source: OpTokError::Expired }, SenderConstraint::Mtls, 401, Some("invalid_token"), r#"Bearer error="invalid_token""#)]
     #[case(AuthError::InsufficientScope { via: Via::Bearer }, SenderConstraint::None, 403, Some("insufficient_scope"), r#"Bearer error="insufficient_scope""#)]
-    #[case(AuthError::InvalidRequest("x"), SenderConstraint::Mtls, 400, Some("invalid_request"), r#"Bearer error="invalid_request""#)]
-    #[case(AuthError::Unavailable, SenderConstraint::Dpop, 503, None, r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
-    fn error_mapping(#[case] error: AuthError, #[case] constraint: SenderConstraint, #[case] status: u16, #[case] code: Option<&str>, #[case] challenge: &str) {
+    #[case(
+        AuthError::InvalidRequest("x"),
+        SenderConstraint::Mtls,
+        400,
+        Some("invalid_request"),
+        r#"Bearer error="invalid_request""#
+    )]
+    #[case(
+        AuthError::Unavailable,
+        SenderConstraint::Dpop,
+        503,
+        None,
+        r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#
+    )]
+    fn error_mapping(
+        #[case] error: AuthError,
+        #[case] constraint: SenderConstraint,
+        #[case] status: u16,
+        #[case] code: Option<&str>,
+        #[case] challenge: &str,
+    ) {
         assert_eq!(error.status(), status);
         assert_eq!(error.oauth_error(), code);
         assert_eq!(error.www_authenticate(constraint), challenge);
+    }
+
+    /// The Authority can be shared across threads and its futures run on any worker.
+    #[test]
+    fn send_and_sync() {
+        fn send<T: Send>(_: &T) {}
+        fn shared<T: Send + Sync>() {}
+        shared::<Authority>();
+        let authority = Authority::new(config(SenderConstraint::Dpop));
+        let presented = Presented {
+            method: "GET",
+            authorization: vec![],
+            dpop: vec![],
+            form_password: None,
+            client_cert_sha256: None,
+        };
+        send(&authority.authenticate(&presented, NOW));
+        send(&authority.refresh());
     }
 
     /// Descriptions never quote the token.
@@ -654,7 +1087,10 @@ pub(crate) mod tests {
     async fn descriptions_hide_tokens() {
         let f = Fixture::new(SenderConstraint::Dpop);
         let token = f.dpop_bound();
-        let error = f.run(&[&format!("Bearer {token}")], &[], None).await.unwrap_err();
+        let error = f
+            .run(&[&format!("Bearer {token}")], &[], None)
+            .await
+            .unwrap_err();
         let text = error.to_string();
         assert!(!text.contains(&token[..20]), "{text}");
         assert!(!format!("{error:?}").contains(&token[..20]));

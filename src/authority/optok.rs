@@ -88,7 +88,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, OpTokError> {
         .get("alg")
         .and_then(Value::as_str)
         .and_then(header::algorithm)
-        .ok_or(OpTokError::Header("alg is not an allowed asymmetric algorithm"))?;
+        .ok_or(OpTokError::Header(
+            "alg is not an allowed asymmetric algorithm",
+        ))?;
     if FORBIDDEN_HEADER.iter().any(|name| jose.contains_key(*name)) {
         return Err(OpTokError::Header("carries jku, x5u, jwk, x5c or crit"));
     }
@@ -98,7 +100,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, OpTokError> {
         Some(_) => return Err(OpTokError::Header("typ is not an access token type")),
     }
     let kid = match jose.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() && kid.chars().count() <= MAX_KID_CHARS => kid.clone(),
+        Some(Value::String(kid)) if !kid.is_empty() && kid.chars().count() <= MAX_KID_CHARS => {
+            kid.clone()
+        }
         _ => return Err(OpTokError::Header("kid is missing or invalid")),
     };
     Ok(Parsed { jws, alg, kid })
@@ -111,7 +115,11 @@ fn is_dpop_type(typ: &str) -> bool {
 }
 
 /// Checks the claims against the configuration at `now` (unix seconds); all arithmetic saturates.
-pub fn check_claims(claims: &Map<String, Value>, config: &AuthorityConfig, now: i64) -> Result<Claims, OpTokError> {
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    config: &AuthorityConfig,
+    now: i64,
+) -> Result<Claims, OpTokError> {
     if claims.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
         return Err(OpTokError::Issuer);
     }
@@ -119,9 +127,11 @@ pub fn check_claims(claims: &Map<String, Value>, config: &AuthorityConfig, now: 
         Some(Value::String(aud)) => config.audiences.contains(aud),
         Some(Value::Array(auds)) => {
             let auds: Option<Vec<&str>> = auds.iter().map(Value::as_str).collect();
-            auds.ok_or(OpTokError::Claim("aud is not a string or an array of strings"))?
-                .iter()
-                .any(|aud| config.audiences.iter().any(|a| a == aud))
+            auds.ok_or(OpTokError::Claim(
+                "aud is not a string or an array of strings",
+            ))?
+            .iter()
+            .any(|aud| config.audiences.iter().any(|a| a == aud))
         }
         _ => false,
     };
@@ -133,7 +143,9 @@ pub fn check_claims(claims: &Map<String, Value>, config: &AuthorityConfig, now: 
     let time = |name: &str| -> Result<Option<i64>, OpTokError> {
         match claims.get(name) {
             None => Ok(None),
-            Some(v) => integer(v).map(Some).ok_or(OpTokError::Claim("exp, nbf or iat is not an integer")),
+            Some(v) => integer(v)
+                .map(Some)
+                .ok_or(OpTokError::Claim("exp, nbf or iat is not an integer")),
         }
     };
     let exp = time("exp")?.ok_or(OpTokError::Claim("exp is missing"))?;
@@ -163,26 +175,44 @@ pub fn check_claims(claims: &Map<String, Value>, config: &AuthorityConfig, now: 
     for name in ["scope", "scp"] {
         match claims.get(name) {
             None => {}
-            Some(Value::String(s)) => scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned)),
+            Some(Value::String(s)) => {
+                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
+            }
             Some(Value::Array(items)) if name == "scp" => {
                 for item in items {
-                    scopes.push(item.as_str().ok_or(OpTokError::Claim("scp holds a non-string"))?.to_owned());
+                    scopes.push(
+                        item.as_str()
+                            .ok_or(OpTokError::Claim("scp holds a non-string"))?
+                            .to_owned(),
+                    );
                 }
             }
             Some(_) => return Err(OpTokError::Claim("scope or scp has the wrong type")),
         }
     }
 
-    Ok(Claims { subject, plan, license, binding: binding(claims.get("cnf"))?, scopes })
+    Ok(Claims {
+        subject,
+        plan,
+        license,
+        binding: binding(claims.get("cnf"))?,
+        scopes,
+    })
 }
 
 /// Reads `cnf`: absent, or an object with exactly one of `jkt` / `x5t#S256` (non-empty strings).
 fn binding(cnf: Option<&Value>) -> Result<Binding, OpTokError> {
-    let Some(cnf) = cnf else { return Ok(Binding::Unbound) };
-    let cnf = cnf.as_object().ok_or(OpTokError::Confirmation("is not an object"))?;
+    let Some(cnf) = cnf else {
+        return Ok(Binding::Unbound);
+    };
+    let cnf = cnf
+        .as_object()
+        .ok_or(OpTokError::Confirmation("is not an object"))?;
     let mut members = cnf.iter();
     let (Some((name, Value::String(value))), None) = (members.next(), members.next()) else {
-        return Err(OpTokError::Confirmation("must hold exactly one string member"));
+        return Err(OpTokError::Confirmation(
+            "must hold exactly one string member",
+        ));
     };
     if value.is_empty() {
         return Err(OpTokError::Confirmation("is empty"));
@@ -196,7 +226,9 @@ fn binding(cnf: Option<&Value>) -> Result<Binding, OpTokError> {
 
 /// Whether every required scope is among the token's scopes.
 pub fn has_scopes(claims: &Claims, required: &[String]) -> bool {
-    required.iter().all(|r| claims.scopes.iter().any(|s| s == r))
+    required
+        .iter()
+        .all(|r| claims.scopes.iter().any(|s| s == r))
 }
 
 #[cfg(test)]
@@ -301,8 +333,17 @@ mod tests {
     /// Case 32: a duplicate `alg` member is refused; oversize tokens are refused before decoding.
     #[test]
     fn duplicate_and_oversize() {
-        let token = format!("{}.e30.AA", header::b64url_encode(r#"{"alg":"ES256","kid":"k","alg":"RS256"}"#));
-        assert_eq!(parse(&token).err(), Some(OpTokError::Malformed(JoseError::Duplicate("header"))));
-        assert_eq!(parse(&"A".repeat(MAX_OPTOK_BYTES + 1)).err(), Some(OpTokError::TooLarge));
+        let token = format!(
+            "{}.e30.AA",
+            header::b64url_encode(r#"{"alg":"ES256","kid":"k","alg":"RS256"}"#)
+        );
+        assert_eq!(
+            parse(&token).err(),
+            Some(OpTokError::Malformed(JoseError::Duplicate("header")))
+        );
+        assert_eq!(
+            parse(&"A".repeat(MAX_OPTOK_BYTES + 1)).err(),
+            Some(OpTokError::TooLarge)
+        );
     }
 }

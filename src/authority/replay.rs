@@ -33,13 +33,24 @@ struct Inner {
 impl ReplayCache {
     /// An empty cache holding at most `capacity` live entries.
     pub fn new(capacity: usize) -> Self {
-        ReplayCache { capacity, inner: Mutex::new(Inner::default()) }
+        ReplayCache {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Admits `jti` until `expires_at`, or refuses it if it is still remembered or the cache is
     /// full of live entries. Entries expired at `now` are dropped first.
-    pub fn check_and_insert(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ReplayError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn check_and_insert(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         inner.prune(now);
         if inner.seen.contains_key(jti) {
             return Err(ReplayError::Replayed);
@@ -86,7 +97,10 @@ mod tests {
     fn replay_then_expiry() {
         let cache = ReplayCache::new(10);
         assert_eq!(cache.check_and_insert("a", 100, 0), Ok(()));
-        assert_eq!(cache.check_and_insert("a", 100, 50), Err(ReplayError::Replayed));
+        assert_eq!(
+            cache.check_and_insert("a", 100, 50),
+            Err(ReplayError::Replayed)
+        );
         assert_eq!(cache.check_and_insert("a", 200, 100), Ok(()));
         assert_eq!(cache.len(), 1);
     }

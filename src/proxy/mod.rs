@@ -62,6 +62,8 @@ pub struct Ctx {
     started: Instant,
     /// Route label for `/v2/` requests the sidecar forwards or refuses; `None` elsewhere.
     route: Option<&'static str>,
+    /// The `sub` of the token that allowed the request.
+    subject: Option<String>,
     upstream_query: Option<String>,
 }
 
@@ -133,15 +135,18 @@ impl Sidecar {
             dpop: header_values(req, "dpop"),
             client_cert_sha256: None,
         };
-        match realm::issue(settings, &self.authority, &request, now()).await {
+        let mut audit = realm::Audit::default();
+        let outcome = realm::issue(settings, &self.authority, &request, now(), &mut audit).await;
+        let (sub, plan, license) = (audit.subject.as_deref(), audit.plan.as_deref(), audit.license_hash());
+        match outcome {
             Ok(issued) => {
                 metrics::get().issued.with_label_values(&[&issued.plan]).inc();
-                tracing::info!(decision = "issued", plan = %issued.plan, granted = ?issued.granted, "token issued");
+                tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, requested = ?audit.requested, granted = ?issued.granted, "token issued");
                 respond::json(session, 200, &issued, &[]).await
             }
             Err(rejection) => {
                 metrics::get().rejected.with_label_values(&[rejection.reason]).inc();
-                tracing::info!(decision = "rejected", reason = rejection.reason, status = rejection.status, "token refused");
+                tracing::info!(decision = "rejected", route = "token", status = rejection.status, reason = rejection.reason, sub, plan, license, requested = ?audit.requested, "token refused");
                 respond::rejection(session, &rejection).await
             }
         }
@@ -161,12 +166,13 @@ impl Sidecar {
         match authorize(&ctx.settings, &request, now()) {
             Ok(allowed) => {
                 ctx.route = Some(allowed.routed.route.label());
+                ctx.subject = Some(allowed.subject);
                 ctx.upstream_query = allowed.routed.upstream_query;
                 Ok(false)
             }
             Err(denied) => {
                 metrics::get().proxy_denied.with_label_values(&[denied.reason]).inc();
-                tracing::info!(decision = "denied", reason = denied.reason, status = denied.status, path, "request refused");
+                tracing::info!(decision = "denied", route = "v2", status = denied.status, reason = denied.reason, method = request.method, path, "request refused");
                 // A refused upload may leave its body unread: close rather than misparse it.
                 let has_body = req.headers.contains_key("content-length") || req.headers.contains_key("transfer-encoding");
                 respond::docker_error(session, denied.status, denied.code, &denied.message, denied.www_authenticate.as_deref(), has_body).await?;
@@ -185,6 +191,7 @@ impl ProxyHttp for Sidecar {
             settings: self.settings.load_full(),
             started: Instant::now(),
             route: None,
+            subject: None,
             upstream_query: None,
         }
     }
@@ -285,6 +292,7 @@ impl ProxyHttp for Sidecar {
         m.proxy_duration
             .with_label_values(&[method.as_str()])
             .observe(ctx.started.elapsed().as_secs_f64());
-        tracing::debug!(route, method, status, error = e.map(|e| e.to_string()), "proxied");
+        let path = session.req_header().uri.path().to_string();
+        tracing::info!(decision = "allowed", route, method, status, sub = ctx.subject.as_deref(), path, error = e.map(|e| e.to_string()), "proxied");
     }
 }

@@ -164,12 +164,37 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
     Ok(p)
 }
 
+/// What a decision was about, for its log event: filled in as the realm learns it. Holds no
+/// token; the license is only ever logged hashed.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub subject: Option<String>,
+    pub plan: Option<String>,
+    pub license: Option<String>,
+    pub requested: Vec<String>,
+}
+
+impl Audit {
+    /// The license as logs show it: the first 12 hex digits of its SHA-256.
+    pub fn license_hash(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        self.license.as_ref().map(|l| {
+            Sha256::digest(l.as_bytes())
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+    }
+}
+
 /// Runs the realm for one request. `now` is the Unix time in seconds.
 pub async fn issue(
     settings: &Settings,
     authority: &Authority,
     req: &TokenRequest<'_>,
     now: i64,
+    audit: &mut Audit,
 ) -> Result<TokenResponse, Rejection> {
     let params = params(req)?;
     let service = match params.service.as_deref() {
@@ -191,6 +216,8 @@ pub async fn issue(
         error: "invalid_scope",
         ..Rejection::malformed("malformed_scope", e.to_string())
     })?;
+
+    audit.requested = scopes.iter().map(Scope::to_string).collect();
 
     let presented = Presented {
         method: req.method,
@@ -234,6 +261,9 @@ pub async fn issue(
         },
         None => return Err(missing()),
     };
+    audit.subject = Some(caller.subject.clone());
+    audit.license = caller.license.clone();
+    audit.plan = caller.plan.clone().or_else(|| policy.default_plan.clone());
     if policy.is_revoked(caller.license.as_deref()) {
         return Err(Rejection::forbidden(
             "license_revoked",
