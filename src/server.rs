@@ -8,8 +8,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
 use pingora::protocols::http::ServerSession;
-use pingora::server::configuration::ServerConf;
+use pingora::protocols::tls::TlsRef;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
@@ -70,34 +73,102 @@ impl BackgroundService for KeysRefresher {
     }
 }
 
-/// Runs the sidecar until a signal stops it.
-pub fn run(settings: Settings, config_path: PathBuf) -> ! {
+/// Hands each TLS handshake the certificate of the configuration in force, so that a reload
+/// (SIGHUP or a file change) renews it without touching open connections.
+struct Certificates(Arc<ArcSwap<Settings>>);
+
+#[async_trait]
+impl TlsAccept for Certificates {
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        use pingora::tls::ext::{ssl_add_chain_cert, ssl_use_certificate, ssl_use_private_key};
+        let settings = self.0.load();
+        let Some(tls) = settings.tls.as_ref() else { return };
+        let installed = ssl_use_certificate(ssl, &tls.chain[0])
+            .and_then(|()| tls.chain[1..].iter().try_for_each(|c| ssl_add_chain_cert(ssl, c)))
+            .and_then(|()| ssl_use_private_key(ssl, &tls.key));
+        if let Err(e) = installed {
+            tracing::error!(error = %e, "cannot install the TLS certificate for a handshake");
+        }
+    }
+}
+
+/// TLS 1.2 and 1.3, HTTP/2 by ALPN, and client certificates when `clientCa` is set: requested,
+/// verified against it, optional (DPoP callers need none).
+fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String> {
+    use openssl::ssl::{SslVerifyMode, SslVersion};
+    let current = settings.load();
+    let mut tls = TlsSettings::with_callbacks(Box::new(Certificates(settings.clone()))).map_err(|e| e.to_string())?;
+    tls.set_min_proto_version(Some(SslVersion::TLS1_2)).map_err(|e| e.to_string())?;
+    tls.enable_h2();
+    if let Some(ca) = current.tls.as_ref().and_then(|t| t.client_ca.as_ref()) {
+        tls.set_ca_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let names = openssl::x509::X509Name::load_client_ca_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        tls.set_client_ca_list(names);
+        tls.set_verify(SslVerifyMode::PEER);
+    }
+    Ok(tls)
+}
+
+/// The `/readyz` client: trusts the upstream as the proxy does.
+fn probe_client(settings: &Settings) -> reqwest::Client {
+    let upstream = &settings.upstream;
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(upstream.insecure_skip_verify);
+    for cert in upstream.ca.iter().flat_map(|certs| certs.iter()) {
+        if let Some(cert) = cert.to_der().ok().and_then(|der| reqwest::Certificate::from_der(&der).ok()) {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().expect("HTTP client")
+}
+
+/// Runs the sidecar until a signal stops it. With `upgrade`, takes the listening sockets over
+/// from a running instance (which is then sent SIGQUIT) instead of binding them.
+pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     let listen = settings.listen;
     let admin_listen = settings.admin_listen;
+    let (grace_period, upgrade_socket) = (settings.grace_period, settings.upgrade_socket.clone());
+    if settings.upstream.insecure_skip_verify {
+        tracing::warn!(upstream = %settings.upstream.url, "upstream.insecureSkipVerify is on: the registry's certificate is NOT verified");
+    }
     metrics::get().config_generation.set(settings.generation as i64);
     let authority = Arc::new(Authority::new(settings.authority.clone()));
     let settings = Arc::new(ArcSwap::from_pointee(settings));
 
     let conf = ServerConf {
         threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(10),
+        grace_period_seconds: Some(grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: upgrade_socket,
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let sidecar = Sidecar {
         settings: settings.clone(),
         authority: authority.clone(),
-        probe: reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client"),
+        probe: probe_client(&settings.load()),
     };
+    let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, sidecar);
-    proxy.add_tcp(&listen.to_string());
+    if tls {
+        match tls_settings(&settings) {
+            Ok(tls) => proxy.add_tls_with_settings(&listen.to_string(), None, tls),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up TLS on the main listener");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        proxy.add_tcp(&listen.to_string());
+    }
     let mut admin = Service::new("admin".to_string(), Admin);
     admin.add_tcp(&admin_listen.to_string());
 

@@ -32,6 +32,10 @@ pub struct ServerFile {
     pub listen: String,
     pub admin_listen: String,
     pub tls: Option<TlsFile>,
+    /// How long in-flight requests may run after SIGTERM or an upgrade.
+    pub grace_period: String,
+    /// The socket listeners are handed over on during a zero-downtime upgrade.
+    pub upgrade_socket: String,
 }
 
 impl Default for ServerFile {
@@ -40,6 +44,8 @@ impl Default for ServerFile {
             listen: "0.0.0.0:8085".into(),
             admin_listen: "127.0.0.1:9091".into(),
             tls: None,
+            grace_period: "10s".into(),
+            upgrade_socket: "/tmp/registry-token-upgrade.sock".into(),
         }
     }
 }
@@ -111,6 +117,10 @@ fn default_skew() -> String {
 pub struct DpopFile {
     pub proof_lifetime: String,
     pub require_nonce: bool,
+    /// Key of the stateless server nonces (at least 32 bytes); share it between replicas.
+    pub nonce_secret: Option<String>,
+    /// How long a server nonce stays valid.
+    pub nonce_lifetime: String,
 }
 
 impl Default for DpopFile {
@@ -118,6 +128,8 @@ impl Default for DpopFile {
         DpopFile {
             proof_lifetime: "60s".into(),
             require_nonce: false,
+            nonce_secret: None,
+            nonce_lifetime: "5m".into(),
         }
     }
 }
@@ -203,7 +215,8 @@ fn default_actions() -> Vec<String> {
 
 /// Every key name of the schema, so that `REGISTRY_TOKEN_SIGNING__KEYID` finds `keyId`.
 pub const KEY_NAMES: &[&str] = &[
-    "server", "listen", "adminListen", "tls", "certificate", "privateKey", "clientCa",
+    "server", "listen", "adminListen", "tls", "gracePeriod", "upgradeSocket", "nonceSecret",
+    "nonceLifetime", "certificate", "privateKey", "clientCa",
     "upstream", "url", "caCertificate", "insecureSkipVerify",
     "authority", "issuer", "metadataAddress", "jwksUri", "audiences", "requiredScopes",
     "senderConstraint", "clockSkew", "dpop", "proofLifetime", "requireNonce", "claims", "plan",

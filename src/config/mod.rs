@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
 use url::Url;
 
 use crate::authority::{AuthorityConfig, SenderConstraint};
@@ -81,6 +83,28 @@ pub struct Upstream {
     pub sni: String,
     /// `scheme://host[:port]` as the registry writes it in `Location` headers.
     pub origin: String,
+    /// Private CA for an https upstream (`upstream.caCertificate`).
+    pub ca: Option<Arc<Box<[X509]>>>,
+    pub insecure_skip_verify: bool,
+}
+
+/// The main listener's certificate chain and key, read at every (re)load.
+pub struct ServerTls {
+    /// Leaf first.
+    pub chain: Vec<X509>,
+    pub key: PKey<Private>,
+    /// Client certificates are requested and verified against this CA bundle.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("chain", &self.chain.len())
+            .field("key", &"<redacted>")
+            .field("client_ca", &self.client_ca)
+            .finish()
+    }
 }
 
 /// The plans, defaults and revocations.
@@ -112,6 +136,9 @@ pub struct Settings {
     pub file: FileConfig,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    pub tls: Option<Arc<ServerTls>>,
+    pub grace_period: Duration,
+    pub upgrade_socket: String,
     pub upstream: Upstream,
     /// `scheme://host[:port]` of the sidecar as clients reach it (from `registry.realm`).
     pub public_origin: String,
@@ -245,9 +272,8 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
     let mut p = Problems::default();
     let listen = p.socket("server.listen", &file.server.listen);
     let admin_listen = p.socket("server.adminListen", &file.server.admin_listen);
-    if file.server.tls.is_some() {
-        p.add("server.tls", "TLS termination is not available in this version");
-    }
+    let tls = file.server.tls.as_ref().and_then(|t| server_tls(t, &mut p));
+    let grace_period = p.duration("server.gracePeriod", &file.server.grace_period);
 
     let upstream = p.url("upstream.url", &file.upstream.url).and_then(|url| {
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
@@ -266,11 +292,19 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
             origin: origin(&url),
             addr,
             url,
+            ca: None,
+            insecure_skip_verify: file.upstream.insecure_skip_verify,
         })
     });
-    if file.upstream.ca_certificate.is_some() || file.upstream.insecure_skip_verify {
-        p.add("upstream", "upstream TLS settings are not available in this version");
-    }
+    let upstream = upstream.map(|mut u| {
+        if let Some(path) = &file.upstream.ca_certificate {
+            match read_certs(path) {
+                Ok(certs) => u.ca = Some(Arc::new(certs.into_boxed_slice())),
+                Err(e) => p.add("upstream.caCertificate", e),
+            }
+        }
+        u
+    });
 
     let a = &file.authority;
     let issuer = p.secure_url("authority.issuer", &a.issuer);
@@ -297,8 +331,9 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
             SenderConstraint::Dpop
         }
     };
-    if sender_constraint == SenderConstraint::Mtls {
-        p.add("authority.senderConstraint", "mtls needs server.tls.clientCa, which this version does not offer");
+    let client_ca = file.server.tls.as_ref().and_then(|t| t.client_ca.as_ref());
+    if sender_constraint == SenderConstraint::Mtls && client_ca.is_none() {
+        p.add("authority.senderConstraint", "mtls needs server.tls.clientCa, so that clients can present certificates");
     }
     let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
     let proof_lifetime = p.duration("authority.dpop.proofLifetime", &a.dpop.proof_lifetime);
@@ -369,6 +404,9 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
     Ok(Settings {
         listen,
         admin_listen,
+        tls,
+        grace_period,
+        upgrade_socket: file.server.upgrade_socket.clone(),
         upstream,
         public_origin: origin(&realm),
         public_scheme: realm.scheme().to_string(),
@@ -384,6 +422,44 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
         file,
         generation: 1,
     })
+}
+
+/// Every certificate in a PEM file.
+fn read_certs(path: &str) -> Result<Vec<X509>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    let certs = X509::stack_from_pem(&pem).map_err(|e| format!("`{path}` is not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`{path}` holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// The listener's certificate chain and key, checked to belong together.
+fn server_tls(t: &file::TlsFile, p: &mut Problems) -> Option<Arc<ServerTls>> {
+    let chain = read_certs(&t.certificate).map_err(|e| p.add("server.tls.certificate", e)).ok();
+    let key = std::fs::read(&t.private_key)
+        .map_err(|e| format!("cannot read `{}`: {e}", t.private_key))
+        .and_then(|pem| {
+            PKey::private_key_from_pem(&pem).map_err(|e| format!("`{}` is not a PEM private key: {e}", t.private_key))
+        })
+        .map_err(|e| p.add("server.tls.privateKey", e))
+        .ok();
+    if let Some(ca) = &t.client_ca {
+        if let Err(e) = read_certs(ca) {
+            p.add("server.tls.clientCa", e);
+        }
+    }
+    let (chain, key) = (chain?, key?);
+    let matches = chain[0].public_key().map(|k| k.public_eq(&key)).unwrap_or(false);
+    if !matches {
+        p.add("server.tls.privateKey", "does not match the certificate's public key");
+        return None;
+    }
+    Some(Arc::new(ServerTls {
+        chain,
+        key,
+        client_ca: t.client_ca.as_ref().map(PathBuf::from),
+    }))
 }
 
 /// Plans, defaults and revocations, each problem under its path.

@@ -5,6 +5,7 @@
 //! pick the upstream, clean the forwarded headers, fix `Location`, and count.
 
 mod authorize;
+mod hygiene;
 pub mod respond;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ const MAX_FORM: usize = 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time the registry may stay silent mid-request before the answer is 504.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time a client may stay silent mid-request (slow-client protection).
+const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Headers a client must never choose for the registry: proxy and client-certificate claims.
 const STRIPPED: &[&str] = &[
@@ -91,6 +94,12 @@ fn target(req: &RequestHeader) -> Option<(String, Option<String>)> {
     })
 }
 
+/// SHA-256 of the client certificate the TLS handshake verified, if one was presented.
+fn client_certificate(session: &Session) -> Option<[u8; 32]> {
+    let tls = session.digest()?.ssl_digest.as_ref()?;
+    <[u8; 32]>::try_from(tls.cert_digest.as_slice()).ok()
+}
+
 impl Sidecar {
     async fn readiness(&self, session: &mut Session, settings: &Settings) -> Result<()> {
         let mut waiting = Vec::new();
@@ -133,7 +142,7 @@ impl Sidecar {
             form: (method == "POST").then_some(form.as_slice()),
             authorization: header_values(req, "authorization"),
             dpop: header_values(req, "dpop"),
-            client_cert_sha256: None,
+            client_cert_sha256: client_certificate(session),
         };
         let mut audit = realm::Audit::default();
         let outcome = realm::issue(settings, &self.authority, &request, now(), &mut audit).await;
@@ -198,6 +207,14 @@ impl ProxyHttp for Sidecar {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let settings = ctx.settings.clone();
+        session.set_read_timeout(Some(CLIENT_READ_TIMEOUT));
+        let raw = session.as_downstream().as_http1().map(|h1| h1.get_headers_raw_bytes());
+        if let Err(refused) = hygiene::check(session.req_header(), raw.as_deref()) {
+            metrics::get().proxy_denied.with_label_values(&[refused.reason]).inc();
+            tracing::info!(decision = "denied", status = refused.status, reason = refused.reason, "request refused before routing");
+            respond::docker_error(session, refused.status, "UNSUPPORTED", refused.message, None, true).await?;
+            return Ok(true);
+        }
         let Some((path, query)) = target(session.req_header()) else {
             respond::docker_error(session, 400, "NAME_INVALID", "the request path is not UTF-8", None, true).await?;
             return Ok(true);
@@ -219,6 +236,11 @@ impl ProxyHttp for Sidecar {
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         peer.options.read_timeout = Some(READ_TIMEOUT);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if upstream.tls {
+            peer.options.verify_cert = !upstream.insecure_skip_verify;
+            peer.options.verify_hostname = !upstream.insecure_skip_verify;
+            peer.options.ca = upstream.ca.clone();
+        }
         Ok(Box::new(peer))
     }
 
