@@ -35,7 +35,12 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar (the default)
-    Serve,
+    Serve {
+        /// Take the listening sockets over from a running instance, then send it SIGQUIT:
+        /// a zero-downtime upgrade (both must name the same server.upgradeSocket)
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Load and validate the configuration, printing every problem with its YAML path
     CheckConfig,
     /// Write a stable CA, a signing key with its chain, and jwks.json
@@ -93,11 +98,11 @@ pub fn init_tracing(format: LogFormat) {
 /// Runs the command and returns the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let path = config::resolve_path(cli.config);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    match cli.command.unwrap_or(Command::Serve { upgrade: false }) {
+        Command::Serve { upgrade } => {
             tracing::info!(config = %path.display(), "loading configuration");
             match config::load(&path) {
-                Ok(settings) => crate::server::run(settings, path),
+                Ok(settings) => crate::server::run(settings, path, upgrade),
                 Err(errors) => {
                     for e in &errors.errors {
                         eprintln!("{}: {e}", errors.file.display());
