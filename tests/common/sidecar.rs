@@ -184,6 +184,15 @@ impl SidecarConfig {
         }
     }
 
+    /// `https` when the patch turns TLS on, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.patch.pointer("/server/tls").is_some_and(|t| !t.is_null()) {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The plan named `name`, to edit.
     pub fn plan_mut(&mut self, name: &str) -> &mut Plan {
         self.plans
@@ -217,7 +226,7 @@ impl SidecarConfig {
                         "keyPath": self.keys_dir.join("signing.pem"),
                         "certificateChain": self.keys_dir.join("signing-chain.crt"),
                         "lifetime": "5m"},
-            "registry": {"realm": format!("http://127.0.0.1:{port}/token"), "service": SERVICE},
+            "registry": {"realm": format!("{}://127.0.0.1:{port}/token", self.scheme()), "service": SERVICE},
             "plans": plans,
             "defaultPlan": self.default_plan,
             "revokedLicenses": self.revoked_licenses,
@@ -313,9 +322,9 @@ impl Sidecar {
         sidecar
     }
 
-    /// `http://127.0.0.1:PORT` (main listener).
+    /// `http(s)://127.0.0.1:PORT` (main listener).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        format!("{}://{}", self.config.scheme(), self.addr())
     }
 
     /// `127.0.0.1:PORT` (for `raw_http` and skopeo's `docker://` references).

@@ -1,0 +1,377 @@
+//! The sidecar at the edge: TLS termination, client certificates binding OpToks (RFC 8705) for
+//! stock clients, HTTP/2, request hygiene on the wire, graceful shutdown and upgrade.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use openssl::asn1::Asn1Time;
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
+use openssl::x509::{X509NameBuilder, X509};
+use serde_json::json;
+
+fn key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+/// A certificate for `cn`, signed by `issuer` (self-signed when `None`).
+fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool, server: bool) -> X509 {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let serial = BigNum::from_u32(rand::random::<u32>() >> 1).unwrap().to_asn1_integer().unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name)).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    if ca {
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+    } else if server {
+        let san = SubjectAlternativeName::new().ip("127.0.0.1").build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None)).unwrap();
+        b.append_extension(san).unwrap();
+        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap()).unwrap();
+    } else {
+        b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap()).unwrap();
+    }
+    b.sign(issuer.map(|(_, k)| k).unwrap_or(key), MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
+/// A server CA and certificate for 127.0.0.1, a client CA, and two client certificates.
+struct Pki {
+    dir: tempfile::TempDir,
+    client_a: X509,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: Vec<u8>| fs::write(dir.path().join(name), bytes).unwrap();
+        let (server_ca_key, client_ca_key) = (key(), key());
+        let server_ca = cert("test server CA", &server_ca_key, None, true, false);
+        let client_ca = cert("test client CA", &client_ca_key, None, true, false);
+        let server_key = key();
+        let server = cert("127.0.0.1", &server_key, Some((&server_ca, &server_ca_key)), false, true);
+        write("server-ca.crt", server_ca.to_pem().unwrap());
+        write("server.crt", server.to_pem().unwrap());
+        write("server.key", server_key.private_key_to_pem_pkcs8().unwrap());
+        write("clients-ca.crt", client_ca.to_pem().unwrap());
+        let mut clients = Vec::new();
+        for name in ["a", "b"] {
+            // skopeo's --cert-dir layout: CA as *.crt, the client pair as *.cert and *.key.
+            let client_dir = dir.path().join(format!("client-{name}"));
+            fs::create_dir(&client_dir).unwrap();
+            let client_key = key();
+            let client = cert(&format!("client {name}"), &client_key, Some((&client_ca, &client_ca_key)), false, false);
+            fs::write(client_dir.join("ca.crt"), server_ca.to_pem().unwrap()).unwrap();
+            fs::write(client_dir.join("client.cert"), client.to_pem().unwrap()).unwrap();
+            fs::write(client_dir.join("client.key"), client_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+            clients.push(client);
+        }
+        let client_a = clients.swap_remove(0);
+        Pki { dir, client_a }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn tls_patch(&self) -> serde_json::Value {
+        json!({"server": {"tls": {
+            "certificate": self.path("server.crt"),
+            "privateKey": self.path("server.key"),
+            "clientCa": self.path("clients-ca.crt"),
+        }}})
+    }
+}
+
+/// RFC 8705 `x5t#S256`: base64url SHA-256 of the certificate's DER.
+fn x5t(cert: &X509) -> String {
+    b64(openssl::sha::sha256(&cert.to_der().unwrap()))
+}
+
+/// An OpTok bound to a client certificate thumbprint.
+fn mtls_optok(authority: &Authority, thumbprint: &str) -> String {
+    let mut claims = authority.optok_claims("alice", "enterprise", "LIC-1", None);
+    claims["cnf"] = json!({ "x5t#S256": thumbprint });
+    authority.mint(claims)
+}
+
+fn mtls_stack(pki: &Pki) -> Stack {
+    Stack::start_with(|cfg| {
+        cfg.sender_constraint = "mtls".into();
+        cfg.patch = pki.tls_patch();
+    })
+}
+
+fn cert_dir(pki: &Pki, name: &str) -> String {
+    pki.path(name).to_string_lossy().into_owned()
+}
+
+/// Stock skopeo, with a client certificate and the OpTok as its Basic password, pushes and
+/// pulls through the TLS sidecar under `senderConstraint: mtls`; the digests survive.
+#[test]
+fn skopeo_with_client_certificate_round_trips() {
+    let pki = Pki::new();
+    let stack = mtls_stack(&pki);
+    let optok = mtls_optok(&stack.authority, &x5t(&pki.client_a));
+    let work = tempfile::tempdir().unwrap();
+    let image = oci_layout(&work.path().join("src"), "v1", &[1024 * 1024, 2048]);
+    let creds = format!("user:{optok}");
+    let target = format!("docker://{}/acme/app:v1", stack.sidecar.addr());
+    let src = format!("oci:{}:v1", work.path().join("src").display());
+    skopeo_ok(&["copy", "--preserve-digests", "--dest-cert-dir", &cert_dir(&pki, "client-a"), "--dest-creds", &creds, &src, &target]);
+    let back = work.path().join("back");
+    let dst = format!("oci:{}:v1", back.display());
+    skopeo_ok(&["copy", "--preserve-digests", "--dest-oci-accept-uncompressed-layers", "--src-cert-dir", &cert_dir(&pki, "client-a"), "--src-creds", &creds, &target, &dst]);
+    let pulled = read_oci_layout(&back, "v1");
+    assert_eq!(pulled.manifest_digest, image.manifest_digest);
+    assert_eq!(pulled.layer_digests, image.layer_digests);
+    stack.sidecar.assert_log_free_of(&[&optok]);
+}
+
+/// The same OpTok from a client presenting another certificate is refused (SECURITY 34), and
+/// skopeo fails instead of pushing.
+#[test]
+fn another_certificate_is_refused() {
+    let pki = Pki::new();
+    let stack = mtls_stack(&pki);
+    let optok = mtls_optok(&stack.authority, &x5t(&pki.client_a));
+    let work = tempfile::tempdir().unwrap();
+    oci_layout(&work.path().join("src"), "v1", &[4096]);
+    let src = format!("oci:{}:v1", work.path().join("src").display());
+    let target = format!("docker://{}/acme/app:v1", stack.sidecar.addr());
+    let out = skopeo(&["copy", "--dest-cert-dir", &cert_dir(&pki, "client-b"), "--dest-creds", &format!("user:{optok}"), &src, &target]);
+    assert!(!out.status.success(), "case 34: skopeo must fail with the wrong certificate");
+    assert!(stack.sidecar.metric("registry_token_rejected_total", &[("reason", "sender_constraint_mismatch")]) >= 1.0);
+    assert_eq!(stack.registry.requests_for("/v2/acme/app/blobs/uploads"), 0, "case 34: nothing reaches the registry");
+}
+
+/// Requests to the token realm over TLS, with and without a client certificate: an empty
+/// thumbprint never matches a missing certificate (SECURITY 35), padded or standard-base64
+/// thumbprints never match (36), and forwarded client-certificate headers are ignored (37).
+#[test]
+fn binding_edge_cases() {
+    let pki = Pki::new();
+    let stack = mtls_stack(&pki);
+    let realm = stack.sidecar.realm();
+    let query = [("service", "registry.test"), ("scope", "repository:acme/app:pull")];
+    let with_cert = |dir: &str| {
+        let read = |file: &str| fs::read(pki.path(dir).join(file)).unwrap();
+        let identity = reqwest::Identity::from_pkcs8_pem(&read("client.cert"), &read("client.key")).unwrap();
+        reqwest::blocking::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .identity(identity)
+            .build()
+            .unwrap()
+    };
+    let good = x5t(&pki.client_a);
+    let ok = with_cert("client-a")
+        .get(&realm)
+        .query(&query)
+        .header("Authorization", format!("Bearer {}", mtls_optok(&stack.authority, &good)))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the bound certificate gets a token");
+
+    let padded = format!("{good}=");
+    let standard = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha256(&pki.client_a.to_der().unwrap()))
+    };
+    for (what, thumbprint) in [("35 empty", ""), ("36 padded", padded.as_str()), ("36 standard base64", standard.as_str())] {
+        let optok = mtls_optok(&stack.authority, thumbprint);
+        for client in [client(), with_cert("client-a")] {
+            let status = client.get(&realm).query(&query).header("Authorization", format!("Bearer {optok}")).send().unwrap().status();
+            assert_eq!(status, 401, "case {what}");
+        }
+    }
+    // 37: a forwarded certificate header claims client A's certificate; there is no TLS client cert.
+    let forged = client()
+        .get(&realm)
+        .query(&query)
+        .header("Authorization", format!("Bearer {}", mtls_optok(&stack.authority, &good)))
+        .header("X-Forwarded-Client-Cert", format!("Hash={good}"))
+        .header("X-SSL-Client-Cert", "-----BEGIN CERTIFICATE-----")
+        .header("Client-Cert", ":AAAA:")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 401, "case 37: forwarded certificate headers are ignored");
+}
+
+/// HTTP/2 is offered by ALPN and HTTP/1.1 still works, on the same TLS listener.
+#[test]
+fn http2_and_http11_over_tls() {
+    let pki = Pki::new();
+    let stack = mtls_stack(&pki);
+    let url = format!("{}/healthz", stack.sidecar.url());
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args(["-sk", flag, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &url])
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{want} 200"), "{flag}");
+    }
+}
+
+/// Sends raw bytes and reads until the server closes, returning the status line and whether
+/// the connection was closed.
+fn raw_exchange(addr: &str, request: &[u8]) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut got = Vec::new();
+    let closed = stream.read_to_end(&mut got).is_ok();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    (text.lines().next().unwrap_or_default().to_string(), closed)
+}
+
+/// Smuggling probes (SECURITY 56): each answered 400 and the connection closed, and the
+/// request hidden in the body never reaches the registry.
+#[test]
+fn smuggling_probes_are_refused() {
+    let stack = Stack::start();
+    let addr = stack.sidecar.addr();
+    let smuggled = "GET /v2/victim/private/tags/list HTTP/1.1\r\nHost: x\r\n\r\n";
+    let probes = [
+        ("CL+TE", format!("POST /v2/acme/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("TE chunked, identity", format!("POST /v2/acme/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("duplicate TE", format!("POST /v2/acme/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("HTTP/1.0 with body", format!("POST /v2/acme/app/blobs/uploads/ HTTP/1.0\r\nHost: x\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len())),
+        ("Upgrade", format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n{smuggled}")),
+    ];
+    for (what, request) in probes {
+        let (status, closed) = raw_exchange(&addr, request.as_bytes());
+        assert!(status.starts_with("HTTP/1.1 400"), "case 56 {what}: got {status:?}");
+        assert!(closed, "case 56 {what}: the connection must be closed");
+    }
+    assert_eq!(stack.registry.requests_for("victim/private"), 0, "case 56: nothing smuggled through");
+}
+
+/// The certificate on disk is renewed by SIGHUP without a restart: new handshakes see it.
+#[test]
+fn certificate_reloads_on_sighup() {
+    let pki = Pki::new();
+    let stack = mtls_stack(&pki);
+    let serial = |_: ()| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -serial", stack.sidecar.addr()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = serial(());
+    assert!(before.starts_with("serial="), "{before}");
+    let ca_key = key();
+    let ca = cert("renewed CA", &ca_key, None, true, false);
+    let server_key = key();
+    let renewed = cert("127.0.0.1", &server_key, Some((&ca, &ca_key)), false, true);
+    fs::write(pki.path("server.crt"), renewed.to_pem().unwrap()).unwrap();
+    fs::write(pki.path("server.key"), server_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let generation = stack.sidecar.generation();
+    stack.sidecar.sighup();
+    stack.sidecar.wait_generation_above(generation);
+    assert_ne!(serial(()), before, "a new handshake presents the renewed certificate");
+}
+
+/// Uploads a 512 KiB blob as one streamed, chunked `PUT ...?digest=` whose body arrives in two
+/// pieces, with `between` run after the first; returns the status of that PUT.
+fn chunked_upload(sidecar_addr: &str, token: &str, between: impl FnOnce()) -> u16 {
+    let base = format!("http://{sidecar_addr}");
+    let start = client()
+        .post(format!("{base}/v2/acme/app/blobs/uploads/"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(start.status(), 202, "upload session opens");
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let path = location.strip_prefix(&base).unwrap_or(&location).to_string();
+    let piece = vec![7u8; 256 * 1024];
+    let digest = format!("sha256:{}", hex(&openssl::sha::sha256(&[piece.as_slice(), piece.as_slice()].concat())));
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut stream = TcpStream::connect(sidecar_addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(stream, "PUT {path}{sep}digest={digest} HTTP/1.1\r\nHost: {sidecar_addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    write!(stream, "{:x}\r\n", piece.len()).unwrap();
+    stream.write_all(&piece).unwrap();
+    stream.write_all(b"\r\n").unwrap();
+    stream.flush().unwrap();
+    between();
+    write!(stream, "{:x}\r\n", piece.len()).unwrap();
+    stream.write_all(&piece).unwrap();
+    stream.write_all(b"\r\n0\r\n\r\n").unwrap();
+    let mut reply = [0u8; 1024];
+    let n = stream.read(&mut reply).unwrap();
+    let head = String::from_utf8_lossy(&reply[..n]).to_string();
+    head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A zero-downtime upgrade (`serve --upgrade`, then SIGQUIT to the old process) in the middle
+/// of a chunked blob upload: the upload completes (SECURITY 70) and the new process serves.
+#[test]
+fn upload_survives_upgrade() {
+    let socket = tempfile::tempdir().unwrap();
+    let upgrade_socket = socket.path().join("upgrade.sock");
+    let stack = Stack::start_with(|cfg| {
+        cfg.patch = json!({"server": {"upgradeSocket": upgrade_socket, "gracePeriod": "20s"}});
+    });
+    let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
+    let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
+    let mut next: Option<std::process::Child> = None;
+    let status = chunked_upload(&stack.sidecar.addr(), &token, || {
+        let log = fs::File::create(socket.path().join("next.log")).unwrap();
+        let child = Command::new(sidecar::BIN)
+            .args(["--config", &stack.sidecar.config_path().to_string_lossy(), "serve", "--upgrade"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        next = Some(child);
+        // The new process waits on the upgrade socket; the old one hands its listeners over.
+        poll(Duration::from_secs(30), "the new process to wait on the upgrade socket", || upgrade_socket.exists().then_some(()));
+        unsafe { libc::kill(stack.sidecar.pid() as i32, libc::SIGQUIT) };
+    });
+    assert_eq!(status, 201, "case 70: the upload completes across the upgrade");
+    let mut next = next.unwrap();
+    let health = client().get(format!("{}/healthz", stack.sidecar.url())).send().unwrap();
+    assert_eq!(health.status(), 200, "the new process serves on the same port");
+    let _ = next.kill();
+    let _ = next.wait();
+}
+
+/// SIGTERM during a slow upload: the sidecar stops accepting, lets the request finish within
+/// the grace period, then exits.
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let stack = Stack::start_with(|cfg| {
+        cfg.patch = json!({"server": {"gracePeriod": "15s"}});
+    });
+    let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
+    let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
+    let pid = stack.sidecar.pid();
+    let status = chunked_upload(&stack.sidecar.addr(), &token, || unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    });
+    assert_eq!(status, 201, "the in-flight upload finishes after SIGTERM");
+}
