@@ -323,6 +323,18 @@ fn chunked_upload(sidecar_addr: &str, token: &str, between: impl FnOnce()) -> u1
     head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+/// Waits until the registry has stored part of an upload body: the request is in flight
+/// through the sidecar (accepted, proxied, streaming).
+fn wait_upload_started(registry: &Registry) {
+    let uploads = registry.storage().join("storage/docker/registry/v2/repositories/acme/app/_uploads");
+    poll(Duration::from_secs(30), "the upload body to reach the registry", || {
+        let dirs = fs::read_dir(&uploads).ok()?;
+        dirs.flatten()
+            .any(|d| fs::metadata(d.path().join("data")).is_ok_and(|m| m.len() > 0))
+            .then_some(())
+    });
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -340,6 +352,7 @@ fn upload_survives_upgrade() {
     let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
     let mut next: Option<std::process::Child> = None;
     let status = chunked_upload(&stack.sidecar.addr(), &token, || {
+        wait_upload_started(&stack.registry);
         let log = fs::File::create(socket.path().join("next.log")).unwrap();
         let child = Command::new(sidecar::BIN)
             .args(["--config", &stack.sidecar.config_path().to_string_lossy(), "serve", "--upgrade"])
@@ -370,8 +383,59 @@ fn sigterm_lets_in_flight_requests_finish() {
     let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
     let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
     let pid = stack.sidecar.pid();
-    let status = chunked_upload(&stack.sidecar.addr(), &token, || unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
+    let status = chunked_upload(&stack.sidecar.addr(), &token, || {
+        wait_upload_started(&stack.registry);
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     });
     assert_eq!(status, 201, "the in-flight upload finishes after SIGTERM");
+}
+
+/// Server nonces (SECURITY 21): a proof without one gets `use_dpop_nonce` with exactly one
+/// `DPoP-Nonce` header and `Cache-Control: no-store`; the retry with that nonce gets a token;
+/// a forged nonce, or one from a replica with another secret, gets a fresh nonce instead.
+#[test]
+fn dpop_server_nonces() {
+    let secret = "a-secret-shared-by-every-replica-0123456789";
+    let stack = Stack::start_with(|cfg| {
+        cfg.patch = json!({"authority": {"dpop": {"requireNonce": true, "nonceSecret": secret}}});
+    });
+    let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
+    let realm = stack.sidecar.realm();
+    let ask = |nonce: Option<&str>| {
+        let mut claims = key.claims("GET", &realm, Some(&optok));
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        client()
+            .get(&realm)
+            .query(&[("service", "registry.test"), ("scope", "repository:acme/app:pull")])
+            .header("Authorization", format!("DPoP {optok}"))
+            .header("DPoP", key.sign(&key.header(), &claims))
+            .send()
+            .unwrap()
+    };
+    let first = ask(None);
+    assert_eq!(first.status(), 401);
+    let challenge = first.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.contains(r#"error="use_dpop_nonce""#), "{challenge}");
+    assert_eq!(first.headers().get_all("dpop-nonce").iter().count(), 1, "exactly one DPoP-Nonce");
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let nonce = first.headers()["dpop-nonce"].to_str().unwrap().to_string();
+
+    let retry = ask(Some(&nonce));
+    assert_eq!(retry.status(), 200, "the retry with the server's nonce gets a token");
+
+    let other_replica = {
+        use base64::Engine;
+        let mut forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&nonce).unwrap();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged)
+    };
+    for bad in ["forged-nonce", other_replica.as_str()] {
+        let refused = ask(Some(bad));
+        assert_eq!(refused.status(), 401, "nonce {bad}");
+        assert!(refused.headers()["www-authenticate"].to_str().unwrap().contains("use_dpop_nonce"));
+        assert_ne!(refused.headers()["dpop-nonce"].to_str().unwrap(), bad, "a fresh nonce is offered");
+    }
 }

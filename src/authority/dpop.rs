@@ -2,6 +2,9 @@
 //! the key its OpTok is bound to (`cnf.jkt`), for this request (`htm`, `htu`), now (`iat`), once
 //! (`jti`), and for this OpTok (`ath`).
 //!
+//! With server nonces on ([`super::nonce`]), the proof's `nonce` must also be one this server
+//! family issued recently (RFC 9449 section 8).
+//!
 //! [`verify_proof`] is a pure function over the proof text, the request facts and a replay cache.
 
 use std::time::Duration;
@@ -10,6 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::header::{self, b64url_encode, JoseError, PublicKey};
+use super::nonce::{self, NonceConfig};
 use super::replay::{ReplayCache, ReplayError};
 
 /// Proofs longer than this are refused before any decoding.
@@ -33,6 +37,8 @@ pub struct ProofCheck<'a> {
     pub skew: Duration,
     /// The OpTok's `cnf.jkt`, when it has one.
     pub expected_jkt: Option<String>,
+    /// Server nonces, when required: the proof's `nonce` must check against them.
+    pub nonce: Option<&'a NonceConfig>,
 }
 
 /// A verified proof.
@@ -75,6 +81,8 @@ pub enum DpopError {
     Replayed,
     #[error("too many DPoP proofs are in flight; retry shortly")]
     ReplayCacheFull,
+    #[error("the DPoP proof must carry a fresh server nonce")]
+    Nonce,
 }
 
 /// `base64url(SHA-256(access_token))`, the `ath` claim.
@@ -156,6 +164,16 @@ pub fn verify_proof(
         .is_some_and(|expected| *expected != jkt)
     {
         return Err(DpopError::SenderMismatch);
+    }
+    // Last of the claim checks: a client answering use_dpop_nonce has everything else right.
+    if let Some(config) = check.nonce {
+        let given = claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !nonce::check(&config.secret, given, check.now, config.lifetime) {
+            return Err(DpopError::Nonce);
+        }
     }
     // Only a proof that passed every check may spend its jti.
     replay
@@ -361,6 +379,7 @@ pub(crate) mod tests {
             lifetime: Duration::from_secs(60),
             skew: Duration::from_secs(30),
             expected_jkt,
+            nonce: None,
         }
     }
 
@@ -384,6 +403,7 @@ pub(crate) mod tests {
             lifetime: Duration::from_secs(60),
             skew: Duration::ZERO,
             expected_jkt: Some(RFC_JKT.into()),
+            nonce: None,
         };
         let outcome = verify_proof(RFC_FIG13, &check, &ReplayCache::new(10)).unwrap();
         assert_eq!(outcome.jkt, RFC_JKT);

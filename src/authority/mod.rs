@@ -15,6 +15,7 @@
 pub mod dpop;
 pub mod header;
 pub mod jwks;
+pub mod nonce;
 pub mod optok;
 pub mod replay;
 
@@ -26,6 +27,7 @@ use base64::Engine as _;
 
 pub use dpop::{DpopError, ProofCheck, ProofOutcome};
 pub use jwks::{JwksError, JwksTuning, KeysStatus};
+pub use nonce::NonceConfig;
 pub use optok::OpTokError;
 pub use replay::{ReplayCache, ReplayError};
 
@@ -62,6 +64,8 @@ pub struct AuthorityConfig {
     pub realm: String,
     /// Capacity of the DPoP `jti` replay cache.
     pub replay_capacity: usize,
+    /// DPoP server nonces (`authority.dpop.requireNonce`); `None`: nonces off.
+    pub nonce: Option<NonceConfig>,
 }
 
 /// What the caller presented at the token realm (all header values, raw).
@@ -110,6 +114,10 @@ pub enum AuthError {
     InvalidProof(DpopError),
     #[error("the DPoP proof was already used")]
     Replay,
+    /// The proof lacks a valid server nonce: answer with [`Authority::fresh_nonce`] in
+    /// `DPoP-Nonce` (see [`AuthError::needs_nonce`]).
+    #[error("the DPoP proof must carry a fresh server nonce")]
+    UseNonce,
     #[error("sender constraint not met: {detail}")]
     SenderMismatch { via: Via, detail: &'static str },
     #[error("the token lacks a scope this registry requires")]
@@ -144,7 +152,7 @@ impl AuthError {
             AuthError::MissingCredentials => "missing_credentials",
             AuthError::InvalidRequest(_) => "invalid_request",
             AuthError::InvalidToken { .. } => "invalid_optok",
-            AuthError::InvalidProof(_) => "invalid_dpop_proof",
+            AuthError::InvalidProof(_) | AuthError::UseNonce => "invalid_dpop_proof",
             AuthError::Replay => "dpop_replay",
             AuthError::SenderMismatch { .. } => "sender_constraint_mismatch",
             AuthError::InsufficientScope { .. } => "insufficient_optok_scope",
@@ -161,8 +169,15 @@ impl AuthError {
                 Some("invalid_token")
             }
             AuthError::InvalidProof(_) | AuthError::Replay => Some("invalid_dpop_proof"),
+            AuthError::UseNonce => Some("use_dpop_nonce"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
+    }
+
+    /// True when the response must carry one `DPoP-Nonce: <Authority::fresh_nonce>` header
+    /// (RFC 9449 section 8; SECURITY 21).
+    pub fn needs_nonce(&self) -> bool {
+        matches!(self, AuthError::UseNonce)
     }
 
     /// The `WWW-Authenticate` value: the challenge(s) the configured constraint accepts, with
@@ -178,7 +193,7 @@ impl AuthError {
             AuthError::InvalidToken { via, .. }
             | AuthError::SenderMismatch { via, .. }
             | AuthError::InsufficientScope { via } => *via,
-            AuthError::InvalidProof(_) | AuthError::Replay => Via::Dpop,
+            AuthError::InvalidProof(_) | AuthError::Replay | AuthError::UseNonce => Via::Dpop,
             _ if accepts_dpop => Via::Dpop,
             _ => Via::Bearer,
         };
@@ -336,6 +351,14 @@ impl Authority {
         self.keys.status()
     }
 
+    /// A new DPoP server nonce for `now` (unix seconds), `None` when nonces are off. Send it as
+    /// `DPoP-Nonce` when [`AuthError::needs_nonce`], and on success if the client should have
+    /// one ready for its next request (RFC 9449 section 8.2: a server may send one any time).
+    pub fn fresh_nonce(&self, now: i64) -> Option<String> {
+        let config = self.config.nonce.as_ref()?;
+        Some(nonce::issue(&config.secret, now))
+    }
+
     /// Live entries of the DPoP replay cache.
     pub fn replay_entries(&self) -> usize {
         self.replay.len()
@@ -437,6 +460,7 @@ impl Authority {
             lifetime: self.config.proof_lifetime,
             skew: self.config.clock_skew,
             expected_jkt,
+            nonce: self.config.nonce.as_ref(),
         };
         let proof = credential
             .proof
@@ -448,6 +472,7 @@ impl Authority {
                 detail: "the DPoP proof key is not the key the token is bound to",
             }),
             Err(DpopError::Replayed) => Err(AuthError::Replay),
+            Err(DpopError::Nonce) => Err(AuthError::UseNonce),
             Err(e) => Err(AuthError::InvalidProof(e)),
         }
     }
@@ -475,6 +500,7 @@ pub(crate) mod tests {
             license_claim: "stellaops:license".into(),
             realm: REALM.into(),
             replay_capacity: 1000,
+            nonce: None,
         }
     }
 
@@ -1017,6 +1043,127 @@ pub(crate) mod tests {
             .is_none());
     }
 
+    /// `Presented` for one GET with one Authorization and one DPoP value.
+    async fn present(
+        authority: &Authority,
+        authorization: &str,
+        proof: &str,
+    ) -> Result<Option<Caller>, AuthError> {
+        let presented = Presented {
+            method: "GET",
+            authorization: vec![authorization],
+            dpop: vec![proof],
+            form_password: None,
+            client_cert_sha256: None,
+        };
+        authority.authenticate(&presented, NOW).await
+    }
+
+    /// Case 21: with server nonces on, a proof without one is refused with use_dpop_nonce and a
+    /// nonce to send; the retry carrying it passes; forged, expired, future, other-server and
+    /// non-string nonces are refused the same way, and no refused proof spends its jti.
+    #[tokio::test]
+    async fn server_nonces() {
+        const SECRET: &[u8] = b"nonce-secret-nonce-secret-nonce!";
+        let f = Fixture::new(SenderConstraint::Dpop);
+        let mut config = f.authority.config.clone();
+        config.nonce = Some(NonceConfig {
+            secret: SECRET.to_vec(),
+            lifetime: Duration::from_secs(300),
+        });
+        let authority = Authority::new(config);
+        authority.load_jwks(&jwks(&[("a1", &f.key)])).unwrap();
+        let token = f.dpop_bound();
+        let header = format!("DPoP {token}");
+        let with_nonce = |nonce: Value, jti: &str| {
+            let mut c = proof_claims();
+            c["ath"] = json!(dpop::access_token_hash(&token));
+            c["jti"] = json!(jti);
+            c["nonce"] = nonce;
+            proof(&f.client, "ES256", &c)
+        };
+
+        let error = present(&authority, &header, &f.proof_for(&token, "j0"))
+            .await
+            .unwrap_err();
+        assert!(error.needs_nonce());
+        assert_eq!(
+            (error.status(), error.reason(), error.oauth_error()),
+            (401, "invalid_dpop_proof", Some("use_dpop_nonce"))
+        );
+        assert!(error
+            .www_authenticate(SenderConstraint::Dpop)
+            .starts_with(r#"DPoP error="use_dpop_nonce", algs=""#));
+
+        let fresh = authority.fresh_nonce(NOW).unwrap();
+        assert!(
+            present(&authority, &header, &with_nonce(json!(fresh), "j1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The nonce is stateless: it stays good for its lifetime; the jti is what is spent.
+        let later = with_nonce(json!(fresh), "j2");
+        assert!(present(&authority, &header, &later).await.is_ok());
+        assert_eq!(
+            present(&authority, &header, &later)
+                .await
+                .unwrap_err()
+                .reason(),
+            "dpop_replay"
+        );
+
+        let refused = [
+            ("null", Value::Null),
+            ("empty", json!("")),
+            ("forged", json!("A".repeat(nonce::NONCE_CHARS))),
+            ("expired", json!(nonce::issue(SECRET, NOW - 301))),
+            ("future", json!(nonce::issue(SECRET, NOW + 3600))),
+            (
+                "other server",
+                json!(nonce::issue(b"another-secret-another-secret-xx", NOW)),
+            ),
+            ("number", json!(NOW)),
+            ("object", json!({ "nonce": fresh })),
+        ];
+        for (i, (name, value)) in refused.into_iter().enumerate() {
+            let error = present(&authority, &header, &with_nonce(value, &format!("r{i}")))
+                .await
+                .unwrap_err();
+            assert!(error.needs_nonce(), "{name}: {error}");
+        }
+        assert_eq!(authority.replay_entries(), 2, "refused proofs spend no jti");
+
+        // Other proof faults keep their own error, and do not ask for a nonce.
+        let mut stale = proof_claims();
+        stale["ath"] = json!(dpop::access_token_hash(&token));
+        stale["iat"] = json!(NOW - 3600);
+        stale["nonce"] = json!(fresh);
+        let error = present(&authority, &header, &proof(&f.client, "ES256", &stale))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.reason(), error.needs_nonce()),
+            ("invalid_dpop_proof", false)
+        );
+    }
+
+    /// Nonces off: no nonce to hand out, and a proof's `nonce` claim is ignored.
+    #[tokio::test]
+    async fn nonces_off() {
+        let f = Fixture::new(SenderConstraint::Dpop);
+        assert_eq!(f.authority.fresh_nonce(NOW), None);
+        let token = f.dpop_bound();
+        let mut c = proof_claims();
+        c["ath"] = json!(dpop::access_token_hash(&token));
+        c["nonce"] = json!("whatever");
+        let proof = proof(&f.client, "ES256", &c);
+        assert!(present(&f.authority, &format!("DPoP {token}"), &proof)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
     /// Status, reason, error code and challenge of each error.
     #[rstest]
     #[case(
@@ -1035,6 +1182,7 @@ pub(crate) mod tests {
         r#"Basic realm="registry-token""#
     )]
     #[case(AuthError::InvalidProof(DpopError::Signature), SenderConstraint::Dpop, 401, Some("invalid_dpop_proof"), r#"DPoP error="invalid_dpop_proof", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
+    #[case(AuthError::UseNonce, SenderConstraint::DpopOrMtls, 401, Some("use_dpop_nonce"), r#"DPoP error="use_dpop_nonce", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
     #[case(AuthError::SenderMismatch { via: Via::Dpop, detail: "x" }, SenderConstraint::Dpop, 401, Some("invalid_token"), r#"DPoP error="invalid_token", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#)]
     #[case(AuthError::InvalidToken { via: Via::Bearer, source: OpTokError::Expired }, SenderConstraint::Mtls, 401, Some("invalid_token"), r#"Bearer error="invalid_token""#)]
     #[case(AuthError::InsufficientScope { via: Via::Bearer }, SenderConstraint::None, 403, Some("insufficient_scope"), r#"Bearer error="insufficient_scope""#)]

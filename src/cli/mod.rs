@@ -1,8 +1,11 @@
-//! The command line (SPEC section 2): `serve`, `check-config`, `keygen`, `token inspect`.
+//! The command line (SPEC section 2): `serve`, `check-config`, `keygen`, `token inspect`,
+//! `doctor`, `test`.
 //!
 //! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
 
+pub mod doctor;
 mod inspect;
+pub mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +63,33 @@ pub enum Command {
         /// The issuer to print in the snippet (signing.issuer)
         #[arg(long, default_value = "registry-token")]
         issuer: String,
+    },
+    /// Run health checks: one line per check with pass/warn/fail and the fix
+    Doctor {
+        /// Run only this check (check.config, check.signing-key, check.authority,
+        /// check.upstream, check.upstream-trusts-tokens, check.plans)
+        #[arg(long)]
+        check: Option<String>,
+        /// Print a JSON array instead of lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe the whole flow as a client: ping /v2/, read the challenge, get a token, retry
+    Test {
+        /// The registry (or sidecar) URL, like https://registry.example.com or 127.0.0.1:8085
+        url: String,
+        /// A scope to ask for and probe, like repository:acme/app:pull (repeatable)
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A file holding the Authority token (OpTok)
+        #[arg(long)]
+        optok: Option<PathBuf>,
+        /// A P-256 private key (PEM) to sign DPoP proofs with
+        #[arg(long)]
+        dpop_key: Option<PathBuf>,
+        /// Show request and response headers (credentials redacted)
+        #[arg(long)]
+        verbose: bool,
     },
     /// Work with registry tokens
     Token {
@@ -143,5 +173,9 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Token { command: TokenCommand::Inspect { jwt, verify } } => inspect::run(&jwt, verify, &path),
+        Command::Doctor { check, json } => doctor::run(&path, check.as_deref(), json),
+        Command::Test { url, scopes, optok, dpop_key, verbose } => {
+            probe::run(&url, &scopes, optok.as_deref(), dpop_key.as_deref(), verbose)
+        }
     }
 }

@@ -19,7 +19,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use url::Url;
 
-use crate::authority::{AuthorityConfig, SenderConstraint};
+use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
 use crate::policy::{Pattern, Plan, Rule};
 use crate::token::{KeyIdFormat, KeySet, SigningConfig};
 use file::FileConfig;
@@ -337,9 +337,22 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
     }
     let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
     let proof_lifetime = p.duration("authority.dpop.proofLifetime", &a.dpop.proof_lifetime);
-    if a.dpop.require_nonce {
-        p.add("authority.dpop.requireNonce", "server nonces are not available in this version");
-    }
+    let nonce_lifetime = p.duration("authority.dpop.nonceLifetime", &a.dpop.nonce_lifetime);
+    let nonce = match (a.dpop.require_nonce, &a.dpop.nonce_secret) {
+        (false, _) => None,
+        (true, Some(secret)) if secret.len() >= 32 => Some(NonceConfig {
+            secret: secret.as_bytes().to_vec(),
+            lifetime: nonce_lifetime,
+        }),
+        (true, Some(_)) => {
+            p.add("authority.dpop.nonceSecret", "must be at least 32 bytes");
+            None
+        }
+        (true, None) => {
+            p.add("authority.dpop.nonceSecret", "requireNonce needs a nonceSecret (shared by every replica; prefer REGISTRY_TOKEN_AUTHORITY__DPOP__NONCESECRET)");
+            None
+        }
+    };
 
     let r = &file.registry;
     let realm = p.url("registry.realm", &r.realm);
@@ -396,6 +409,7 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
         license_claim: a.claims.license.clone(),
         realm: realm.to_string(),
         replay_capacity: REPLAY_CAPACITY,
+        nonce,
     };
     let public_host = match realm.port() {
         Some(port) => format!("{}:{port}", realm.host_str().unwrap_or_default()),

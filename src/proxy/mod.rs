@@ -151,7 +151,8 @@ impl Sidecar {
             Ok(issued) => {
                 metrics::get().issued.with_label_values(&[&issued.plan]).inc();
                 tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, requested = ?audit.requested, granted = ?issued.granted, "token issued");
-                respond::json(session, 200, &issued, &[]).await
+                let nonce: Vec<_> = issued.dpop_nonce.iter().map(|n| ("DPoP-Nonce", n.clone())).collect();
+                respond::json(session, 200, &issued, &nonce).await
             }
             Err(rejection) => {
                 metrics::get().rejected.with_label_values(&[rejection.reason]).inc();

@@ -107,5 +107,8 @@ pub async fn rejection(session: &mut Session, r: &Rejection) -> Result<()> {
     if let Some(secs) = r.retry_after {
         headers.push(("Retry-After", secs.to_string()));
     }
+    if let Some(nonce) = &r.dpop_nonce {
+        headers.push(("DPoP-Nonce", nonce.clone()));
+    }
     json(session, r.status, &body, &headers).await
 }

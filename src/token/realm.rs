@@ -35,6 +35,9 @@ pub struct TokenResponse {
     pub plan: String,
     #[serde(skip)]
     pub granted: Vec<String>,
+    /// The next server nonce, when nonces are on.
+    #[serde(skip)]
+    pub dpop_nonce: Option<String>,
 }
 
 /// A refusal, ready to be written as an RFC 6750 problem with a Docker `errors` array.
@@ -47,6 +50,8 @@ pub struct Rejection {
     pub description: String,
     pub www_authenticate: Option<String>,
     pub retry_after: Option<u64>,
+    /// A fresh server nonce, when the proof lacked a valid one (RFC 9449 section 8).
+    pub dpop_nonce: Option<String>,
 }
 
 impl Rejection {
@@ -63,6 +68,7 @@ impl Rejection {
             description: description.into(),
             www_authenticate: None,
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -237,6 +243,7 @@ pub async fn issue(
             description: e.to_string(),
             www_authenticate: Some(e.www_authenticate(constraint)),
             retry_after: (e.status() == 503).then_some(10),
+            dpop_nonce: e.needs_nonce().then(|| authority.fresh_nonce(now)).flatten(),
         })?;
     let policy = &settings.policy;
     let anonymous = caller.is_none();
@@ -338,6 +345,7 @@ pub async fn issue(
         .to_string(),
         plan: plan.name.clone(),
         granted,
+        dpop_nonce: authority.fresh_nonce(now),
     })
 }
 

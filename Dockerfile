@@ -1,0 +1,27 @@
+# registry-token: build with the Rust toolchain, run on a slim Debian as a non-root user.
+# docker build -t registry-token .   (docker-compose.yml builds it for the stack)
+
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --locked --release --bin registry-token \
+ && strip target/release/registry-token
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin registry-token \
+ && mkdir -p /etc/registry-token/keys \
+ && chown registry-token /etc/registry-token/keys
+COPY --from=build /src/target/release/registry-token /usr/local/bin/registry-token
+USER 10001
+# Main listener (registry clients) and admin listener (/metrics).
+EXPOSE 8085 9091
+ENV REGISTRY_TOKEN_CONFIG=/etc/registry-token/conf/registry-token.yaml
+ENTRYPOINT ["registry-token"]
+CMD ["serve"]
