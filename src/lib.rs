@@ -20,7 +20,7 @@
 
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints.
 pub mod authority;
-/// Command-line tools: check-config, keygen, token inspect.
+/// Command-line tools: check-config, doctor, test, keygen, token inspect.
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.
 pub mod config;
