@@ -439,3 +439,35 @@ fn dpop_server_nonces() {
         assert_ne!(refused.headers()["dpop-nonce"].to_str().unwrap(), bad, "a fresh nonce is offered");
     }
 }
+
+/// Behind a trusted TLS edge (SECURITY 38): the edge's `X-Forwarded-Client-Cert` binds the
+/// OpTok when it comes from a configured edge address and holds one element; two elements
+/// (a chain of appending proxies) or the same header from any other peer are not believed.
+#[test]
+fn trusted_edge_certificate_header() {
+    let digest = openssl::sha::sha256(b"a client certificate the edge verified");
+    let xfcc = format!("By=spiffe://edge;Hash={};Subject=\"CN=client\"", hex(&digest));
+    let ask = |stack: &Stack, header: &str| {
+        let optok = mtls_optok(&stack.authority, &b64(digest));
+        client()
+            .get(stack.sidecar.realm())
+            .query(&[("service", "registry.test"), ("scope", "repository:acme/app:pull")])
+            .header("Authorization", format!("Bearer {optok}"))
+            .header("X-Forwarded-Client-Cert", header)
+            .send()
+            .unwrap()
+            .status()
+    };
+    let edge = |peer: &str| {
+        let patch = json!({"server": {"trustedEdge": {"peers": [peer]}}});
+        Stack::start_with(|cfg| {
+            cfg.sender_constraint = "mtls".into();
+            cfg.patch = patch;
+        })
+    };
+    let trusted = edge("127.0.0.1");
+    assert_eq!(ask(&trusted, &xfcc), 200, "the edge's element binds the token");
+    assert_eq!(ask(&trusted, &format!("{xfcc},By=x;Hash={}", hex(&digest))), 401, "case 38: two elements");
+    let elsewhere = edge("192.0.2.7");
+    assert_eq!(ask(&elsewhere, &xfcc), 401, "case 38: the header from a peer that is not the edge");
+}

@@ -13,6 +13,7 @@
 //! Plain types only: the proxy passes header values in and maps [`AuthError`] to a response.
 
 pub mod dpop;
+pub mod edge;
 pub mod header;
 pub mod jwks;
 pub mod nonce;

@@ -36,6 +36,22 @@ pub struct ServerFile {
     pub grace_period: String,
     /// The socket listeners are handed over on during a zero-downtime upgrade.
     pub upgrade_socket: String,
+    /// A TLS-terminating edge in front of the sidecar, trusted to report client certificates.
+    pub trusted_edge: Option<TrustedEdgeFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrustedEdgeFile {
+    /// Addresses of the edge proxies allowed to send the header; from anyone else it is ignored.
+    pub peers: Vec<String>,
+    /// The header carrying the client certificate, Envoy style (`Hash=<hex SHA-256 of the DER>`).
+    #[serde(default = "default_edge_header")]
+    pub header: String,
+}
+
+fn default_edge_header() -> String {
+    "X-Forwarded-Client-Cert".into()
 }
 
 impl Default for ServerFile {
@@ -46,6 +62,7 @@ impl Default for ServerFile {
             tls: None,
             grace_period: "10s".into(),
             upgrade_socket: "/tmp/registry-token-upgrade.sock".into(),
+            trusted_edge: None,
         }
     }
 }
@@ -216,7 +233,7 @@ fn default_actions() -> Vec<String> {
 /// Every key name of the schema, so that `REGISTRY_TOKEN_SIGNING__KEYID` finds `keyId`.
 pub const KEY_NAMES: &[&str] = &[
     "server", "listen", "adminListen", "tls", "gracePeriod", "upgradeSocket", "nonceSecret",
-    "nonceLifetime", "certificate", "privateKey", "clientCa",
+    "nonceLifetime", "trustedEdge", "peers", "header", "certificate", "privateKey", "clientCa",
     "upstream", "url", "caCertificate", "insecureSkipVerify",
     "authority", "issuer", "metadataAddress", "jwksUri", "audiences", "requiredScopes",
     "senderConstraint", "clockSkew", "dpop", "proofLifetime", "requireNonce", "claims", "plan",

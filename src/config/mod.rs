@@ -88,6 +88,14 @@ pub struct Upstream {
     pub insecure_skip_verify: bool,
 }
 
+/// The edge proxies whose client-certificate header is believed.
+#[derive(Debug, Clone)]
+pub struct TrustedEdge {
+    pub peers: Vec<IpAddr>,
+    /// Lower-case header name.
+    pub header: String,
+}
+
 /// The main listener's certificate chain and key, read at every (re)load.
 pub struct ServerTls {
     /// Leaf first.
@@ -139,6 +147,7 @@ pub struct Settings {
     pub tls: Option<Arc<ServerTls>>,
     pub grace_period: Duration,
     pub upgrade_socket: String,
+    pub trusted_edge: Option<TrustedEdge>,
     pub upstream: Upstream,
     /// `scheme://host[:port]` of the sidecar as clients reach it (from `registry.realm`).
     pub public_origin: String,
@@ -274,6 +283,19 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
     let admin_listen = p.socket("server.adminListen", &file.server.admin_listen);
     let tls = file.server.tls.as_ref().and_then(|t| server_tls(t, &mut p));
     let grace_period = p.duration("server.gracePeriod", &file.server.grace_period);
+    let trusted_edge = file.server.trusted_edge.as_ref().map(|edge| TrustedEdge {
+        peers: edge
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, peer)| {
+                peer.parse()
+                    .map_err(|_| p.add(format!("server.trustedEdge.peers[{i}]"), format!("`{peer}` is not an IP address")))
+                    .ok()
+            })
+            .collect(),
+        header: edge.header.to_ascii_lowercase(),
+    });
 
     let upstream = p.url("upstream.url", &file.upstream.url).and_then(|url| {
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
@@ -332,8 +354,8 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
         }
     };
     let client_ca = file.server.tls.as_ref().and_then(|t| t.client_ca.as_ref());
-    if sender_constraint == SenderConstraint::Mtls && client_ca.is_none() {
-        p.add("authority.senderConstraint", "mtls needs server.tls.clientCa, so that clients can present certificates");
+    if sender_constraint == SenderConstraint::Mtls && client_ca.is_none() && file.server.trusted_edge.is_none() {
+        p.add("authority.senderConstraint", "mtls needs server.tls.clientCa (or server.trustedEdge), so that clients can present certificates");
     }
     let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
     let proof_lifetime = p.duration("authority.dpop.proofLifetime", &a.dpop.proof_lifetime);
@@ -421,6 +443,7 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
         tls,
         grace_period,
         upgrade_socket: file.server.upgrade_socket.clone(),
+        trusted_edge,
         upstream,
         public_origin: origin(&realm),
         public_scheme: realm.scheme().to_string(),

@@ -21,6 +21,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use authorize::{authorize, Allowed, Denied, V2Request};
 
+use crate::authority::edge::forwarded_certificate;
 use crate::authority::Authority;
 use crate::config::Settings;
 use crate::metrics;
@@ -94,10 +95,22 @@ fn target(req: &RequestHeader) -> Option<(String, Option<String>)> {
     })
 }
 
-/// SHA-256 of the client certificate the TLS handshake verified, if one was presented.
-fn client_certificate(session: &Session) -> Option<[u8; 32]> {
-    let tls = session.digest()?.ssl_digest.as_ref()?;
-    <[u8; 32]>::try_from(tls.cert_digest.as_slice()).ok()
+/// SHA-256 of the client certificate: the one the TLS handshake verified, else the one a
+/// trusted edge reports (its header from any other peer is ignored).
+fn client_certificate(session: &Session, settings: &Settings) -> Option<[u8; 32]> {
+    let verified = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|tls| <[u8; 32]>::try_from(tls.cert_digest.as_slice()).ok());
+    if verified.is_some() {
+        return verified;
+    }
+    let edge = settings.trusted_edge.as_ref()?;
+    let peer = session.client_addr()?.as_inet()?.ip();
+    if !edge.peers.contains(&peer) {
+        return None;
+    }
+    forwarded_certificate(&header_values(session.req_header(), &edge.header))
 }
 
 impl Sidecar {
@@ -142,7 +155,7 @@ impl Sidecar {
             form: (method == "POST").then_some(form.as_slice()),
             authorization: header_values(req, "authorization"),
             dpop: header_values(req, "dpop"),
-            client_cert_sha256: client_certificate(session),
+            client_cert_sha256: client_certificate(session, settings),
         };
         let mut audit = realm::Audit::default();
         let outcome = realm::issue(settings, &self.authority, &request, now(), &mut audit).await;
@@ -249,6 +262,9 @@ impl ProxyHttp for Sidecar {
         let settings = &ctx.settings;
         for name in STRIPPED {
             upstream.remove_header(*name);
+        }
+        if let Some(edge) = &settings.trusted_edge {
+            upstream.remove_header(edge.header.as_str());
         }
         upstream.insert_header("Host", settings.public_host.as_str())?;
         upstream.insert_header("X-Forwarded-Host", settings.public_host.as_str())?;

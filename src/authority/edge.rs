@@ -1,0 +1,72 @@
+//! Client certificates reported by a trusted TLS-terminating edge (Envoy's
+//! `X-Forwarded-Client-Cert`), for mTLS binding behind a proxy. The proxy believes the header
+//! only from configured edge addresses; this module only reads it.
+
+/// Splits on `sep` outside double quotes.
+fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
+    let (mut parts, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// The SHA-256 of the client certificate in the header: `Hash=<64 hex>` of its single element.
+/// Several fields or several elements (a chain of proxies appending, `APPEND_FORWARD`) are
+/// refused: no element but the edge's own may be believed, and the edge's cannot be told apart.
+pub fn forwarded_certificate(values: &[&str]) -> Option<[u8; 32]> {
+    let [value] = values else { return None };
+    let elements = split_unquoted(value, ',');
+    let [element] = elements.as_slice() else { return None };
+    let hashes: Vec<&str> = split_unquoted(element, ';')
+        .into_iter()
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(key, _)| key.eq_ignore_ascii_case("hash"))
+        .map(|(_, v)| v.trim_matches('"'))
+        .collect();
+    let [hash] = hashes.as_slice() else { return None };
+    if hash.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const HASH: &str = "ab0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff";
+
+    /// One element with one `Hash` is believed; anything ambiguous is not (SECURITY 38).
+    #[rstest]
+    #[case::hash_only(vec![format!("Hash={HASH}")], true)]
+    #[case::envoy_full(vec![format!("By=spiffe://edge;Hash={HASH};Subject=\"CN=a,O=b;c\";URI=spiffe://client")], true)]
+    #[case::two_elements(vec![format!("Hash={HASH},By=x;Hash={HASH}")], false)]
+    #[case::two_fields(vec![format!("Hash={HASH}"), format!("Hash={HASH}")], false)]
+    #[case::two_hashes(vec![format!("Hash={HASH};Hash={HASH}")], false)]
+    #[case::short(vec!["Hash=abcd".into()], false)]
+    #[case::not_hex(vec![format!("Hash={}", "zz".repeat(32))], false)]
+    #[case::none(vec![], false)]
+    #[case::cert_only(vec!["Cert=\"-----BEGIN%20CERTIFICATE-----\"".into()], false)]
+    fn forwarded(#[case] values: Vec<String>, #[case] believed: bool) {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let got = forwarded_certificate(&values);
+        assert_eq!(got.is_some(), believed, "{values:?}");
+        if let Some(digest) = got {
+            assert_eq!((digest[0], digest[31]), (0xab, 0xff));
+        }
+    }
+}
