@@ -471,3 +471,33 @@ fn trusted_edge_certificate_header() {
     let elsewhere = edge("192.0.2.7");
     assert_eq!(ask(&elsewhere, &xfcc), 401, "case 38: the header from a peer that is not the edge");
 }
+
+/// An upstream that refuses connections gives 502, one that accepts and never answers gives
+/// 504 at `upstream.readTimeout`, both with a Docker `errors` body, while the token realm keeps
+/// issuing (SECURITY 63). The upstream changes by hot reload.
+#[test]
+fn upstream_failures_become_502_and_504() {
+    let stack = Stack::start();
+    let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
+    let token = stack.sidecar.token(&["repository:acme/app:pull"], &optok, &key);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_port = free_port();
+    for (upstream, want) in [
+        (format!("http://127.0.0.1:{refused_port}"), 502),
+        (format!("http://{}", silent.local_addr().unwrap()), 504),
+    ] {
+        let mut cfg = stack.sidecar.config().clone();
+        cfg.upstream_url = upstream.clone();
+        cfg.patch = json!({"upstream": {"readTimeout": "1s", "connectTimeout": "2s"}});
+        let generation = stack.sidecar.generation();
+        stack.sidecar.apply(&cfg);
+        stack.sidecar.wait_generation_above(generation);
+        let response = stack.sidecar.v2("/v2/acme/app/tags/list", Some(&token));
+        assert_eq!(response.status(), want, "upstream {upstream}");
+        let body: serde_json::Value = response.json().unwrap();
+        assert!(body["errors"][0]["code"].is_string(), "Docker errors body: {body}");
+        let again = stack.sidecar.get_token(&["repository:acme/app:pull"], &optok, &key);
+        assert_eq!(again.status(), 200, "the realm keeps issuing while the registry is down");
+    }
+    drop(silent);
+}

@@ -82,6 +82,10 @@ pub struct UpstreamFile {
     pub url: String,
     pub ca_certificate: Option<String>,
     pub insecure_skip_verify: bool,
+    /// Time to connect before answering 502.
+    pub connect_timeout: String,
+    /// Time the registry may stay silent mid-request before answering 504.
+    pub read_timeout: String,
 }
 
 impl Default for UpstreamFile {
@@ -90,6 +94,8 @@ impl Default for UpstreamFile {
             url: "http://127.0.0.1:5000".into(),
             ca_certificate: None,
             insecure_skip_verify: false,
+            connect_timeout: "5s".into(),
+            read_timeout: "120s".into(),
         }
     }
 }
@@ -234,7 +240,7 @@ fn default_actions() -> Vec<String> {
 pub const KEY_NAMES: &[&str] = &[
     "server", "listen", "adminListen", "tls", "gracePeriod", "upgradeSocket", "nonceSecret",
     "nonceLifetime", "trustedEdge", "peers", "header", "certificate", "privateKey", "clientCa",
-    "upstream", "url", "caCertificate", "insecureSkipVerify",
+    "upstream", "url", "caCertificate", "insecureSkipVerify", "connectTimeout", "readTimeout",
     "authority", "issuer", "metadataAddress", "jwksUri", "audiences", "requiredScopes",
     "senderConstraint", "clockSkew", "dpop", "proofLifetime", "requireNonce", "claims", "plan",
     "license", "signing", "keyPath", "keyPassword", "certificateChain", "keyId", "keyIdFormat",

@@ -86,6 +86,8 @@ pub struct Upstream {
     /// Private CA for an https upstream (`upstream.caCertificate`).
     pub ca: Option<Arc<Box<[X509]>>>,
     pub insecure_skip_verify: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
 }
 
 /// The edge proxies whose client-certificate header is believed.
@@ -297,6 +299,8 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
         header: edge.header.to_ascii_lowercase(),
     });
 
+    let connect_timeout = p.duration("upstream.connectTimeout", &file.upstream.connect_timeout);
+    let read_timeout = p.duration("upstream.readTimeout", &file.upstream.read_timeout);
     let upstream = p.url("upstream.url", &file.upstream.url).and_then(|url| {
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
         let port = url.port_or_known_default().unwrap_or(80);
@@ -316,6 +320,8 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
             url,
             ca: None,
             insecure_skip_verify: file.upstream.insecure_skip_verify,
+            connect_timeout,
+            read_timeout,
         })
     });
     let upstream = upstream.map(|mut u| {

@@ -29,10 +29,6 @@ use crate::token::realm::{self, TokenRequest};
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
-/// Time to connect to the registry before answering 502.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time the registry may stay silent mid-request before the answer is 504.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time a client may stay silent mid-request (slow-client protection).
 const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -247,8 +243,8 @@ impl ProxyHttp for Sidecar {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let upstream = &ctx.settings.upstream;
         let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni.clone());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        peer.options.read_timeout = Some(READ_TIMEOUT);
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.read_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         if upstream.tls {
             peer.options.verify_cert = !upstream.insecure_skip_verify;
