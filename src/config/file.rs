@@ -4,6 +4,17 @@
 
 use serde::Deserialize;
 
+/// A secret from the file (a key password, the nonce key): its `Debug` never shows it.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -141,7 +152,7 @@ pub struct DpopFile {
     pub proof_lifetime: String,
     pub require_nonce: bool,
     /// Key of the stateless server nonces (at least 32 bytes); share it between replicas.
-    pub nonce_secret: Option<String>,
+    pub nonce_secret: Option<Secret>,
     /// How long a server nonce stays valid.
     pub nonce_lifetime: String,
 }
@@ -178,7 +189,7 @@ impl Default for ClaimsFile {
 pub struct SigningFile {
     pub issuer: String,
     pub key_path: String,
-    pub key_password: Option<String>,
+    pub key_password: Option<Secret>,
     pub certificate_chain: Option<String>,
     pub key_id: Option<String>,
     pub key_id_format: String,

@@ -183,8 +183,7 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail(vec![ConfigError::new("", format!("cannot read the file: {e}"))]))?;
     let file = parse(&text, std::env::vars()).map_err(fail)?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    validate(file, base).map_err(fail)
+    validate(file).map_err(fail)
 }
 
 /// Parses YAML text, applies the overrides in `vars`, and types it (unknown keys refused).
@@ -277,9 +276,9 @@ fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// Turns the typed file into `Settings`, or every problem found. `base` is the folder of the
-/// configuration file; relative key paths are read from the working directory, as written.
-pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigError>> {
+/// Turns the typed file into `Settings`, or every problem found. Relative paths are read from
+/// the working directory, as written.
+pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let mut p = Problems::default();
     let listen = p.socket("server.listen", &file.server.listen);
     let admin_listen = p.socket("server.adminListen", &file.server.admin_listen);
@@ -368,8 +367,8 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
     let nonce_lifetime = p.duration("authority.dpop.nonceLifetime", &a.dpop.nonce_lifetime);
     let nonce = match (a.dpop.require_nonce, &a.dpop.nonce_secret) {
         (false, _) => None,
-        (true, Some(secret)) if secret.len() >= 32 => Some(NonceConfig {
-            secret: secret.as_bytes().to_vec(),
+        (true, Some(secret)) if secret.0.len() >= 32 => Some(NonceConfig {
+            secret: secret.0.as_bytes().to_vec(),
             lifetime: nonce_lifetime,
         }),
         (true, Some(_)) => {
@@ -408,7 +407,7 @@ pub fn validate(file: FileConfig, _base: &Path) -> Result<Settings, Vec<ConfigEr
     };
     let signing = SigningConfig {
         key_path: PathBuf::from(&s.key_path),
-        key_password: s.key_password.clone(),
+        key_password: s.key_password.as_ref().map(|p| p.0.clone()),
         certificate_chain: s.certificate_chain.as_ref().map(PathBuf::from),
         key_id: s.key_id.clone(),
         key_id_format,
