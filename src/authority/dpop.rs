@@ -716,6 +716,21 @@ pub(crate) mod tests {
         assert_eq!(replay.len(), 1);
     }
 
+    /// A proof at the old edge of the `iat` window is still acceptable, so its jti is still
+    /// remembered: the same proof again in the same second is a replay (found by
+    /// tests/properties.rs).
+    #[test]
+    fn replay_at_window_edge() {
+        let key = TestKey::p256();
+        let replay = ReplayCache::new(10);
+        let edge = proof(&key, "ES256", &claims_with("iat", json!(NOW - 90)));
+        verify_proof(&edge, &check(None), &replay).unwrap();
+        assert_eq!(
+            verify_proof(&edge, &check(None), &replay),
+            Err(DpopError::Replayed)
+        );
+    }
+
     /// Case 68: a full cache refuses new proofs.
     #[test]
     fn full_cache_fails_closed() {

@@ -39,8 +39,9 @@ impl ReplayCache {
         }
     }
 
-    /// Admits `jti` until `expires_at`, or refuses it if it is still remembered or the cache is
-    /// full of live entries. Entries expired at `now` are dropped first.
+    /// Admits `jti` through `expires_at` (the last second its proof is acceptable), or refuses
+    /// it if it is still remembered or the cache is full of live entries. Entries whose
+    /// `expires_at` is before `now` are dropped first.
     pub fn check_and_insert(
         &self,
         jti: &str,
@@ -78,7 +79,8 @@ impl ReplayCache {
 impl Inner {
     fn prune(&mut self, now: i64) {
         while let Some(Reverse((expiry, _))) = self.by_expiry.peek() {
-            if *expiry > now {
+            // A proof is still acceptable at its expiry second: keep its jti through it.
+            if *expiry >= now {
                 break;
             }
             if let Some(Reverse((_, jti))) = self.by_expiry.pop() {
@@ -92,7 +94,8 @@ impl Inner {
 mod tests {
     use super::*;
 
-    /// A jti is refused while remembered and admitted again once expired.
+    /// A jti is refused while remembered, through its expiry second included (the proof is
+    /// still acceptable then), and admitted again once expired.
     #[test]
     fn replay_then_expiry() {
         let cache = ReplayCache::new(10);
@@ -101,7 +104,11 @@ mod tests {
             cache.check_and_insert("a", 100, 50),
             Err(ReplayError::Replayed)
         );
-        assert_eq!(cache.check_and_insert("a", 200, 100), Ok(()));
+        assert_eq!(
+            cache.check_and_insert("a", 100, 100),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(cache.check_and_insert("a", 200, 101), Ok(()));
         assert_eq!(cache.len(), 1);
     }
 
@@ -111,8 +118,8 @@ mod tests {
         let cache = ReplayCache::new(2);
         cache.check_and_insert("a", 10, 0).unwrap();
         cache.check_and_insert("b", 20, 0).unwrap();
-        assert_eq!(cache.check_and_insert("c", 30, 5), Err(ReplayError::Full));
-        assert_eq!(cache.check_and_insert("c", 30, 10), Ok(()));
+        assert_eq!(cache.check_and_insert("c", 30, 10), Err(ReplayError::Full));
+        assert_eq!(cache.check_and_insert("c", 30, 11), Ok(()));
         assert_eq!(cache.len(), 2);
     }
 
@@ -122,6 +129,10 @@ mod tests {
         let cache = ReplayCache::new(4);
         cache.check_and_insert("max", i64::MAX, i64::MIN).unwrap();
         cache.check_and_insert("min", i64::MIN, i64::MAX).unwrap();
-        assert_eq!(cache.check_and_insert("max", 0, i64::MAX), Ok(()));
+        assert_eq!(
+            cache.check_and_insert("max", 0, i64::MAX),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(cache.check_and_insert("min", 0, i64::MAX), Ok(()));
     }
 }
