@@ -43,7 +43,7 @@ fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, 
     if ca {
         b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
     } else if server {
-        let san = SubjectAlternativeName::new().ip("127.0.0.1").build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None)).unwrap();
+        let san = SubjectAlternativeName::new().ip("127.0.0.1").dns("localhost").build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None)).unwrap();
         b.append_extension(san).unwrap();
         b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap()).unwrap();
     } else {
@@ -500,4 +500,72 @@ fn upstream_failures_become_502_and_504() {
         assert_eq!(again.status(), 200, "the realm keeps issuing while the registry is down");
     }
     drop(silent);
+}
+
+/// An https upstream with a private CA (`upstream.caCertificate`): requests reach it, verified;
+/// without the CA the registry's certificate is refused (502); `insecureSkipVerify` connects
+/// anyway and says so in the log at start.
+#[test]
+fn https_upstream_with_private_ca() {
+    let pki = Pki::new();
+    let authority = Authority::start();
+    let keys = Keys::generate();
+    let registry = Registry::start_with(None, Some((&pki.path("server.crt"), &pki.path("server.key"))));
+    let upstream = format!("https://localhost:{}", registry.addr().rsplit(':').next().unwrap());
+    let start = |patch: serde_json::Value| {
+        let mut cfg = SidecarConfig::new(&upstream, &authority.issuer(), keys.path());
+        cfg.patch = patch;
+        Sidecar::start(cfg)
+    };
+    let key = DpopKey::new();
+    let optok = authority.optok("alice", "enterprise", "LIC-1", Some(&key.thumbprint()));
+    let trusted = start(json!({"upstream": {"caCertificate": pki.path("server-ca.crt")}}));
+    let token = trusted.token(&["repository:acme/app:pull"], &optok, &key);
+    let tags = trusted.v2("/v2/acme/app/tags/list", Some(&token));
+    assert_eq!(tags.status(), 404, "the registry answered (NAME_UNKNOWN) over verified TLS");
+
+    // Without the CA the registry's certificate is not trusted: /readyz says so, and the proxy
+    // refuses to talk to it. Started by hand: the harness waits for readiness.
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let cfg = SidecarConfig::new(&upstream, &authority.issuer(), keys.path());
+    fs::write(dir.path().join("c.yaml"), cfg.to_yaml(port, admin)).unwrap();
+    let child = Command::new(sidecar::BIN)
+        .args(["--config", &dir.path().join("c.yaml").to_string_lossy(), "serve"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = poll(Duration::from_secs(30), "the keys to load", || {
+        let r = client().get(format!("{base}/readyz")).send().ok()?;
+        let body = r.text().ok()?;
+        (!body.contains("authority")).then_some(body)
+    });
+    assert!(ready.contains("upstream"), "/readyz names the untrusted upstream: {ready}");
+    let realm = format!("{base}/token");
+    let token: serde_json::Value = client()
+        .get(&realm)
+        .query(&[("service", "registry.test"), ("scope", "repository:acme/app:pull")])
+        .header("Authorization", format!("DPoP {optok}"))
+        .header("DPoP", key.proof("GET", &realm, &optok))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = token["token"].as_str().expect("a token").to_string();
+    let status = client().get(format!("{base}/v2/acme/app/tags/list")).bearer_auth(&token).send().unwrap().status();
+    assert_eq!(status, 502, "an unverified registry is refused");
+
+    let insecure = start(json!({"upstream": {"insecureSkipVerify": true}}));
+    let token = insecure.token(&["repository:acme/app:pull"], &optok, &key);
+    assert_eq!(insecure.v2("/v2/acme/app/tags/list", Some(&token)).status(), 404);
+    assert!(insecure.log().contains("insecureSkipVerify"), "the start logs a warning");
 }

@@ -305,7 +305,11 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         let port = url.port_or_known_default().unwrap_or(80);
         let addr = match host.parse::<IpAddr>() {
             Ok(ip) => Some(SocketAddr::new(ip, port)),
-            Err(_) => (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()),
+            // Prefer IPv4: `localhost` often resolves to ::1 first, where registries rarely listen.
+            Err(_) => (host.as_str(), port).to_socket_addrs().ok().and_then(|addrs| {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied()
+            }),
         };
         let Some(addr) = addr else {
             p.add("upstream.url", format!("cannot resolve the host `{host}`"));

@@ -27,11 +27,17 @@ pub struct Registry {
     child: Child,
     port: u16,
     dir: TempDir,
+    tls: bool,
 }
 
 impl Registry {
     /// Starts the registry and waits until `GET /v2/` answers 200 (no auth) or 401 (token auth).
     pub fn start(auth: Option<TokenAuth>) -> Registry {
+        Registry::start_with(auth, None)
+    }
+
+    /// Like `start`; with `tls` = (certificate, key) the registry serves https.
+    pub fn start_with(auth: Option<TokenAuth>, tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("e2e-registry")
             .tempdir()
@@ -44,6 +50,13 @@ impl Registry {
              http:\n  addr: 127.0.0.1:{port}\n  secret: e2e-secret\n  relativeurls: false\n",
             storage = dir.path().join("storage").display(),
         );
+        if let Some((certificate, key)) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ));
+        }
         if let Some(auth) = &auth {
             config.push_str(&format!(
                 "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
@@ -64,7 +77,12 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("run /usr/bin/docker-registry");
-        let mut registry = Registry { child, port, dir };
+        let mut registry = Registry {
+            child,
+            port,
+            dir,
+            tls: tls.is_some(),
+        };
         let http = client();
         let url = format!("{}/v2/", registry.url());
         poll(START_DEADLINE, "docker-registry to answer /v2/", || {
@@ -82,7 +100,7 @@ impl Registry {
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr())
     }
 
     /// `127.0.0.1:PORT`.
