@@ -124,9 +124,10 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
         }
     };
     let leeway = settings.authority.clock_skew.as_secs() as i64;
-    let claims = settings
-        .keys
-        .verify(token, &settings.signing_issuer, &settings.service, now, leeway)
+    // Verified once per token, then from the cache; revocation and scope are checked below on
+    // every request.
+    let claims = crate::token::cache::shared()
+        .verify(&settings.keys, token, &settings.signing_issuer, &settings.service, now, leeway)
         .map_err(|_| unauthorized(settings, &routed.needs, Some("invalid_token"), "invalid_token", "the token is not valid here"))?;
     let license = claims
         .extra
@@ -157,6 +158,6 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
     }
     Ok(Allowed {
         routed,
-        subject: claims.sub,
+        subject: claims.sub.clone(),
     })
 }

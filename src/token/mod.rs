@@ -2,6 +2,7 @@
 //! issues and verifies (`claims`), and `keygen`, which writes a CA and a signing key the
 //! registry trusts. Nothing here knows of pingora.
 
+pub mod cache;
 pub mod claims;
 pub mod keygen;
 pub mod keys;

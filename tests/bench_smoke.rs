@@ -1,0 +1,59 @@
+//! `scripts/bench --smoke` (issue 5) starts docker-registry, registry-token and nginx on
+//! 127.0.0.1, measures each row for about a second, writes its Markdown table where it is told
+//! (never the committed BENCHMARKS.md) and stops everything. Uses this build's binaries.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn smoke_run_writes_every_row() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_registry-token"));
+    let dir = bin.parent().expect("the binary's folder");
+    if !dir.join("examples/bench_client").exists() {
+        // `cargo test --all-targets` builds the example; a narrower run may not have.
+        let profile = if dir.ends_with("release") { "release" } else { "dev" };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--locked", "--profile", profile, "--example", "bench_client"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --example bench_client");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let table = out.path().join("BENCHMARKS.md");
+    let run = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench"))
+        .arg("--smoke")
+        .arg("--bin")
+        .arg(dir)
+        .arg("--out")
+        .arg(&table)
+        .output()
+        .expect("run scripts/bench");
+    assert!(
+        run.status.success(),
+        "scripts/bench --smoke exited {}:\n{}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&table).expect("the table was written");
+    for row in [
+        "| HEAD manifest, 16 connections |",
+        "| HEAD manifest, 64 connections |",
+        "| blob PUT, 8 MiB (MiB/s) |",
+        "| blob GET, 8 MiB (MiB/s) |",
+        "| 401 challenge, 64 connections (req/s) |",
+        "| `/token`, DPoP proof + OpTok |",
+        "| `/token`, bearer OpTok (senderConstraint none) |",
+        "| crypto floor: verify OpTok + verify proof + sign,",
+        "Sidecar peak RSS (VmHWM) during the blob transfers:",
+        "| `/token` (DPoP) / crypto floor ≥ 0.70 |",
+    ] {
+        assert!(text.contains(row), "no row {row:?} in:\n{text}");
+    }
+    // Every measured rate is a positive number.
+    for line in text.lines().filter(|l| l.starts_with("| `/token`") || l.starts_with("| HEAD")) {
+        let cell = line.split('|').nth(2).unwrap_or_default();
+        let rate: f64 = cell.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+        assert!(rate > 0.0, "no rate in {line:?}");
+    }
+}
