@@ -22,7 +22,14 @@ const SCOPE: &str = "service=registry.bench&scope=repository%3Abench%2Fapp%3Apul
 
 /// Keys and a config like `scripts/bench` writes (senderConstraint none), loaded.
 fn settings(dir: &std::path::Path) -> Settings {
-    keygen(KeyAlg::Es256, dir, REALM, "registry.bench", "registry-token").unwrap();
+    keygen(
+        KeyAlg::Es256,
+        dir,
+        REALM,
+        "registry.bench",
+        "registry-token",
+    )
+    .unwrap();
     let d = dir.display();
     let yaml = format!(
         r#"server: {{listen: "127.0.0.1:8085", adminListen: "127.0.0.1:9091"}}
@@ -65,11 +72,18 @@ fn registry_tokens(c: &mut Criterion) {
     let mut g = c.benchmark_group("registry token");
     g.bench_function("sign", |b| b.iter(|| keys.sign(&claims()).unwrap()));
     g.bench_function("verify", |b| {
-        b.iter(|| keys.verify(&token, "registry-token", "registry.bench", now(), 30).unwrap())
+        b.iter(|| {
+            keys.verify(&token, "registry-token", "registry.bench", now(), 30)
+                .unwrap()
+        })
     });
     let cache = VerifiedTokens::new(1024);
     g.bench_function("verify, cached", |b| {
-        b.iter(|| cache.verify(&keys, &token, "registry-token", "registry.bench", now(), 30).unwrap())
+        b.iter(|| {
+            cache
+                .verify(&keys, &token, "registry-token", "registry.bench", now(), 30)
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -82,8 +96,12 @@ fn realm(c: &mut Criterion) {
     let mut jwk = authority_key.jwk().unwrap();
     jwk["kid"] = json!("dev-1");
     jwk["alg"] = json!("ES256");
-    authority.load_jwks(&json!({ "keys": [jwk] }).to_string()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    authority
+        .load_jwks(&json!({ "keys": [jwk] }).to_string())
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let issue = |authorization: &str, dpop: Option<&str>| {
         let request = TokenRequest {
             method: "GET",
@@ -93,11 +111,20 @@ fn realm(c: &mut Criterion) {
             dpop: dpop.into_iter().collect(),
             client_cert_sha256: None,
         };
-        let issued = runtime.block_on(realm::issue(&settings, &authority, &request, now(), &mut Audit::default()));
+        let issued = runtime.block_on(realm::issue(
+            &settings,
+            &authority,
+            &request,
+            now(),
+            &mut Audit::default(),
+        ));
         assert!(issued.is_ok(), "the realm refused the benchmark's request");
     };
     let mut g = c.benchmark_group("realm");
-    let bearer = format!("Bearer {}", mint_optok(&authority_key, ISSUER, None).unwrap());
+    let bearer = format!(
+        "Bearer {}",
+        mint_optok(&authority_key, ISSUER, None).unwrap()
+    );
     g.bench_function("issue, bearer OpTok", |b| b.iter(|| issue(&bearer, None)));
     let holder = Arc::new(Es256::generate().unwrap());
     let bound = mint_optok(&authority_key, ISSUER, Some(&holder)).unwrap();

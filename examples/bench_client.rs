@@ -54,7 +54,9 @@ impl Connection {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Connection { reader: BufReader::new(stream) })
+        Ok(Connection {
+            reader: BufReader::new(stream),
+        })
     }
 
     /// Sends `request`, reads one response; a HEAD response has no body whatever its length.
@@ -63,7 +65,11 @@ impl Connection {
         self.reader.get_mut().write_all(request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("no status line")?;
         let mut length = 0;
         loop {
             line.clear();
@@ -94,7 +100,9 @@ fn token_request(host: &str, scope: &str, authorization: &str, proof: Option<&st
 
 /// `token URL AUTHORITY_PEM ISSUER SCOPE...`: one DPoP token request; prints the registry token.
 fn token(args: &[String]) -> Result<(), Failure> {
-    let [url, pem, issuer, scopes @ ..] = args else { return Err("token URL AUTHORITY_PEM ISSUER SCOPE...".into()) };
+    let [url, pem, issuer, scopes @ ..] = args else {
+        return Err("token URL AUTHORITY_PEM ISSUER SCOPE...".into());
+    };
     let host = url.trim_start_matches("http://");
     let key = Arc::new(Es256::generate()?);
     let op = mint_optok(&Es256::from_pem(pem)?, issuer, Some(&key))?;
@@ -112,7 +120,10 @@ fn token(args: &[String]) -> Result<(), Failure> {
     let status = Connection::open(host)?.exchange(request.as_bytes(), &mut body)?;
     let answer: Value = serde_json::from_slice(&body)?;
     match answer["token"].as_str() {
-        Some(t) if status == 200 => Ok(println!("{t}")),
+        Some(t) if status == 200 => {
+            println!("{t}");
+            Ok(())
+        }
         _ => Err(format!("GET /token answered {status}: {answer}").into()),
     }
 }
@@ -136,7 +147,12 @@ fn token_load(args: &[String]) -> Result<(), Failure> {
                 .map(|p| token_request(&host, scope, &format!("DPoP {op}"), Some(p)))
                 .collect()
         }
-        "bearer" => vec![token_request(&host, scope, &format!("Bearer {}", mint_optok(&authority, issuer, None)?), None)],
+        "bearer" => vec![token_request(
+            &host,
+            scope,
+            &format!("Bearer {}", mint_optok(&authority, issuer, None)?),
+            None,
+        )],
         _ => return Err(format!("unknown mode {mode}").into()),
     };
     let report = drive(&host, requests, conns, secs, 200)?;
@@ -146,7 +162,13 @@ fn token_load(args: &[String]) -> Result<(), Failure> {
 
 /// Drives `conns` keep-alive connections (a thread each) for `secs`: each request is sent once
 /// (a single request is repeated); prints `answered_as_expected others seconds p50_ms p99_ms`.
-fn drive(host: &str, requests: Vec<Vec<u8>>, conns: usize, secs: f64, expect: u16) -> Result<String, Failure> {
+fn drive(
+    host: &str,
+    requests: Vec<Vec<u8>>,
+    conns: usize,
+    secs: f64,
+    expect: u16,
+) -> Result<String, Failure> {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Duration::from_secs_f64(secs);
@@ -168,7 +190,9 @@ fn drive(host: &str, requests: Vec<Vec<u8>>, conns: usize, secs: f64, expect: u1
                     };
                     let sent = Instant::now();
                     match connection.exchange(request, &mut body) {
-                        Ok(status) if status == expect => latencies.push(sent.elapsed().as_micros() as u32),
+                        Ok(status) if status == expect => {
+                            latencies.push(sent.elapsed().as_micros() as u32)
+                        }
                         Ok(_) => errors += 1,
                         Err(e) => return Err(e.to_string()),
                     }
@@ -186,8 +210,19 @@ fn drive(host: &str, requests: Vec<Vec<u8>>, conns: usize, secs: f64, expect: u1
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pick = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
-    Ok(format!("{} {errors} {elapsed:.3} {:.3} {:.3}", latencies.len(), pick(0.5), pick(0.99)))
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    Ok(format!(
+        "{} {errors} {elapsed:.3} {:.3} {:.3}",
+        latencies.len(),
+        pick(0.5),
+        pick(0.99)
+    ))
 }
 
 /// `http-load ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]`: one request repeated on
@@ -196,10 +231,20 @@ fn http_load(args: &[String]) -> Result<(), Failure> {
     let [addr, conns, secs, method, path, expect, rest @ ..] = args else {
         return Err("http-load ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]".into());
     };
-    let authorization = rest.first().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let authorization = rest
+        .first()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json\r\n";
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}{authorization}\r\n");
-    let report = drive(addr, vec![request.into_bytes()], conns.parse()?, secs.parse()?, expect.parse()?)?;
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}{authorization}\r\n");
+    let report = drive(
+        addr,
+        vec![request.into_bytes()],
+        conns.parse()?,
+        secs.parse()?,
+        expect.parse()?,
+    )?;
     println!("{report}");
     Ok(())
 }
@@ -211,9 +256,12 @@ fn floor(args: &[String]) -> Result<(), Failure> {
         return Err("floor CONFIG AUTHORITY_PEM ISSUER THREADS SECS SCOPE".into());
     };
     let (threads, secs): (usize, f64) = (threads.parse()?, secs.parse()?);
-    let settings = Arc::new(registry_token::config::load(config.as_ref()).map_err(|e| e.to_string())?);
+    let settings =
+        Arc::new(registry_token::config::load(config.as_ref()).map_err(|e| e.to_string())?);
     let authority = Es256::from_pem(pem)?;
-    let Value::Object(jwk) = authority.jwk()? else { unreachable!() };
+    let Value::Object(jwk) = authority.jwk()? else {
+        unreachable!()
+    };
     let authority_key = Arc::new(header::PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())?);
     let key = Arc::new(Es256::generate()?);
     let op = Arc::new(mint_optok(&authority, issuer, Some(&key))?);
@@ -225,20 +273,36 @@ fn floor(args: &[String]) -> Result<(), Failure> {
     let (name, actions) = {
         let mut parts = scope.rsplitn(2, ':');
         let actions = parts.next().unwrap_or("pull");
-        (parts.next().unwrap_or("").trim_start_matches("repository:").to_string(), actions.to_string())
+        (
+            parts
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("repository:")
+                .to_string(),
+            actions.to_string(),
+        )
     };
     let deadline = Duration::from_secs_f64(secs);
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (settings, authority_key, op, all, replay, next, jkt, name, actions) = (
-                settings.clone(), authority_key.clone(), op.clone(), all.clone(), replay.clone(),
-                next.clone(), jkt.clone(), name.clone(), actions.clone(),
+                settings.clone(),
+                authority_key.clone(),
+                op.clone(),
+                all.clone(),
+                replay.clone(),
+                next.clone(),
+                jkt.clone(),
+                name.clone(),
+                actions.clone(),
             );
             std::thread::spawn(move || {
                 let mut done = 0usize;
                 while started.elapsed() < deadline {
-                    let Some(proof) = all.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                    let Some(proof) = all.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
                     let t = now();
                     // 1. the OpTok: header checks and signature
                     let parsed = optok::parse(&op).expect("OpTok parses");
@@ -292,7 +356,9 @@ fn main() {
         Some("token-load") => token_load(&args[1..]),
         Some("floor") => floor(&args[1..]),
         Some("http-load") => http_load(&args[1..]),
-        _ => Err("usage: bench_client token|token-load|http-load|floor ... (see the source)".into()),
+        _ => {
+            Err("usage: bench_client token|token-load|http-load|floor ... (see the source)".into())
+        }
     };
     if let Err(e) = result {
         eprintln!("bench_client: {e}");

@@ -38,7 +38,9 @@ pub fn get() -> &'static Metrics {
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(counter.clone())).expect("unique metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("unique metric");
     counter
 }
 
@@ -69,14 +71,44 @@ impl Metrics {
             .register(Box::new(config_generation.clone()))
             .expect("unique metric");
         Metrics {
-            issued: counter(&registry, "registry_token_issued_total", "Registry tokens issued", &["plan"]),
-            rejected: counter(&registry, "registry_token_rejected_total", "Token requests rejected", &["reason"]),
-            proxy_requests: counter(&registry, "registry_proxy_requests_total", "Proxied /v2/ requests", &["method", "status"]),
+            issued: counter(
+                &registry,
+                "registry_token_issued_total",
+                "Registry tokens issued",
+                &["plan"],
+            ),
+            rejected: counter(
+                &registry,
+                "registry_token_rejected_total",
+                "Token requests rejected",
+                &["reason"],
+            ),
+            proxy_requests: counter(
+                &registry,
+                "registry_proxy_requests_total",
+                "Proxied /v2/ requests",
+                &["method", "status"],
+            ),
             proxy_duration,
-            proxy_denied: counter(&registry, "registry_proxy_denied_total", "/v2/ requests denied by the sidecar", &["reason"]),
-            config_reloads: counter(&registry, "registry_token_config_reloads_total", "Configuration reloads", &["result"]),
+            proxy_denied: counter(
+                &registry,
+                "registry_proxy_denied_total",
+                "/v2/ requests denied by the sidecar",
+                &["reason"],
+            ),
+            config_reloads: counter(
+                &registry,
+                "registry_token_config_reloads_total",
+                "Configuration reloads",
+                &["result"],
+            ),
             config_generation,
-            authority_refresh: counter(&registry, "registry_token_authority_keys_refresh_total", "Authority JWKS fetches", &["result"]),
+            authority_refresh: counter(
+                &registry,
+                "registry_token_authority_keys_refresh_total",
+                "Authority JWKS fetches",
+                &["result"],
+            ),
             registry,
         }
     }

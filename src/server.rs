@@ -82,9 +82,15 @@ impl TlsAccept for Certificates {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         use pingora::tls::ext::{ssl_add_chain_cert, ssl_use_certificate, ssl_use_private_key};
         let settings = self.0.load();
-        let Some(tls) = settings.tls.as_ref() else { return };
+        let Some(tls) = settings.tls.as_ref() else {
+            return;
+        };
         let installed = ssl_use_certificate(ssl, &tls.chain[0])
-            .and_then(|()| tls.chain[1..].iter().try_for_each(|c| ssl_add_chain_cert(ssl, c)))
+            .and_then(|()| {
+                tls.chain[1..]
+                    .iter()
+                    .try_for_each(|c| ssl_add_chain_cert(ssl, c))
+            })
             .and_then(|()| ssl_use_private_key(ssl, &tls.key));
         if let Err(e) = installed {
             tracing::error!(error = %e, "cannot install the TLS certificate for a handshake");
@@ -97,12 +103,16 @@ impl TlsAccept for Certificates {
 fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String> {
     use openssl::ssl::{SslVerifyMode, SslVersion};
     let current = settings.load();
-    let mut tls = TlsSettings::with_callbacks(Box::new(Certificates(settings.clone()))).map_err(|e| e.to_string())?;
-    tls.set_min_proto_version(Some(SslVersion::TLS1_2)).map_err(|e| e.to_string())?;
+    let mut tls = TlsSettings::with_callbacks(Box::new(Certificates(settings.clone())))
+        .map_err(|e| e.to_string())?;
+    tls.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| e.to_string())?;
     tls.enable_h2();
     if let Some(ca) = current.tls.as_ref().and_then(|t| t.client_ca.as_ref()) {
-        tls.set_ca_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-        let names = openssl::x509::X509Name::load_client_ca_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        tls.set_ca_file(ca)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+        let names = openssl::x509::X509Name::load_client_ca_file(ca)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
         tls.set_client_ca_list(names);
         tls.set_verify(SslVerifyMode::PEER);
     }
@@ -117,7 +127,11 @@ fn probe_client(settings: &Settings) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .danger_accept_invalid_certs(upstream.insecure_skip_verify);
     for cert in upstream.ca.iter().flat_map(|certs| certs.iter()) {
-        if let Some(cert) = cert.to_der().ok().and_then(|der| reqwest::Certificate::from_der(&der).ok()) {
+        if let Some(cert) = cert
+            .to_der()
+            .ok()
+            .and_then(|der| reqwest::Certificate::from_der(&der).ok())
+        {
             builder = builder.add_root_certificate(cert);
         }
     }
@@ -133,12 +147,16 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     if settings.upstream.insecure_skip_verify {
         tracing::warn!(upstream = %settings.upstream.url, "upstream.insecureSkipVerify is on: the registry's certificate is NOT verified");
     }
-    metrics::get().config_generation.set(settings.generation as i64);
+    metrics::get()
+        .config_generation
+        .set(settings.generation as i64);
     let authority = Arc::new(Authority::new(settings.authority.clone()));
     let settings = Arc::new(ArcSwap::from_pointee(settings));
 
     let conf = ServerConf {
-        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         grace_period_seconds: Some(grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         upgrade_sock: upgrade_socket,
@@ -174,7 +192,10 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(background_service("authority keys", KeysRefresher(authority)));
+    server.add_service(background_service(
+        "authority keys",
+        KeysRefresher(authority),
+    ));
     server.add_service(background_service(
         "config reload",
         Reloader {

@@ -11,9 +11,20 @@ fn smoke_run_writes_every_row() {
     let dir = bin.parent().expect("the binary's folder");
     if !dir.join("examples/bench_client").exists() {
         // `cargo test --all-targets` builds the example; a narrower run may not have.
-        let profile = if dir.ends_with("release") { "release" } else { "dev" };
+        let profile = if dir.ends_with("release") {
+            "release"
+        } else {
+            "dev"
+        };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--locked", "--profile", profile, "--example", "bench_client"])
+            .args([
+                "build",
+                "--locked",
+                "--profile",
+                profile,
+                "--example",
+                "bench_client",
+            ])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cargo build --example bench_client");
@@ -51,9 +62,16 @@ fn smoke_run_writes_every_row() {
         assert!(text.contains(row), "no row {row:?} in:\n{text}");
     }
     // Every measured rate is a positive number.
-    for line in text.lines().filter(|l| l.starts_with("| `/token`") || l.starts_with("| HEAD")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("| `/token`") || l.starts_with("| HEAD"))
+    {
         let cell = line.split('|').nth(2).unwrap_or_default();
-        let rate: f64 = cell.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+        let rate: f64 = cell
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
         assert!(rate > 0.0, "no rate in {line:?}");
     }
 }

@@ -17,7 +17,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
             command.env_remove(name);
         }
     }
-    command.envs(env.iter().copied()).output().expect("run registry-token")
+    command
+        .envs(env.iter().copied())
+        .output()
+        .expect("run registry-token")
 }
 
 fn stderr(out: &Output) -> String {
@@ -54,11 +57,25 @@ fn check_config_and_overrides() {
     let from_env = run(&["check-config"], &[("REGISTRY_TOKEN_CONFIG", path)]);
     assert_eq!(from_env.status.code(), Some(0), "{}", stderr(&from_env));
 
-    let broken = run(&["--config", path, "check-config"], &[("REGISTRY_TOKEN_DEFAULTPLAN", "gold")]);
+    let broken = run(
+        &["--config", path, "check-config"],
+        &[("REGISTRY_TOKEN_DEFAULTPLAN", "gold")],
+    );
     assert_eq!(broken.status.code(), Some(1));
-    assert!(stderr(&broken).contains("defaultPlan: names no plan: `gold`"), "{}", stderr(&broken));
-    let lifetime = run(&["--config", path, "check-config"], &[("REGISTRY_TOKEN_SIGNING__LIFETIME", "soon")]);
-    assert!(stderr(&lifetime).contains("signing.lifetime"), "{}", stderr(&lifetime));
+    assert!(
+        stderr(&broken).contains("defaultPlan: names no plan: `gold`"),
+        "{}",
+        stderr(&broken)
+    );
+    let lifetime = run(
+        &["--config", path, "check-config"],
+        &[("REGISTRY_TOKEN_SIGNING__LIFETIME", "soon")],
+    );
+    assert!(
+        stderr(&lifetime).contains("signing.lifetime"),
+        "{}",
+        stderr(&lifetime)
+    );
 }
 
 /// Every problem of a file is listed with its YAML path (`check-config` exits 1), and `serve`
@@ -68,13 +85,49 @@ fn bad_files_name_the_field_and_stop_serve() {
     let keys = Keys::generate();
     let good = valid(keys.path(), "http://127.0.0.1:9");
     let cases = [
-        ("bad pattern", good.replace("\"public/*\"", "\"public/*\"\n  - name: more\n    repositories:\n      - pattern: \"a*b\""), "plans[1].repositories[0].pattern"),
-        ("unknown key", good.replace("  senderConstraint: dpop\n", "  senderConstraint: dpop\n  requried_audience: x\n"), "requried_audience"),
-        ("wrong type", good.replace("  senderConstraint: dpop\n", "  senderConstraint: dpop\n  audiences: 5\n"), "authority.audiences"),
-        ("tab indentation", good.replace("  service: registry.test", "\tservice: registry.test"), "YAML"),
-        ("duplicate key", good.replace("  service: registry.test", "  service: registry.test\n  service: again"), "duplicate"),
+        (
+            "bad pattern",
+            good.replace(
+                "\"public/*\"",
+                "\"public/*\"\n  - name: more\n    repositories:\n      - pattern: \"a*b\"",
+            ),
+            "plans[1].repositories[0].pattern",
+        ),
+        (
+            "unknown key",
+            good.replace(
+                "  senderConstraint: dpop\n",
+                "  senderConstraint: dpop\n  requried_audience: x\n",
+            ),
+            "requried_audience",
+        ),
+        (
+            "wrong type",
+            good.replace(
+                "  senderConstraint: dpop\n",
+                "  senderConstraint: dpop\n  audiences: 5\n",
+            ),
+            "authority.audiences",
+        ),
+        (
+            "tab indentation",
+            good.replace("  service: registry.test", "\tservice: registry.test"),
+            "YAML",
+        ),
+        (
+            "duplicate key",
+            good.replace(
+                "  service: registry.test",
+                "  service: registry.test\n  service: again",
+            ),
+            "duplicate",
+        ),
         ("empty file", String::new(), "empty"),
-        ("missing key file", good.replace("signing.pem", "nope.pem"), "signing.keyPath"),
+        (
+            "missing key file",
+            good.replace("signing.pem", "nope.pem"),
+            "signing.keyPath",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (what, text, expected) in cases {
@@ -83,10 +136,22 @@ fn bad_files_name_the_field_and_stop_serve() {
         let path = path.to_str().unwrap();
         let check = run(&["--config", path, "check-config"], &[]);
         assert_eq!(check.status.code(), Some(1), "{what}: {}", stderr(&check));
-        assert!(stderr(&check).contains(expected), "{what}: expected {expected:?} in {}", stderr(&check));
+        assert!(
+            stderr(&check).contains(expected),
+            "{what}: expected {expected:?} in {}",
+            stderr(&check)
+        );
         let serve = run(&["--config", path, "serve"], &[]);
-        assert_eq!(serve.status.code(), Some(2), "{what}: serve must refuse to start");
-        assert!(stderr(&serve).contains(expected), "{what}: {}", stderr(&serve));
+        assert_eq!(
+            serve.status.code(),
+            Some(2),
+            "{what}: serve must refuse to start"
+        );
+        assert!(
+            stderr(&serve).contains(expected),
+            "{what}: {}",
+            stderr(&serve)
+        );
     }
     let usage = run(&["--no-such-flag"], &[]);
     assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
@@ -98,9 +163,14 @@ fn bad_files_name_the_field_and_stop_serve() {
 fn token_inspect() {
     let stack = Stack::start();
     let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
-    let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
+    let token = stack
+        .sidecar
+        .token(&["repository:acme/app:pull,push"], &optok, &key);
     let config = stack.sidecar.config_path().to_str().unwrap().to_string();
-    let shown = run(&["--config", &config, "token", "inspect", &token, "--verify"], &[]);
+    let shown = run(
+        &["--config", &config, "token", "inspect", &token, "--verify"],
+        &[],
+    );
     let text = String::from_utf8_lossy(&shown.stdout);
     assert_eq!(shown.status.code(), Some(0), "{text}{}", stderr(&shown));
     assert!(text.contains("repository acme/app: pull, push"), "{text}");
@@ -108,7 +178,12 @@ fn token_inspect() {
     assert!(text.contains("verify: valid"), "{text}");
     let mut tampered = token.clone();
     tampered.replace_range(tampered.len() - 4.., "AAAA");
-    let refused = run(&["--config", &config, "token", "inspect", &tampered, "--verify"], &[]);
+    let refused = run(
+        &[
+            "--config", &config, "token", "inspect", &tampered, "--verify",
+        ],
+        &[],
+    );
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("NOT valid"));
 }

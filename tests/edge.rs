@@ -27,29 +27,52 @@ fn key() -> PKey<Private> {
 }
 
 /// A certificate for `cn`, signed by `issuer` (self-signed when `None`).
-fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool, server: bool) -> X509 {
+fn cert(
+    cn: &str,
+    key: &PKey<Private>,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    ca: bool,
+    server: bool,
+) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", cn).unwrap();
     let name = name.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
-    let serial = BigNum::from_u32(rand::random::<u32>() >> 1).unwrap().to_asn1_integer().unwrap();
+    let serial = BigNum::from_u32(rand::random::<u32>() >> 1)
+        .unwrap()
+        .to_asn1_integer()
+        .unwrap();
     b.set_serial_number(&serial).unwrap();
     b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name)).unwrap();
+    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
+        .unwrap();
     b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
     if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
     } else if server {
-        let san = SubjectAlternativeName::new().ip("127.0.0.1").dns("localhost").build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None)).unwrap();
+        let san = SubjectAlternativeName::new()
+            .ip("127.0.0.1")
+            .dns("localhost")
+            .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))
+            .unwrap();
         b.append_extension(san).unwrap();
-        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap()).unwrap();
+        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
+            .unwrap();
     } else {
-        b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap()).unwrap();
+        b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
+            .unwrap();
     }
-    b.sign(issuer.map(|(_, k)| k).unwrap_or(key), MessageDigest::sha256()).unwrap();
+    b.sign(
+        issuer.map(|(_, k)| k).unwrap_or(key),
+        MessageDigest::sha256(),
+    )
+    .unwrap();
     b.build()
 }
 
@@ -67,7 +90,13 @@ impl Pki {
         let server_ca = cert("test server CA", &server_ca_key, None, true, false);
         let client_ca = cert("test client CA", &client_ca_key, None, true, false);
         let server_key = key();
-        let server = cert("127.0.0.1", &server_key, Some((&server_ca, &server_ca_key)), false, true);
+        let server = cert(
+            "127.0.0.1",
+            &server_key,
+            Some((&server_ca, &server_ca_key)),
+            false,
+            true,
+        );
         write("server-ca.crt", server_ca.to_pem().unwrap());
         write("server.crt", server.to_pem().unwrap());
         write("server.key", server_key.private_key_to_pem_pkcs8().unwrap());
@@ -78,10 +107,20 @@ impl Pki {
             let client_dir = dir.path().join(format!("client-{name}"));
             fs::create_dir(&client_dir).unwrap();
             let client_key = key();
-            let client = cert(&format!("client {name}"), &client_key, Some((&client_ca, &client_ca_key)), false, false);
+            let client = cert(
+                &format!("client {name}"),
+                &client_key,
+                Some((&client_ca, &client_ca_key)),
+                false,
+                false,
+            );
             fs::write(client_dir.join("ca.crt"), server_ca.to_pem().unwrap()).unwrap();
             fs::write(client_dir.join("client.cert"), client.to_pem().unwrap()).unwrap();
-            fs::write(client_dir.join("client.key"), client_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+            fs::write(
+                client_dir.join("client.key"),
+                client_key.private_key_to_pem_pkcs8().unwrap(),
+            )
+            .unwrap();
             clients.push(client);
         }
         let client_a = clients.swap_remove(0);
@@ -136,10 +175,29 @@ fn skopeo_with_client_certificate_round_trips() {
     let creds = format!("user:{optok}");
     let target = format!("docker://{}/acme/app:v1", stack.sidecar.addr());
     let src = format!("oci:{}:v1", work.path().join("src").display());
-    skopeo_ok(&["copy", "--preserve-digests", "--dest-cert-dir", &cert_dir(&pki, "client-a"), "--dest-creds", &creds, &src, &target]);
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-cert-dir",
+        &cert_dir(&pki, "client-a"),
+        "--dest-creds",
+        &creds,
+        &src,
+        &target,
+    ]);
     let back = work.path().join("back");
     let dst = format!("oci:{}:v1", back.display());
-    skopeo_ok(&["copy", "--preserve-digests", "--dest-oci-accept-uncompressed-layers", "--src-cert-dir", &cert_dir(&pki, "client-a"), "--src-creds", &creds, &target, &dst]);
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-oci-accept-uncompressed-layers",
+        "--src-cert-dir",
+        &cert_dir(&pki, "client-a"),
+        "--src-creds",
+        &creds,
+        &target,
+        &dst,
+    ]);
     let pulled = read_oci_layout(&back, "v1");
     assert_eq!(pulled.manifest_digest, image.manifest_digest);
     assert_eq!(pulled.layer_digests, image.layer_digests);
@@ -157,10 +215,30 @@ fn another_certificate_is_refused() {
     oci_layout(&work.path().join("src"), "v1", &[4096]);
     let src = format!("oci:{}:v1", work.path().join("src").display());
     let target = format!("docker://{}/acme/app:v1", stack.sidecar.addr());
-    let out = skopeo(&["copy", "--dest-cert-dir", &cert_dir(&pki, "client-b"), "--dest-creds", &format!("user:{optok}"), &src, &target]);
-    assert!(!out.status.success(), "case 34: skopeo must fail with the wrong certificate");
-    assert!(stack.sidecar.metric("registry_token_rejected_total", &[("reason", "sender_constraint_mismatch")]) >= 1.0);
-    assert_eq!(stack.registry.requests_for("/v2/acme/app/blobs/uploads"), 0, "case 34: nothing reaches the registry");
+    let out = skopeo(&[
+        "copy",
+        "--dest-cert-dir",
+        &cert_dir(&pki, "client-b"),
+        "--dest-creds",
+        &format!("user:{optok}"),
+        &src,
+        &target,
+    ]);
+    assert!(
+        !out.status.success(),
+        "case 34: skopeo must fail with the wrong certificate"
+    );
+    assert!(
+        stack.sidecar.metric(
+            "registry_token_rejected_total",
+            &[("reason", "sender_constraint_mismatch")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        stack.registry.requests_for("/v2/acme/app/blobs/uploads"),
+        0,
+        "case 34: nothing reaches the registry"
+    );
 }
 
 /// Requests to the token realm over TLS, with and without a client certificate: an empty
@@ -171,10 +249,14 @@ fn binding_edge_cases() {
     let pki = Pki::new();
     let stack = mtls_stack(&pki);
     let realm = stack.sidecar.realm();
-    let query = [("service", "registry.test"), ("scope", "repository:acme/app:pull")];
+    let query = [
+        ("service", "registry.test"),
+        ("scope", "repository:acme/app:pull"),
+    ];
     let with_cert = |dir: &str| {
         let read = |file: &str| fs::read(pki.path(dir).join(file)).unwrap();
-        let identity = reqwest::Identity::from_pkcs8_pem(&read("client.cert"), &read("client.key")).unwrap();
+        let identity =
+            reqwest::Identity::from_pkcs8_pem(&read("client.cert"), &read("client.key")).unwrap();
         reqwest::blocking::Client::builder()
             .danger_accept_invalid_certs(true)
             .identity(identity)
@@ -185,7 +267,10 @@ fn binding_edge_cases() {
     let ok = with_cert("client-a")
         .get(&realm)
         .query(&query)
-        .header("Authorization", format!("Bearer {}", mtls_optok(&stack.authority, &good)))
+        .header(
+            "Authorization",
+            format!("Bearer {}", mtls_optok(&stack.authority, &good)),
+        )
         .send()
         .unwrap();
     assert_eq!(ok.status(), 200, "the bound certificate gets a token");
@@ -193,12 +278,23 @@ fn binding_edge_cases() {
     let padded = format!("{good}=");
     let standard = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha256(&pki.client_a.to_der().unwrap()))
+        base64::engine::general_purpose::STANDARD
+            .encode(openssl::sha::sha256(&pki.client_a.to_der().unwrap()))
     };
-    for (what, thumbprint) in [("35 empty", ""), ("36 padded", padded.as_str()), ("36 standard base64", standard.as_str())] {
+    for (what, thumbprint) in [
+        ("35 empty", ""),
+        ("36 padded", padded.as_str()),
+        ("36 standard base64", standard.as_str()),
+    ] {
         let optok = mtls_optok(&stack.authority, thumbprint);
         for client in [client(), with_cert("client-a")] {
-            let status = client.get(&realm).query(&query).header("Authorization", format!("Bearer {optok}")).send().unwrap().status();
+            let status = client
+                .get(&realm)
+                .query(&query)
+                .header("Authorization", format!("Bearer {optok}"))
+                .send()
+                .unwrap()
+                .status();
             assert_eq!(status, 401, "case {what}");
         }
     }
@@ -206,13 +302,20 @@ fn binding_edge_cases() {
     let forged = client()
         .get(&realm)
         .query(&query)
-        .header("Authorization", format!("Bearer {}", mtls_optok(&stack.authority, &good)))
+        .header(
+            "Authorization",
+            format!("Bearer {}", mtls_optok(&stack.authority, &good)),
+        )
         .header("X-Forwarded-Client-Cert", format!("Hash={good}"))
         .header("X-SSL-Client-Cert", "-----BEGIN CERTIFICATE-----")
         .header("Client-Cert", ":AAAA:")
         .send()
         .unwrap();
-    assert_eq!(forged.status(), 401, "case 37: forwarded certificate headers are ignored");
+    assert_eq!(
+        forged.status(),
+        401,
+        "case 37: forwarded certificate headers are ignored"
+    );
 }
 
 /// HTTP/2 is offered by ALPN and HTTP/1.1 still works, on the same TLS listener.
@@ -223,10 +326,22 @@ fn http2_and_http11_over_tls() {
     let url = format!("{}/healthz", stack.sidecar.url());
     for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let out = Command::new("curl")
-            .args(["-sk", flag, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &url])
+            .args([
+                "-sk",
+                flag,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                &url,
+            ])
             .output()
             .expect("curl");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{want} 200"), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{want} 200"),
+            "{flag}"
+        );
     }
 }
 
@@ -234,7 +349,9 @@ fn http2_and_http11_over_tls() {
 /// the connection was closed.
 fn raw_exchange(addr: &str, request: &[u8]) -> (String, bool) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut got = Vec::new();
     let closed = stream.read_to_end(&mut got).is_ok();
@@ -258,10 +375,17 @@ fn smuggling_probes_are_refused() {
     ];
     for (what, request) in probes {
         let (status, closed) = raw_exchange(&addr, request.as_bytes());
-        assert!(status.starts_with("HTTP/1.1 400"), "case 56 {what}: got {status:?}");
+        assert!(
+            status.starts_with("HTTP/1.1 400"),
+            "case 56 {what}: got {status:?}"
+        );
         assert!(closed, "case 56 {what}: the connection must be closed");
     }
-    assert_eq!(stack.registry.requests_for("victim/private"), 0, "case 56: nothing smuggled through");
+    assert_eq!(
+        stack.registry.requests_for("victim/private"),
+        0,
+        "case 56: nothing smuggled through"
+    );
 }
 
 /// The certificate on disk is renewed by SIGHUP without a restart: new handshakes see it.
@@ -272,7 +396,10 @@ fn certificate_reloads_on_sighup() {
     let serial = |_: ()| {
         let out = Command::new("sh")
             .arg("-c")
-            .arg(format!("openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -serial", stack.sidecar.addr()))
+            .arg(format!(
+                "openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+                stack.sidecar.addr()
+            ))
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -284,11 +411,19 @@ fn certificate_reloads_on_sighup() {
     let server_key = key();
     let renewed = cert("127.0.0.1", &server_key, Some((&ca, &ca_key)), false, true);
     fs::write(pki.path("server.crt"), renewed.to_pem().unwrap()).unwrap();
-    fs::write(pki.path("server.key"), server_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    fs::write(
+        pki.path("server.key"),
+        server_key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
     let generation = stack.sidecar.generation();
     stack.sidecar.sighup();
     stack.sidecar.wait_generation_above(generation);
-    assert_ne!(serial(()), before, "a new handshake presents the renewed certificate");
+    assert_ne!(
+        serial(()),
+        before,
+        "a new handshake presents the renewed certificate"
+    );
 }
 
 /// Uploads a 512 KiB blob as one streamed, chunked `PUT ...?digest=` whose body arrives in two
@@ -302,12 +437,22 @@ fn chunked_upload(sidecar_addr: &str, token: &str, between: impl FnOnce()) -> u1
         .unwrap();
     assert_eq!(start.status(), 202, "upload session opens");
     let location = start.headers()["location"].to_str().unwrap().to_string();
-    let path = location.strip_prefix(&base).unwrap_or(&location).to_string();
+    let path = location
+        .strip_prefix(&base)
+        .unwrap_or(&location)
+        .to_string();
     let piece = vec![7u8; 256 * 1024];
-    let digest = format!("sha256:{}", hex(&openssl::sha::sha256(&[piece.as_slice(), piece.as_slice()].concat())));
+    let digest = format!(
+        "sha256:{}",
+        hex(&openssl::sha::sha256(
+            &[piece.as_slice(), piece.as_slice()].concat()
+        ))
+    );
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut stream = TcpStream::connect(sidecar_addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     write!(stream, "PUT {path}{sep}digest={digest} HTTP/1.1\r\nHost: {sidecar_addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
     write!(stream, "{:x}\r\n", piece.len()).unwrap();
     stream.write_all(&piece).unwrap();
@@ -320,19 +465,28 @@ fn chunked_upload(sidecar_addr: &str, token: &str, between: impl FnOnce()) -> u1
     let mut reply = [0u8; 1024];
     let n = stream.read(&mut reply).unwrap();
     let head = String::from_utf8_lossy(&reply[..n]).to_string();
-    head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Waits until the registry has stored part of an upload body: the request is in flight
 /// through the sidecar (accepted, proxied, streaming).
 fn wait_upload_started(registry: &Registry) {
-    let uploads = registry.storage().join("storage/docker/registry/v2/repositories/acme/app/_uploads");
-    poll(Duration::from_secs(30), "the upload body to reach the registry", || {
-        let dirs = fs::read_dir(&uploads).ok()?;
-        dirs.flatten()
-            .any(|d| fs::metadata(d.path().join("data")).is_ok_and(|m| m.len() > 0))
-            .then_some(())
-    });
+    let uploads = registry
+        .storage()
+        .join("storage/docker/registry/v2/repositories/acme/app/_uploads");
+    poll(
+        Duration::from_secs(30),
+        "the upload body to reach the registry",
+        || {
+            let dirs = fs::read_dir(&uploads).ok()?;
+            dirs.flatten()
+                .any(|d| fs::metadata(d.path().join("data")).is_ok_and(|m| m.len() > 0))
+                .then_some(())
+        },
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -349,26 +503,47 @@ fn upload_survives_upgrade() {
         cfg.patch = json!({"server": {"upgradeSocket": upgrade_socket, "gracePeriod": "20s"}});
     });
     let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
-    let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
+    let token = stack
+        .sidecar
+        .token(&["repository:acme/app:pull,push"], &optok, &key);
     let mut next: Option<std::process::Child> = None;
     let status = chunked_upload(&stack.sidecar.addr(), &token, || {
         wait_upload_started(&stack.registry);
         let log = fs::File::create(socket.path().join("next.log")).unwrap();
         let child = Command::new(sidecar::BIN)
-            .args(["--config", &stack.sidecar.config_path().to_string_lossy(), "serve", "--upgrade"])
+            .args([
+                "--config",
+                &stack.sidecar.config_path().to_string_lossy(),
+                "serve",
+                "--upgrade",
+            ])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
         next = Some(child);
         // The new process waits on the upgrade socket; the old one hands its listeners over.
-        poll(Duration::from_secs(30), "the new process to wait on the upgrade socket", || upgrade_socket.exists().then_some(()));
+        poll(
+            Duration::from_secs(30),
+            "the new process to wait on the upgrade socket",
+            || upgrade_socket.exists().then_some(()),
+        );
         unsafe { libc::kill(stack.sidecar.pid() as i32, libc::SIGQUIT) };
     });
-    assert_eq!(status, 201, "case 70: the upload completes across the upgrade");
+    assert_eq!(
+        status, 201,
+        "case 70: the upload completes across the upgrade"
+    );
     let mut next = next.unwrap();
-    let health = client().get(format!("{}/healthz", stack.sidecar.url())).send().unwrap();
-    assert_eq!(health.status(), 200, "the new process serves on the same port");
+    let health = client()
+        .get(format!("{}/healthz", stack.sidecar.url()))
+        .send()
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        200,
+        "the new process serves on the same port"
+    );
     let _ = next.kill();
     let _ = next.wait();
 }
@@ -381,7 +556,9 @@ fn sigterm_lets_in_flight_requests_finish() {
         cfg.patch = json!({"server": {"gracePeriod": "15s"}});
     });
     let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
-    let token = stack.sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
+    let token = stack
+        .sidecar
+        .token(&["repository:acme/app:pull,push"], &optok, &key);
     let pid = stack.sidecar.pid();
     let status = chunked_upload(&stack.sidecar.addr(), &token, || {
         wait_upload_started(&stack.registry);
@@ -408,7 +585,10 @@ fn dpop_server_nonces() {
         }
         client()
             .get(&realm)
-            .query(&[("service", "registry.test"), ("scope", "repository:acme/app:pull")])
+            .query(&[
+                ("service", "registry.test"),
+                ("scope", "repository:acme/app:pull"),
+            ])
             .header("Authorization", format!("DPoP {optok}"))
             .header("DPoP", key.sign(&key.header(), &claims))
             .send()
@@ -416,18 +596,34 @@ fn dpop_server_nonces() {
     };
     let first = ask(None);
     assert_eq!(first.status(), 401);
-    let challenge = first.headers()["www-authenticate"].to_str().unwrap().to_string();
-    assert!(challenge.contains(r#"error="use_dpop_nonce""#), "{challenge}");
-    assert_eq!(first.headers().get_all("dpop-nonce").iter().count(), 1, "exactly one DPoP-Nonce");
+    let challenge = first.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains(r#"error="use_dpop_nonce""#),
+        "{challenge}"
+    );
+    assert_eq!(
+        first.headers().get_all("dpop-nonce").iter().count(),
+        1,
+        "exactly one DPoP-Nonce"
+    );
     assert_eq!(first.headers()["cache-control"], "no-store");
     let nonce = first.headers()["dpop-nonce"].to_str().unwrap().to_string();
 
     let retry = ask(Some(&nonce));
-    assert_eq!(retry.status(), 200, "the retry with the server's nonce gets a token");
+    assert_eq!(
+        retry.status(),
+        200,
+        "the retry with the server's nonce gets a token"
+    );
 
     let other_replica = {
         use base64::Engine;
-        let mut forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&nonce).unwrap();
+        let mut forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&nonce)
+            .unwrap();
         let last = forged.len() - 1;
         forged[last] ^= 1;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged)
@@ -435,8 +631,15 @@ fn dpop_server_nonces() {
     for bad in ["forged-nonce", other_replica.as_str()] {
         let refused = ask(Some(bad));
         assert_eq!(refused.status(), 401, "nonce {bad}");
-        assert!(refused.headers()["www-authenticate"].to_str().unwrap().contains("use_dpop_nonce"));
-        assert_ne!(refused.headers()["dpop-nonce"].to_str().unwrap(), bad, "a fresh nonce is offered");
+        assert!(refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("use_dpop_nonce"));
+        assert_ne!(
+            refused.headers()["dpop-nonce"].to_str().unwrap(),
+            bad,
+            "a fresh nonce is offered"
+        );
     }
 }
 
@@ -446,12 +649,18 @@ fn dpop_server_nonces() {
 #[test]
 fn trusted_edge_certificate_header() {
     let digest = openssl::sha::sha256(b"a client certificate the edge verified");
-    let xfcc = format!("By=spiffe://edge;Hash={};Subject=\"CN=client\"", hex(&digest));
+    let xfcc = format!(
+        "By=spiffe://edge;Hash={};Subject=\"CN=client\"",
+        hex(&digest)
+    );
     let ask = |stack: &Stack, header: &str| {
         let optok = mtls_optok(&stack.authority, &b64(digest));
         client()
             .get(stack.sidecar.realm())
-            .query(&[("service", "registry.test"), ("scope", "repository:acme/app:pull")])
+            .query(&[
+                ("service", "registry.test"),
+                ("scope", "repository:acme/app:pull"),
+            ])
             .header("Authorization", format!("Bearer {optok}"))
             .header("X-Forwarded-Client-Cert", header)
             .send()
@@ -466,10 +675,22 @@ fn trusted_edge_certificate_header() {
         })
     };
     let trusted = edge("127.0.0.1");
-    assert_eq!(ask(&trusted, &xfcc), 200, "the edge's element binds the token");
-    assert_eq!(ask(&trusted, &format!("{xfcc},By=x;Hash={}", hex(&digest))), 401, "case 38: two elements");
+    assert_eq!(
+        ask(&trusted, &xfcc),
+        200,
+        "the edge's element binds the token"
+    );
+    assert_eq!(
+        ask(&trusted, &format!("{xfcc},By=x;Hash={}", hex(&digest))),
+        401,
+        "case 38: two elements"
+    );
     let elsewhere = edge("192.0.2.7");
-    assert_eq!(ask(&elsewhere, &xfcc), 401, "case 38: the header from a peer that is not the edge");
+    assert_eq!(
+        ask(&elsewhere, &xfcc),
+        401,
+        "case 38: the header from a peer that is not the edge"
+    );
 }
 
 /// An upstream that refuses connections gives 502, one that accepts and never answers gives
@@ -479,7 +700,9 @@ fn trusted_edge_certificate_header() {
 fn upstream_failures_become_502_and_504() {
     let stack = Stack::start();
     let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
-    let token = stack.sidecar.token(&["repository:acme/app:pull"], &optok, &key);
+    let token = stack
+        .sidecar
+        .token(&["repository:acme/app:pull"], &optok, &key);
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused_port = free_port();
     for (upstream, want) in [
@@ -495,9 +718,18 @@ fn upstream_failures_become_502_and_504() {
         let response = stack.sidecar.v2("/v2/acme/app/tags/list", Some(&token));
         assert_eq!(response.status(), want, "upstream {upstream}");
         let body: serde_json::Value = response.json().unwrap();
-        assert!(body["errors"][0]["code"].is_string(), "Docker errors body: {body}");
-        let again = stack.sidecar.get_token(&["repository:acme/app:pull"], &optok, &key);
-        assert_eq!(again.status(), 200, "the realm keeps issuing while the registry is down");
+        assert!(
+            body["errors"][0]["code"].is_string(),
+            "Docker errors body: {body}"
+        );
+        let again = stack
+            .sidecar
+            .get_token(&["repository:acme/app:pull"], &optok, &key);
+        assert_eq!(
+            again.status(),
+            200,
+            "the realm keeps issuing while the registry is down"
+        );
     }
     drop(silent);
 }
@@ -510,8 +742,14 @@ fn https_upstream_with_private_ca() {
     let pki = Pki::new();
     let authority = Authority::start();
     let keys = Keys::generate();
-    let registry = Registry::start_with(None, Some((&pki.path("server.crt"), &pki.path("server.key"))));
-    let upstream = format!("https://localhost:{}", registry.addr().rsplit(':').next().unwrap());
+    let registry = Registry::start_with(
+        None,
+        Some((&pki.path("server.crt"), &pki.path("server.key"))),
+    );
+    let upstream = format!(
+        "https://localhost:{}",
+        registry.addr().rsplit(':').next().unwrap()
+    );
     let start = |patch: serde_json::Value| {
         let mut cfg = SidecarConfig::new(&upstream, &authority.issuer(), keys.path());
         cfg.patch = patch;
@@ -522,7 +760,11 @@ fn https_upstream_with_private_ca() {
     let trusted = start(json!({"upstream": {"caCertificate": pki.path("server-ca.crt")}}));
     let token = trusted.token(&["repository:acme/app:pull"], &optok, &key);
     let tags = trusted.v2("/v2/acme/app/tags/list", Some(&token));
-    assert_eq!(tags.status(), 404, "the registry answered (NAME_UNKNOWN) over verified TLS");
+    assert_eq!(
+        tags.status(),
+        404,
+        "the registry answered (NAME_UNKNOWN) over verified TLS"
+    );
 
     // Without the CA the registry's certificate is not trusted: /readyz says so, and the proxy
     // refuses to talk to it. Started by hand: the harness waits for readiness.
@@ -531,7 +773,11 @@ fn https_upstream_with_private_ca() {
     let cfg = SidecarConfig::new(&upstream, &authority.issuer(), keys.path());
     fs::write(dir.path().join("c.yaml"), cfg.to_yaml(port, admin)).unwrap();
     let child = Command::new(sidecar::BIN)
-        .args(["--config", &dir.path().join("c.yaml").to_string_lossy(), "serve"])
+        .args([
+            "--config",
+            &dir.path().join("c.yaml").to_string_lossy(),
+            "serve",
+        ])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -549,11 +795,17 @@ fn https_upstream_with_private_ca() {
         let body = r.text().ok()?;
         (!body.contains("authority")).then_some(body)
     });
-    assert!(ready.contains("upstream"), "/readyz names the untrusted upstream: {ready}");
+    assert!(
+        ready.contains("upstream"),
+        "/readyz names the untrusted upstream: {ready}"
+    );
     let realm = format!("{base}/token");
     let token: serde_json::Value = client()
         .get(&realm)
-        .query(&[("service", "registry.test"), ("scope", "repository:acme/app:pull")])
+        .query(&[
+            ("service", "registry.test"),
+            ("scope", "repository:acme/app:pull"),
+        ])
         .header("Authorization", format!("DPoP {optok}"))
         .header("DPoP", key.proof("GET", &realm, &optok))
         .send()
@@ -561,11 +813,22 @@ fn https_upstream_with_private_ca() {
         .json()
         .unwrap();
     let token = token["token"].as_str().expect("a token").to_string();
-    let status = client().get(format!("{base}/v2/acme/app/tags/list")).bearer_auth(&token).send().unwrap().status();
+    let status = client()
+        .get(format!("{base}/v2/acme/app/tags/list"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .status();
     assert_eq!(status, 502, "an unverified registry is refused");
 
     let insecure = start(json!({"upstream": {"insecureSkipVerify": true}}));
     let token = insecure.token(&["repository:acme/app:pull"], &optok, &key);
-    assert_eq!(insecure.v2("/v2/acme/app/tags/list", Some(&token)).status(), 404);
-    assert!(insecure.log().contains("insecureSkipVerify"), "the start logs a warning");
+    assert_eq!(
+        insecure.v2("/v2/acme/app/tags/list", Some(&token)).status(),
+        404
+    );
+    assert!(
+        insecure.log().contains("insecureSkipVerify"),
+        "the start logs a warning"
+    );
 }

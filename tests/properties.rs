@@ -42,7 +42,9 @@ use registry_token::registry::{is_valid_name, parse_scopes, route, ResourceType,
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for a deeper run.
 fn config(cases: u32) -> Config {
-    let deeper = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok());
+    let deeper = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
     Config {
         cases: deeper.unwrap_or(cases),
         failure_persistence: None,

@@ -41,7 +41,6 @@ fn get(registry: &Registry, path: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-
 fn claims(repo: &str) -> IssuedClaims {
     let now = now();
     IssuedClaims {
@@ -93,7 +92,12 @@ fn registry_accepts_x5c_tokens(#[case] alg: KeyAlg) {
     let keys = keygen_keys(alg, dir.path());
     let registry = registry(&dir.path().join("keys/ca.crt"));
     let token = keys.sign(&claims("acme/app")).unwrap();
-    assert_eq!(get(&registry, "/v2/", &token), 200, "{}", registry.log_tail());
+    assert_eq!(
+        get(&registry, "/v2/", &token),
+        200,
+        "{}",
+        registry.log_tail()
+    );
     assert_eq!(
         get(&registry, "/v2/acme/app/tags/list", &token),
         404,
@@ -115,7 +119,12 @@ fn registry_accepts_kid_of_a_bundle_key_without_x5c() {
     let token = keys.sign(&claims("acme/app")).unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert!(header.x5c.is_none() && header.kid.as_deref() == Some(keys.current.kid()));
-    assert_eq!(get(&registry, "/v2/", &token), 200, "{}", registry.log_tail());
+    assert_eq!(
+        get(&registry, "/v2/", &token),
+        200,
+        "{}",
+        registry.log_tail()
+    );
     assert_eq!(get(&registry, "/v2/acme/app/tags/list", &token), 404);
 
     // The same key under a thumbprint kid is unknown to 2.8.

@@ -22,7 +22,10 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// A P-256 key that signs ES256 JWS.
@@ -70,7 +73,11 @@ impl Es256 {
 }
 
 /// An OpTok from the dev Authority (`kid` dev-1), bound to `dpop` when given.
-pub fn mint_optok(authority: &Es256, issuer: &str, dpop: Option<&Es256>) -> Result<String, Failure> {
+pub fn mint_optok(
+    authority: &Es256,
+    issuer: &str,
+    dpop: Option<&Es256>,
+) -> Result<String, Failure> {
     let t = now();
     let mut claims = json!({"iss": issuer, "sub": "bench", "aud": "registry", "iat": t,
         "exp": t + 3600, "scope": "registry.token.issue", "stellaops:plan": "enterprise",
@@ -78,11 +85,19 @@ pub fn mint_optok(authority: &Es256, issuer: &str, dpop: Option<&Es256>) -> Resu
     if let Some(key) = dpop {
         claims["cnf"] = json!({ "jkt": key.thumbprint()? });
     }
-    authority.jws(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "dev-1"}), &claims)
+    authority.jws(
+        &json!({"alg": "ES256", "typ": "at+jwt", "kid": "dev-1"}),
+        &claims,
+    )
 }
 
 /// `count` proofs for `GET realm` with distinct `jti`s, signed on all cores.
-pub fn proofs(key: &Arc<Es256>, realm: &str, token: &str, count: usize) -> Result<Vec<String>, Failure> {
+pub fn proofs(
+    key: &Arc<Es256>,
+    realm: &str,
+    token: &str,
+    count: usize,
+) -> Result<Vec<String>, Failure> {
     let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk()?});
     let ath = b64(Sha256::digest(token.as_bytes()));
     let run: u64 = rand::random(); // jtis differ across processes too
@@ -90,7 +105,8 @@ pub fn proofs(key: &Arc<Es256>, realm: &str, token: &str, count: usize) -> Resul
     let per = count.div_ceil(threads);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (key, header, ath, realm) = (key.clone(), header.clone(), ath.clone(), realm.to_string());
+            let (key, header, ath, realm) =
+                (key.clone(), header.clone(), ath.clone(), realm.to_string());
             std::thread::spawn(move || {
                 (0..per)
                     .map(|i| {
@@ -102,6 +118,8 @@ pub fn proofs(key: &Arc<Es256>, realm: &str, token: &str, count: usize) -> Resul
             })
         })
         .collect();
-    Ok(handles.into_iter().flat_map(|h| h.join().unwrap()).collect())
+    Ok(handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect())
 }
-

@@ -25,14 +25,18 @@ fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
 pub fn forwarded_certificate(values: &[&str]) -> Option<[u8; 32]> {
     let [value] = values else { return None };
     let elements = split_unquoted(value, ',');
-    let [element] = elements.as_slice() else { return None };
+    let [element] = elements.as_slice() else {
+        return None;
+    };
     let hashes: Vec<&str> = split_unquoted(element, ';')
         .into_iter()
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(key, _)| key.eq_ignore_ascii_case("hash"))
         .map(|(_, v)| v.trim_matches('"'))
         .collect();
-    let [hash] = hashes.as_slice() else { return None };
+    let [hash] = hashes.as_slice() else {
+        return None;
+    };
     if hash.len() != 64 {
         return None;
     }

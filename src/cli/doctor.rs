@@ -51,17 +51,36 @@ pub struct Finding {
 
 impl Finding {
     fn pass(check: &'static str, message: impl Into<String>) -> Finding {
-        Finding { status: Status::Pass, check, message: message.into(), fix: None }
+        Finding {
+            status: Status::Pass,
+            check,
+            message: message.into(),
+            fix: None,
+        }
     }
     fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { status: Status::Warn, check, message: message.into(), fix: Some(fix.into()) }
+        Finding {
+            status: Status::Warn,
+            check,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
     }
     fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { status: Status::Fail, check, message: message.into(), fix: Some(fix.into()) }
+        Finding {
+            status: Status::Fail,
+            check,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
     }
     /// A check that needs a loaded configuration when there is none.
     fn not_run(check: &'static str) -> Finding {
-        Finding::fail(check, "not run: the configuration does not load", "fix check.config first")
+        Finding::fail(
+            check,
+            "not run: the configuration does not load",
+            "fix check.config first",
+        )
     }
 }
 
@@ -82,17 +101,32 @@ impl std::fmt::Display for Finding {
 
 /// Runs every check (or only `only`), prints them, and returns 1 when any failed, 2 on usage errors.
 pub fn run(path: &Path, only: Option<&str>, json: bool) -> ExitCode {
-    let only = match only.map(|n| if n.starts_with("check.") { n.to_string() } else { format!("check.{n}") }) {
+    let only = match only.map(|n| {
+        if n.starts_with("check.") {
+            n.to_string()
+        } else {
+            format!("check.{n}")
+        }
+    }) {
         Some(name) if !CHECKS.contains(&name.as_str()) => {
-            eprintln!("doctor: unknown check `{name}` (one of {})", CHECKS.join(", "));
+            eprintln!(
+                "doctor: unknown check `{name}` (one of {})",
+                CHECKS.join(", ")
+            );
             return ExitCode::from(2);
         }
         other => other,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let findings = runtime.block_on(checks(path, only.as_deref()));
     if json {
-        println!("{}", serde_json::to_string_pretty(&findings).expect("findings serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).expect("findings serialise")
+        );
     } else {
         for finding in &findings {
             println!("{finding}");
@@ -112,8 +146,21 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
     let mut findings = Vec::new();
     if wanted("check.config") {
         findings.push(match &loaded {
-            Ok(s) => Finding::pass("check.config", format!("{}: valid ({} plans, upstream {}, realm {})", path.display(), s.policy.plans.len(), s.upstream.origin, s.realm)),
-            Err(e) => Finding::fail("check.config", e.to_string(), "correct each field named, then run `registry-token check-config`"),
+            Ok(s) => Finding::pass(
+                "check.config",
+                format!(
+                    "{}: valid ({} plans, upstream {}, realm {})",
+                    path.display(),
+                    s.policy.plans.len(),
+                    s.upstream.origin,
+                    s.realm
+                ),
+            ),
+            Err(e) => Finding::fail(
+                "check.config",
+                e.to_string(),
+                "correct each field named, then run `registry-token check-config`",
+            ),
         });
     }
     let settings = loaded.as_ref().ok();
@@ -143,17 +190,31 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
         // configuration as a whole does not load.
         let parsed = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
-            .and_then(|text| config::parse(&text, std::env::vars()).map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")));
+            .and_then(|text| {
+                config::parse(&text, std::env::vars()).map_err(|e| {
+                    e.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            });
         findings.push(match parsed {
             Ok(file) => plans(&file),
-            Err(e) => Finding::fail("check.plans", format!("not run: the file does not parse: {e}"), "fix check.config first"),
+            Err(e) => Finding::fail(
+                "check.plans",
+                format!("not run: the file does not parse: {e}"),
+                "fix check.config first",
+            ),
         });
     }
     findings
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The probe token: no access, `aud` = service, `iss` = signing.issuer, one minute of life.
@@ -177,20 +238,41 @@ fn probe_token(s: &Settings) -> Result<String, String> {
 fn signing_key(s: &Settings) -> Finding {
     const CHECK: &str = "check.signing-key";
     let key = &s.keys.current;
-    let verified = probe_token(s).and_then(|t| s.keys.verify(&t, &s.signing_issuer, &s.service, unix_now(), 0).map(|_| ()).map_err(|e| e.to_string()));
+    let verified = probe_token(s).and_then(|t| {
+        s.keys
+            .verify(&t, &s.signing_issuer, &s.service, unix_now(), 0)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
     if let Err(e) = verified {
-        return Finding::fail(CHECK, format!("the key does not sign a token it can verify: {e}"), "regenerate it with `registry-token keygen` and point signing.keyPath at it");
+        return Finding::fail(
+            CHECK,
+            format!("the key does not sign a token it can verify: {e}"),
+            "regenerate it with `registry-token keygen` and point signing.keyPath at it",
+        );
     }
-    let summary = format!("kid {} ({:?}), {} previous key(s) published", key.kid(), key.algorithm(), s.keys.previous.len());
+    let summary = format!(
+        "kid {} ({:?}), {} previous key(s) published",
+        key.kid(),
+        key.algorithm(),
+        s.keys.previous.len()
+    );
     let Some(chain) = &s.file.signing.certificate_chain else {
         if s.file.signing.key_id_format == "thumbprint" || s.file.signing.key_id.is_some() {
             return Finding::warn(CHECK, format!("{summary}; no certificateChain, and a kid Distribution 2.8 cannot look up in its rootcertbundle"), "set signing.certificateChain (keygen's signing-chain.crt) so tokens carry x5c, or use keyIdFormat: libtrust on Distribution 2.x");
         }
         return Finding::warn(CHECK, format!("{summary}; no certificateChain: Distribution must hold this very key in its rootcertbundle"), "set signing.certificateChain to keygen's signing-chain.crt so a key rotation needs no registry change");
     };
-    let leaf = std::fs::read(chain).ok().and_then(|pem| openssl::x509::X509::stack_from_pem(&pem).ok()).and_then(|c| c.into_iter().next());
+    let leaf = std::fs::read(chain)
+        .ok()
+        .and_then(|pem| openssl::x509::X509::stack_from_pem(&pem).ok())
+        .and_then(|c| c.into_iter().next());
     let Some(leaf) = leaf else {
-        return Finding::fail(CHECK, format!("{chain}: no certificate can be read"), "point signing.certificateChain at a PEM chain, leaf first");
+        return Finding::fail(
+            CHECK,
+            format!("{chain}: no certificate can be read"),
+            "point signing.certificateChain at a PEM chain, leaf first",
+        );
     };
     let expires = leaf.not_after().to_string();
     let now = openssl::asn1::Asn1Time::days_from_now(0).expect("time");
@@ -198,9 +280,16 @@ fn signing_key(s: &Settings) -> Finding {
     if leaf.not_after() < now {
         Finding::fail(CHECK, format!("{summary}; the leaf certificate expired on {expires}: the registry refuses every token"), "rotate: run `registry-token keygen --out DIR` (it keeps the CA) and reload")
     } else if leaf.not_after() < soon {
-        Finding::warn(CHECK, format!("{summary}; the leaf certificate expires on {expires}"), "rotate soon: `registry-token keygen --out DIR` keeps the CA and writes a new leaf")
+        Finding::warn(
+            CHECK,
+            format!("{summary}; the leaf certificate expires on {expires}"),
+            "rotate soon: `registry-token keygen --out DIR` keeps the CA and writes a new leaf",
+        )
     } else {
-        Finding::pass(CHECK, format!("{summary}, x5c chain leaf valid until {expires}"))
+        Finding::pass(
+            CHECK,
+            format!("{summary}, x5c chain leaf valid until {expires}"),
+        )
     }
 }
 
@@ -240,26 +329,64 @@ async fn upstream_trusts_tokens(s: &Settings) -> Finding {
     let http = http_client();
     let bare = match http.get(&url).send().await {
         Ok(r) => r,
-        Err(e) => return Finding::fail(CHECK, format!("not run: GET {url} failed: {}", describe(&e)), "fix check.upstream first"),
+        Err(e) => {
+            return Finding::fail(
+                CHECK,
+                format!("not run: GET {url} failed: {}", describe(&e)),
+                "fix check.upstream first",
+            )
+        }
     };
     if bare.status() == 200 {
         return Finding::warn(CHECK, format!("{url} answers 200 without any token: the registry runs no auth, the sidecar is its only guard"), "keep the registry off every network but the sidecar's, or configure its auth.token (realm, service, issuer, rootcertbundle = keygen's ca.crt)");
     }
-    let challenge = bare.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).and_then(Challenge::parse).unwrap_or_default();
+    let challenge = bare
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Challenge::parse)
+        .unwrap_or_default();
     let token = match probe_token(s) {
         Ok(t) => t,
-        Err(e) => return Finding::fail(CHECK, format!("cannot mint a probe token: {e}"), "fix check.signing-key first"),
+        Err(e) => {
+            return Finding::fail(
+                CHECK,
+                format!("cannot mint a probe token: {e}"),
+                "fix check.signing-key first",
+            )
+        }
     };
     let status = match http.get(&url).bearer_auth(&token).send().await {
         Ok(r) => r.status().as_u16(),
-        Err(e) => return Finding::fail(CHECK, format!("GET {url} with the probe token failed: {}", describe(&e)), "fix check.upstream first"),
+        Err(e) => {
+            return Finding::fail(
+                CHECK,
+                format!("GET {url} with the probe token failed: {}", describe(&e)),
+                "fix check.upstream first",
+            )
+        }
     };
     if status == 200 {
-        return Finding::pass(CHECK, format!("the registry accepts a probe token (iss {}, aud {}, kid {})", s.signing_issuer, s.service, s.keys.current.kid()));
+        return Finding::pass(
+            CHECK,
+            format!(
+                "the registry accepts a probe token (iss {}, aud {}, kid {})",
+                s.signing_issuer,
+                s.service,
+                s.keys.current.kid()
+            ),
+        );
     }
     let refused = format!("the registry refuses a probe token with {status}");
     if let Some(service) = challenge.service.as_deref().filter(|v| *v != s.service) {
-        return Finding::fail(CHECK, format!("{refused}: it expects service `{service}`, the sidecar issues aud `{}`", s.service), "make registry.service and the registry's auth.token.service the same");
+        return Finding::fail(
+            CHECK,
+            format!(
+                "{refused}: it expects service `{service}`, the sidecar issues aud `{}`",
+                s.service
+            ),
+            "make registry.service and the registry's auth.token.service the same",
+        );
     }
     let realm_note = match challenge.realm.as_deref() {
         Some(realm) if realm != s.realm => format!("; its challenge realm `{realm}` is not registry.realm `{}` (set auth.token.realm to the sidecar's realm)", s.realm),
@@ -281,13 +408,22 @@ fn plans(file: &FileConfig) -> Finding {
     let names: HashSet<&str> = file.plans.iter().map(|p| p.name.as_str()).collect();
     let mut fails = Vec::new();
     let mut warns = Vec::new();
-    for (field, name) in [("defaultPlan", file.default_plan.as_deref()), ("anonymous.plan", file.anonymous.as_ref().map(|a| a.plan.as_str()))] {
+    for (field, name) in [
+        ("defaultPlan", file.default_plan.as_deref()),
+        (
+            "anonymous.plan",
+            file.anonymous.as_ref().map(|a| a.plan.as_str()),
+        ),
+    ] {
         if let Some(name) = name.filter(|n| !names.contains(n)) {
             fails.push(format!("{field} names no plan: `{name}`"));
         }
     }
     if file.default_plan.is_none() {
-        warns.push("no defaultPlan: callers whose token has no plan claim are refused (unknown_plan)".to_string());
+        warns.push(
+            "no defaultPlan: callers whose token has no plan claim are refused (unknown_plan)"
+                .to_string(),
+        );
     }
     let mut seen = HashSet::new();
     for (i, plan) in file.plans.iter().enumerate() {
@@ -295,7 +431,10 @@ fn plans(file: &FileConfig) -> Finding {
             fails.push(format!("plans[{i}]: plan `{}` is defined twice", plan.name));
         }
         if plan.repositories.is_empty() {
-            warns.push(format!("plans[{i}] `{}` has no repositories: it grants nothing", plan.name));
+            warns.push(format!(
+                "plans[{i}] `{}` has no repositories: it grants nothing",
+                plan.name
+            ));
         }
         for (j, rule) in plan.repositories.iter().enumerate() {
             if Pattern::compile(&rule.pattern).is_err() {
@@ -303,10 +442,17 @@ fn plans(file: &FileConfig) -> Finding {
             }
             let covering = plan.repositories.iter().enumerate().find(|(k, other)| {
                 let same = other.pattern == rule.pattern;
-                *k != j && (!same || *k < j) && covers(&other.pattern, &rule.pattern) && rule.actions.iter().all(|a| other.actions.contains(a))
+                *k != j
+                    && (!same || *k < j)
+                    && covers(&other.pattern, &rule.pattern)
+                    && rule.actions.iter().all(|a| other.actions.contains(a))
             });
             if let Some((k, other)) = covering {
-                let what = if other.pattern == rule.pattern { "duplicates" } else { "is shadowed by" };
+                let what = if other.pattern == rule.pattern {
+                    "duplicates"
+                } else {
+                    "is shadowed by"
+                };
                 warns.push(format!("plans[{i}].repositories[{j}] `{}` {what} repositories[{k}] `{}` (same or more actions): it changes nothing", rule.pattern, other.pattern));
             }
         }
@@ -318,10 +464,17 @@ fn plans(file: &FileConfig) -> Finding {
         return Finding::fail(CHECK, all.join("; "), "name an existing plan in defaultPlan and anonymous.plan and give each plan a unique name (plan names are case-sensitive)");
     }
     if !warns.is_empty() {
-        return Finding::warn(CHECK, warns.join("; "), "remove the redundant entries, or give the plan the patterns it needs");
+        return Finding::warn(
+            CHECK,
+            warns.join("; "),
+            "remove the redundant entries, or give the plan the patterns it needs",
+        );
     }
     let default = file.default_plan.as_deref().unwrap_or("-");
-    Finding::pass(CHECK, format!("{total} plans, defaultPlan `{default}`, every pattern reachable"))
+    Finding::pass(
+        CHECK,
+        format!("{total} plans, defaultPlan `{default}`, every pattern reachable"),
+    )
 }
 
 /// Whether every repository name `b` matches is matched by `a` (both valid patterns).
@@ -370,13 +523,25 @@ mod tests {
 
     /// Plan problems: missing plans fail, redundant patterns warn, a clean catalogue passes.
     #[rstest]
-    #[case::clean("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\ndefaultPlan: p\n", Status::Pass, "1 plans")]
-    #[case::bad_default("plans:\n  - name: p\ndefaultPlan: gold\n", Status::Fail, "defaultPlan names no plan: `gold`")]
+    #[case::clean(
+        "plans:\n  - name: p\n    repositories:\n      - pattern: a/*\ndefaultPlan: p\n",
+        Status::Pass,
+        "1 plans"
+    )]
+    #[case::bad_default(
+        "plans:\n  - name: p\ndefaultPlan: gold\n",
+        Status::Fail,
+        "defaultPlan names no plan: `gold`"
+    )]
     #[case::bad_anonymous("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\ndefaultPlan: p\nanonymous:\n  plan: x\n", Status::Fail, "anonymous.plan")]
     #[case::duplicate("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\n      - pattern: a/*\ndefaultPlan: p\n", Status::Warn, "duplicates repositories[0]")]
     #[case::shadowed("plans:\n  - name: p\n    repositories:\n      - pattern: a/app\n      - pattern: a/*\n        actions: [pull, push]\ndefaultPlan: p\n", Status::Warn, "`a/app` is shadowed by repositories[1]")]
     #[case::wider_actions_not_shadowed("plans:\n  - name: p\n    repositories:\n      - pattern: a/app\n        actions: [push]\n      - pattern: a/*\ndefaultPlan: p\n", Status::Pass, "every pattern")]
-    #[case::no_default("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\n", Status::Warn, "no defaultPlan")]
+    #[case::no_default(
+        "plans:\n  - name: p\n    repositories:\n      - pattern: a/*\n",
+        Status::Warn,
+        "no defaultPlan"
+    )]
     fn plans_are_checked(#[case] yaml: &str, #[case] status: Status, #[case] says: &str) {
         let finding = plans(&file(yaml));
         assert_eq!(finding.status, status, "{finding}");
@@ -387,6 +552,9 @@ mod tests {
     #[test]
     fn findings_print_on_one_line() {
         let f = Finding::fail("check.upstream", "GET x failed", "start the registry");
-        assert_eq!(f.to_string(), "fail  check.upstream  GET x failed — fix: start the registry");
+        assert_eq!(
+            f.to_string(),
+            "fail  check.upstream  GET x failed — fix: start the registry"
+        );
     }
 }

@@ -12,13 +12,17 @@ use serde_json::Value;
 use crate::config;
 
 fn decode_part(part: &str) -> Option<Value> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// "in 4m 12s" or "4m 12s ago".
 fn relative(at: i64, now: i64) -> String {
-    let words = |secs: i64| humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string();
+    let words = |secs: i64| {
+        humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string()
+    };
     if at >= now {
         format!("in {}", words(at - now))
     } else {
@@ -41,14 +45,22 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         parts.first().and_then(|p| decode_part(p)),
         parts.get(1).and_then(|p| decode_part(p)),
     ) else {
-        eprintln!("token inspect: not a JWT (expected three base64url parts with JSON header and claims)");
+        eprintln!(
+            "token inspect: not a JWT (expected three base64url parts with JSON header and claims)"
+        );
         return ExitCode::from(2);
     };
     if parts.len() != 3 {
-        eprintln!("token inspect: not a compact JWS (expected three parts, got {})", parts.len());
+        eprintln!(
+            "token inspect: not a compact JWS (expected three parts, got {})",
+            parts.len()
+        );
         return ExitCode::from(2);
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     println!("header:\n{}", pretty(&header));
     println!("claims:\n{}", pretty(&claims));
@@ -61,13 +73,24 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         Some(entries) if !entries.is_empty() => {
             println!("grants:");
             for entry in entries {
-                let field = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+                let field = |k: &str| {
+                    entry
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string()
+                };
                 let actions: Vec<&str> = entry
                     .get("actions")
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                println!("  {} {}: {}", field("type"), field("name"), actions.join(", "));
+                println!(
+                    "  {} {}: {}",
+                    field("type"),
+                    field("name"),
+                    actions.join(", ")
+                );
             }
         }
         Some(_) => println!("grants: nothing (a login token: it opens /v2/ only)"),
@@ -84,9 +107,18 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         }
     };
     let skew = settings.authority.clock_skew.as_secs() as i64;
-    match settings.keys.verify(token, &settings.signing_issuer, &settings.service, now, skew) {
+    match settings.keys.verify(
+        token,
+        &settings.signing_issuer,
+        &settings.service,
+        now,
+        skew,
+    ) {
         Ok(_) => {
-            println!("verify: valid (issuer {}, service {})", settings.signing_issuer, settings.service);
+            println!(
+                "verify: valid (issuer {}, service {})",
+                settings.signing_issuer, settings.service
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -159,23 +159,45 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Keygen { alg, out, realm, service, issuer } => {
-            match keygen(alg, &out, &realm, &service, &issuer) {
-                Ok(generated) => {
-                    println!("wrote ca.crt, ca.key, signing.pem, signing-chain.crt, jwks.json to {}", generated.dir.display());
-                    println!("\nFor the registry's configuration:\n\n{}", generated.snippet);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("keygen: {e}");
-                    ExitCode::from(1)
-                }
+        Command::Keygen {
+            alg,
+            out,
+            realm,
+            service,
+            issuer,
+        } => match keygen(alg, &out, &realm, &service, &issuer) {
+            Ok(generated) => {
+                println!(
+                    "wrote ca.crt, ca.key, signing.pem, signing-chain.crt, jwks.json to {}",
+                    generated.dir.display()
+                );
+                println!(
+                    "\nFor the registry's configuration:\n\n{}",
+                    generated.snippet
+                );
+                ExitCode::SUCCESS
             }
-        }
-        Command::Token { command: TokenCommand::Inspect { jwt, verify } } => inspect::run(&jwt, verify, &path),
+            Err(e) => {
+                eprintln!("keygen: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Token {
+            command: TokenCommand::Inspect { jwt, verify },
+        } => inspect::run(&jwt, verify, &path),
         Command::Doctor { check, json } => doctor::run(&path, check.as_deref(), json),
-        Command::Test { url, scopes, optok, dpop_key, verbose } => {
-            probe::run(&url, &scopes, optok.as_deref(), dpop_key.as_deref(), verbose)
-        }
+        Command::Test {
+            url,
+            scopes,
+            optok,
+            dpop_key,
+            verbose,
+        } => probe::run(
+            &url,
+            &scopes,
+            optok.as_deref(),
+            dpop_key.as_deref(),
+            verbose,
+        ),
     }
 }

@@ -30,7 +30,10 @@ pub enum ProbeError {
     #[error("`{0}` is not a registry URL (like https://registry.example.com or 127.0.0.1:8085)")]
     Url(String),
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: not a P-256 private key in PEM")]
     Key(PathBuf),
     #[error("--dpop-key needs --optok (the token the proof is bound to)")]
@@ -58,12 +61,19 @@ impl Challenge {
         let mut params = HashMap::new();
         let mut rest = rest.trim();
         while let Some((name, after)) = rest.split_once('=') {
-            let name = name.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+            let name = name
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_ascii_lowercase();
             let (value, after) = match after.strip_prefix('"') {
                 // Quoted string: up to the next unescaped quote.
                 Some(quoted) => {
                     let end = quoted.find('"').unwrap_or(quoted.len());
-                    (quoted[..end].to_string(), quoted.get(end + 1..).unwrap_or(""))
+                    (
+                        quoted[..end].to_string(),
+                        quoted.get(end + 1..).unwrap_or(""),
+                    )
                 }
                 None => {
                     let end = after.find(',').unwrap_or(after.len());
@@ -86,14 +96,27 @@ impl Challenge {
 /// The credentials the realm is asked with.
 enum Credentials {
     /// An OpTok, with the DPoP key it is bound to (none: a plain bearer OpTok).
-    OpTok { optok: String, key: Option<EcKey<Private>> },
+    OpTok {
+        optok: String,
+        key: Option<EcKey<Private>>,
+    },
     /// `user:password` for Basic auth, and where it came from.
-    Basic { user: String, secret: String, from: String },
+    Basic {
+        user: String,
+        secret: String,
+        from: String,
+    },
     Anonymous,
 }
 
 /// Runs `test URL`; 0 when every step passed, 1 when one failed, 2 on a usage error.
-pub fn run(url: &str, scopes: &[String], optok: Option<&Path>, dpop_key: Option<&Path>, verbose: bool) -> ExitCode {
+pub fn run(
+    url: &str,
+    scopes: &[String],
+    optok: Option<&Path>,
+    dpop_key: Option<&Path>,
+    verbose: bool,
+) -> ExitCode {
     let prepared = base_url(url).and_then(|base| {
         for scope in scopes {
             route_of(scope)?;
@@ -108,8 +131,14 @@ pub fn run(url: &str, scopes: &[String], optok: Option<&Path>, dpop_key: Option<
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let probe = Probe { http: http_client(), verbose };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let probe = Probe {
+        http: http_client(),
+        verbose,
+    };
     if runtime.block_on(probe.flow(&base, scopes, &credentials)) {
         println!("ok    the flow works");
         ExitCode::SUCCESS
@@ -146,7 +175,8 @@ fn base_url(text: &str) -> Result<Url, ProbeError> {
         text.to_string()
     } else {
         let host = text.split('/').next().unwrap_or_default();
-        let loopback = host.starts_with("localhost") || host.starts_with("127.") || host.starts_with("[::1]");
+        let loopback =
+            host.starts_with("localhost") || host.starts_with("127.") || host.starts_with("[::1]");
         format!("{}://{text}", if loopback { "http" } else { "https" })
     };
     let mut url = Url::parse(&with_scheme).map_err(|_| ProbeError::Url(text.into()))?;
@@ -165,8 +195,12 @@ fn route_of(scope: &str) -> Result<Option<String>, ProbeError> {
         return Ok(Some("v2/_catalog".into()));
     }
     // NAME may hold `host:port/`, so the actions are after the last colon.
-    let rest = scope.strip_prefix("repository:").ok_or_else(|| ProbeError::Scope(scope.into()))?;
-    let (name, actions) = rest.rsplit_once(':').ok_or_else(|| ProbeError::Scope(scope.into()))?;
+    let rest = scope
+        .strip_prefix("repository:")
+        .ok_or_else(|| ProbeError::Scope(scope.into()))?;
+    let (name, actions) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| ProbeError::Scope(scope.into()))?;
     if name.is_empty() || actions.is_empty() {
         return Err(ProbeError::Scope(scope.into()));
     }
@@ -175,11 +209,18 @@ fn route_of(scope: &str) -> Result<Option<String>, ProbeError> {
 }
 
 fn read(path: &Path) -> Result<String, ProbeError> {
-    std::fs::read_to_string(path).map_err(|source| ProbeError::Read { path: path.into(), source })
+    std::fs::read_to_string(path).map_err(|source| ProbeError::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 /// `--optok`/`--dpop-key`, else docker's credentials for the host, else none.
-fn credentials(base: &Url, optok: Option<&Path>, dpop_key: Option<&Path>) -> Result<Credentials, ProbeError> {
+fn credentials(
+    base: &Url,
+    optok: Option<&Path>,
+    dpop_key: Option<&Path>,
+) -> Result<Credentials, ProbeError> {
     match (optok, dpop_key) {
         (None, Some(_)) => Err(ProbeError::KeyWithoutOptok),
         (Some(optok), key) => {
@@ -193,7 +234,10 @@ fn credentials(base: &Url, optok: Option<&Path>, dpop_key: Option<&Path>) -> Res
                         .ok_or_else(|| ProbeError::Key(path.into()))
                 })
                 .transpose()?;
-            Ok(Credentials::OpTok { optok: read(optok)?.trim().to_string(), key })
+            Ok(Credentials::OpTok {
+                optok: read(optok)?.trim().to_string(),
+                key,
+            })
         }
         (None, None) => Ok(docker_credentials(base).unwrap_or(Credentials::Anonymous)),
     }
@@ -213,7 +257,10 @@ fn docker_credentials(base: &Url) -> Option<Credentials> {
         Ok(text) => match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                println!("note  {} is not valid JSON ({e}); asking without credentials", path.display());
+                println!(
+                    "note  {} is not valid JSON ({e}); asking without credentials",
+                    path.display()
+                );
                 return None;
             }
         },
@@ -223,20 +270,37 @@ fn docker_credentials(base: &Url) -> Option<Credentials> {
         Some(port) => format!("{}:{port}", base.host_str()?),
         None => base.host_str()?.to_string(),
     };
-    let helper = config["credHelpers"][&host].as_str().or(config["credsStore"].as_str());
+    let helper = config["credHelpers"][&host]
+        .as_str()
+        .or(config["credsStore"].as_str());
     if let Some(helper) = helper {
         match credential_helper(helper, &host) {
             Ok((user, secret)) => {
                 let from = format!("docker-credential-{helper} ({})", path.display());
                 return Some(Credentials::Basic { user, secret, from });
             }
-            Err(why) => println!("note  docker-credential-{helper} get {host}: {why}; trying auths"),
+            Err(why) => {
+                println!("note  docker-credential-{helper} get {host}: {why}; trying auths")
+            }
         }
     }
-    let keys = [host.clone(), format!("https://{host}"), format!("http://{host}"), format!("https://{host}/v1/"), format!("https://{host}/v2/")];
-    let (key, entry) = keys.iter().find_map(|k| config["auths"].get(k).map(|e| (k, e)))?;
-    let decoded = entry["auth"].as_str().and_then(|a| STANDARD.decode(a.trim()).ok())?;
-    let (user, secret) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, s)| (u.to_string(), s.to_string()))?;
+    let keys = [
+        host.clone(),
+        format!("https://{host}"),
+        format!("http://{host}"),
+        format!("https://{host}/v1/"),
+        format!("https://{host}/v2/"),
+    ];
+    let (key, entry) = keys
+        .iter()
+        .find_map(|k| config["auths"].get(k).map(|e| (k, e)))?;
+    let decoded = entry["auth"]
+        .as_str()
+        .and_then(|a| STANDARD.decode(a.trim()).ok())?;
+    let (user, secret) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(u, s)| (u.to_string(), s.to_string()))?;
     let from = format!("{} auths[\"{key}\"]", path.display());
     Some(Credentials::Basic { user, secret, from })
 }
@@ -259,7 +323,8 @@ fn credential_helper(name: &str, host: &str) -> Result<(String, String), String>
         let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
         return Err(format!("exited with {} ({said})", out.status));
     }
-    let answer: Value = serde_json::from_slice(&out.stdout).map_err(|_| "answered something that is not JSON".to_string())?;
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|_| "answered something that is not JSON".to_string())?;
     match (answer["Username"].as_str(), answer["Secret"].as_str()) {
         (Some(user), Some(secret)) => Ok((user.into(), secret.into())),
         _ => Err("answered without Username and Secret".into()),
@@ -267,20 +332,34 @@ fn credential_helper(name: &str, host: &str) -> Result<(String, String), String>
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// An RFC 9449 proof for `htm htu`, bound to `optok` (`ath`), signed ES256 with `key`.
 fn dpop_proof(key: &EcKey<Private>, htm: &str, htu: &str, optok: &str) -> String {
     let mut ctx = BigNumContext::new().expect("bignum context");
-    let (mut x, mut y) = (openssl::bn::BigNum::new().unwrap(), openssl::bn::BigNum::new().unwrap());
-    key.public_key().affine_coordinates(key.group(), &mut x, &mut y, &mut ctx).expect("P-256 point");
-    let coordinate = |n: &openssl::bn::BigNum| URL_SAFE_NO_PAD.encode(n.to_vec_padded(32).expect("32-byte coordinate"));
+    let (mut x, mut y) = (
+        openssl::bn::BigNum::new().unwrap(),
+        openssl::bn::BigNum::new().unwrap(),
+    );
+    key.public_key()
+        .affine_coordinates(key.group(), &mut x, &mut y, &mut ctx)
+        .expect("P-256 point");
+    let coordinate = |n: &openssl::bn::BigNum| {
+        URL_SAFE_NO_PAD.encode(n.to_vec_padded(32).expect("32-byte coordinate"))
+    };
     let header = json!({"typ": "dpop+jwt", "alg": "ES256",
                         "jwk": {"kty": "EC", "crv": "P-256", "x": coordinate(&x), "y": coordinate(&y)}});
     let claims = json!({"jti": format!("{:032x}", rand::random::<u128>()), "htm": htm, "htu": htu,
                         "iat": now(), "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(optok.as_bytes()))});
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
     // JOSE wants r || s, each 32 bytes, not the DER that openssl writes.
     let sig = EcdsaSig::sign(&Sha256::digest(input.as_bytes()), key).expect("ECDSA signature");
     let mut raw = sig.r().to_vec_padded(32).expect("r");
@@ -322,9 +401,17 @@ impl Answer {
         if let Some(description) = self.body["error_description"].as_str() {
             parts.push(description.to_string());
         } else if let Some(first) = self.body["errors"].get(0) {
-            parts.push(format!("{} {}", first["code"].as_str().unwrap_or("?"), first["message"].as_str().unwrap_or("")));
+            parts.push(format!(
+                "{} {}",
+                first["code"].as_str().unwrap_or("?"),
+                first["message"].as_str().unwrap_or("")
+            ));
         }
-        if let Some(error) = self.header("www-authenticate").and_then(Challenge::parse).and_then(|c| c.error) {
+        if let Some(error) = self
+            .header("www-authenticate")
+            .and_then(Challenge::parse)
+            .and_then(|c| c.error)
+        {
             parts.push(format!("challenge error={error}"));
         }
         parts.join("; ")
@@ -359,11 +446,19 @@ impl Probe {
         };
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         let bytes = response.bytes().await.unwrap_or_default();
-        let answer = Answer { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), millis: started.elapsed().as_millis() };
+        let answer = Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            millis: started.elapsed().as_millis(),
+        };
         if self.verbose {
             println!("      < HTTP {status} ({} ms)", answer.millis);
             for (name, value) in &answer.headers {
-                println!("      < {name}: {}", redact(name.as_str(), value.to_str().unwrap_or("?")));
+                println!(
+                    "      < {name}: {}",
+                    redact(name.as_str(), value.to_str().unwrap_or("?"))
+                );
             }
         }
         Some(answer)
@@ -372,7 +467,9 @@ impl Probe {
     /// The steps; prints one line each, true when all passed.
     async fn flow(&self, base: &Url, scopes: &[String], credentials: &Credentials) -> bool {
         let ping = format!("{base}v2/");
-        let Some(first) = self.get("ping", &ping, vec![]).await else { return false };
+        let Some(first) = self.get("ping", &ping, vec![]).await else {
+            return false;
+        };
         let challenge = first.header("www-authenticate").and_then(Challenge::parse);
         let challenge = match (first.status, challenge) {
             (200, _) => {
@@ -380,11 +477,18 @@ impl Probe {
                 return self.routes(base, scopes, None).await;
             }
             (401, Some(c @ Challenge { realm: Some(_), .. })) => {
-                println!("ok    ping: GET {ping} → 401 in {} ms, challenge realm=\"{}\" service=\"{}\"", first.millis, c.realm.as_deref().unwrap_or_default(), c.service.as_deref().unwrap_or("-"));
+                println!(
+                    "ok    ping: GET {ping} → 401 in {} ms, challenge realm=\"{}\" service=\"{}\"",
+                    first.millis,
+                    c.realm.as_deref().unwrap_or_default(),
+                    c.service.as_deref().unwrap_or("-")
+                );
                 c
             }
             (status, _) => {
-                let scheme = first.header("www-authenticate").unwrap_or("no WWW-Authenticate header");
+                let scheme = first
+                    .header("www-authenticate")
+                    .unwrap_or("no WWW-Authenticate header");
                 println!("FAIL  ping: GET {ping} → {status} in {} ms, expected 401 with a Bearer challenge ({scheme})", first.millis);
                 return false;
             }
@@ -405,7 +509,10 @@ impl Probe {
         }
         let mut headers = Vec::new();
         let how = match credentials {
-            Credentials::OpTok { optok, key: Some(key) } => {
+            Credentials::OpTok {
+                optok,
+                key: Some(key),
+            } => {
                 headers.push(("Authorization", format!("DPoP {optok}")));
                 headers.push(("DPoP", dpop_proof(key, "GET", &realm, optok)));
                 "the OpTok with a DPoP proof".to_string()
@@ -415,29 +522,63 @@ impl Probe {
                 "the OpTok as a bearer token (no DPoP key)".to_string()
             }
             Credentials::Basic { user, secret, from } => {
-                headers.push(("Authorization", format!("Basic {}", STANDARD.encode(format!("{user}:{secret}")))));
+                headers.push((
+                    "Authorization",
+                    format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))),
+                ));
                 format!("Basic auth for `{user}` from {from}")
             }
-            Credentials::Anonymous => "no credentials (none given, none in docker's config)".to_string(),
+            Credentials::Anonymous => {
+                "no credentials (none given, none in docker's config)".to_string()
+            }
         };
-        let Some(answer) = self.get("token", token_url.as_str(), headers).await else { return false };
-        let token = answer.body["token"].as_str().or(answer.body["access_token"].as_str());
+        let Some(answer) = self.get("token", token_url.as_str(), headers).await else {
+            return false;
+        };
+        let token = answer.body["token"]
+            .as_str()
+            .or(answer.body["access_token"].as_str());
         let token = match (answer.status, token) {
             (200, Some(token)) => {
-                println!("ok    token: GET {realm} with {how} → 200 in {} ms, {}", answer.millis, describe_token(token, &answer.body));
+                println!(
+                    "ok    token: GET {realm} with {how} → 200 in {} ms, {}",
+                    answer.millis,
+                    describe_token(token, &answer.body)
+                );
                 token.to_string()
             }
             (status, _) => {
-                println!("FAIL  token: GET {realm} with {how} → {status} in {} ms: {}", answer.millis, answer.reason());
+                println!(
+                    "FAIL  token: GET {realm} with {how} → {status} in {} ms: {}",
+                    answer.millis,
+                    answer.reason()
+                );
                 return false;
             }
         };
-        let Some(retry) = self.get("retry", &ping, vec![("Authorization", format!("Bearer {token}"))]).await else { return false };
+        let Some(retry) = self
+            .get(
+                "retry",
+                &ping,
+                vec![("Authorization", format!("Bearer {token}"))],
+            )
+            .await
+        else {
+            return false;
+        };
         if retry.status != 200 {
-            println!("FAIL  retry: GET {ping} with the token → {} in {} ms: {}", retry.status, retry.millis, retry.reason());
+            println!(
+                "FAIL  retry: GET {ping} with the token → {} in {} ms: {}",
+                retry.status,
+                retry.millis,
+                retry.reason()
+            );
             return false;
         }
-        println!("ok    retry: GET {ping} with the token → 200 in {} ms", retry.millis);
+        println!(
+            "ok    retry: GET {ping} with the token → 200 in {} ms",
+            retry.millis
+        );
         self.routes(base, scopes, Some(&token)).await
     }
 
@@ -450,19 +591,39 @@ impl Probe {
                 continue;
             };
             let url = format!("{base}{path}");
-            let headers = token.map(|t| vec![("Authorization", format!("Bearer {t}"))]).unwrap_or_default();
-            let Some(answer) = self.get("scope", &url, headers).await else { return false };
+            let headers = token
+                .map(|t| vec![("Authorization", format!("Bearer {t}"))])
+                .unwrap_or_default();
+            let Some(answer) = self.get("scope", &url, headers).await else {
+                return false;
+            };
             match answer.status {
                 401 | 403 => {
-                    println!("FAIL  scope {scope}: GET {url} → {} in {} ms: {}", answer.status, answer.millis, answer.reason());
+                    println!(
+                        "FAIL  scope {scope}: GET {url} → {} in {} ms: {}",
+                        answer.status,
+                        answer.millis,
+                        answer.reason()
+                    );
                     all = false;
                 }
                 status if status >= 500 => {
-                    println!("FAIL  scope {scope}: GET {url} → {status} in {} ms: {}", answer.millis, answer.reason());
+                    println!(
+                        "FAIL  scope {scope}: GET {url} → {status} in {} ms: {}",
+                        answer.millis,
+                        answer.reason()
+                    );
                     all = false;
                 }
-                200 => println!("ok    scope {scope}: GET {url} → 200 in {} ms", answer.millis),
-                status => println!("ok    scope {scope}: GET {url} → {status} in {} ms, authorised ({})", answer.millis, answer.reason()),
+                200 => println!(
+                    "ok    scope {scope}: GET {url} → 200 in {} ms",
+                    answer.millis
+                ),
+                status => println!(
+                    "ok    scope {scope}: GET {url} → {status} in {} ms, authorised ({})",
+                    answer.millis,
+                    answer.reason()
+                ),
             }
         }
         all
@@ -483,14 +644,29 @@ fn describe_token(token: &str, body: &Value) -> String {
             entries
                 .iter()
                 .map(|e| {
-                    let actions: Vec<&str> = e["actions"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-                    format!("{}:{}:{}", e["type"].as_str().unwrap_or("?"), e["name"].as_str().unwrap_or("?"), actions.join(","))
+                    let actions: Vec<&str> = e["actions"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    format!(
+                        "{}:{}:{}",
+                        e["type"].as_str().unwrap_or("?"),
+                        e["name"].as_str().unwrap_or("?"),
+                        actions.join(",")
+                    )
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let expires = body["expires_in"].as_i64().map(|s| format!("expires in {s} s")).unwrap_or_else(|| "no expires_in".into());
-    let grants = if grants.is_empty() { "grants nothing (login only)".to_string() } else { format!("grants {}", grants.join(" ")) };
+    let expires = body["expires_in"]
+        .as_i64()
+        .map(|s| format!("expires in {s} s"))
+        .unwrap_or_else(|| "no expires_in".into());
+    let grants = if grants.is_empty() {
+        "grants nothing (login only)".to_string()
+    } else {
+        format!("grants {}", grants.join(" "))
+    };
     format!("{expires}, {grants}")
 }
 
@@ -501,11 +677,26 @@ mod tests {
 
     /// Challenges parse whatever the order and spacing; another scheme is not a Bearer challenge.
     #[rstest]
-    #[case::sidecar(r#"Bearer realm="http://h:1/token",service="registry.test",scope="repository:a/b:pull""#, Some("http://h:1/token"), Some("registry.test"), None)]
-    #[case::distribution(r#"Bearer realm="https://r/token",service="svc",error="invalid_token""#, Some("https://r/token"), Some("svc"), Some("invalid_token"))]
+    #[case::sidecar(
+        r#"Bearer realm="http://h:1/token",service="registry.test",scope="repository:a/b:pull""#,
+        Some("http://h:1/token"),
+        Some("registry.test"),
+        None
+    )]
+    #[case::distribution(
+        r#"Bearer realm="https://r/token",service="svc",error="invalid_token""#,
+        Some("https://r/token"),
+        Some("svc"),
+        Some("invalid_token")
+    )]
     #[case::spaces(r#"bearer service="s", realm="r""#, Some("r"), Some("s"), None)]
     #[case::basic(r#"Basic realm="x""#, None, None, None)]
-    fn challenges_parse(#[case] header: &str, #[case] realm: Option<&str>, #[case] service: Option<&str>, #[case] error: Option<&str>) {
+    fn challenges_parse(
+        #[case] header: &str,
+        #[case] realm: Option<&str>,
+        #[case] service: Option<&str>,
+        #[case] error: Option<&str>,
+    ) {
         let parsed = Challenge::parse(header);
         assert_eq!(parsed.as_ref().and_then(|c| c.realm.as_deref()), realm);
         assert_eq!(parsed.as_ref().and_then(|c| c.service.as_deref()), service);
@@ -525,7 +716,10 @@ mod tests {
     /// Scopes map to a GET route; NAME may carry `host:port/`; push-only scopes are not probed.
     #[rstest]
     #[case("repository:acme/app:pull", Some("v2/acme/app/tags/list"))]
-    #[case("repository:localhost:5000/acme/app:pull,push", Some("v2/localhost:5000/acme/app/tags/list"))]
+    #[case(
+        "repository:localhost:5000/acme/app:pull,push",
+        Some("v2/localhost:5000/acme/app/tags/list")
+    )]
     #[case("repository:acme/app:push", None)]
     #[case("registry:catalog:*", Some("v2/_catalog"))]
     fn scopes_route(#[case] scope: &str, #[case] path: Option<&str>) {
@@ -544,11 +738,17 @@ mod tests {
     /// A proof is a compact JWS whose signature is 64 raw bytes, bound to the OpTok by `ath`.
     #[test]
     fn proofs_are_jose_es256() {
-        let key = EcKey::generate(&openssl::ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap();
+        let key =
+            EcKey::generate(&openssl::ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap())
+                .unwrap();
         let proof = dpop_proof(&key, "GET", "http://h/token", "optok");
         let parts: Vec<&str> = proof.split('.').collect();
         assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 64);
-        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(Sha256::digest(b"optok")));
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(
+            claims["ath"],
+            URL_SAFE_NO_PAD.encode(Sha256::digest(b"optok"))
+        );
     }
 }

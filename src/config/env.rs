@@ -14,7 +14,10 @@ pub const PREFIX: &str = "REGISTRY_TOKEN_";
 const NOT_OVERRIDES: &[&str] = &["REGISTRY_TOKEN_CONFIG"];
 
 /// Applies every override in `vars` to `root`, returning the variables that could not apply.
-pub fn apply(root: &mut Value, vars: impl IntoIterator<Item = (String, String)>) -> Vec<ConfigError> {
+pub fn apply(
+    root: &mut Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut vars: Vec<_> = vars
         .into_iter()
@@ -97,7 +100,9 @@ mod tests {
     use super::*;
 
     fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Overrides reach nested keys case-insensitively, create missing ones with their camelCase
@@ -129,7 +134,8 @@ mod tests {
     /// A variable that cannot apply is reported by name instead of being dropped silently.
     #[test]
     fn bad_override_is_named() {
-        let mut root: Value = serde_yaml_ng::from_str("plans: []\nsigning:\n  lifetime: 5m\n").unwrap();
+        let mut root: Value =
+            serde_yaml_ng::from_str("plans: []\nsigning:\n  lifetime: 5m\n").unwrap();
         let errors = apply(
             &mut root,
             vars(&[
@@ -138,6 +144,12 @@ mod tests {
             ]),
         );
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["REGISTRY_TOKEN_PLANS__3__NAME", "REGISTRY_TOKEN_SIGNING__LIFETIME__X"]);
+        assert_eq!(
+            paths,
+            [
+                "REGISTRY_TOKEN_PLANS__3__NAME",
+                "REGISTRY_TOKEN_SIGNING__LIFETIME__X"
+            ]
+        );
     }
 }

@@ -180,8 +180,12 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
         file: path.to_path_buf(),
         errors,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(vec![ConfigError::new("", format!("cannot read the file: {e}"))]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(vec![ConfigError::new(
+            "",
+            format!("cannot read the file: {e}"),
+        )])
+    })?;
     let file = parse(&text, std::env::vars()).map_err(fail)?;
     validate(file).map_err(fail)
 }
@@ -202,7 +206,10 @@ pub fn parse(
         vec![ConfigError::new(at, format!("not valid YAML: {e}"))]
     })?;
     if !value.is_mapping() {
-        return Err(vec![ConfigError::new("", "the file must be a YAML mapping")]);
+        return Err(vec![ConfigError::new(
+            "",
+            "the file must be a YAML mapping",
+        )]);
     }
     let errors = env::apply(&mut value, vars);
     if !errors.is_empty() {
@@ -226,14 +233,20 @@ impl Problems {
 
     fn duration(&mut self, path: &str, text: &str) -> Duration {
         humantime::parse_duration(text).unwrap_or_else(|e| {
-            self.add(path, format!("`{text}` is not a duration like 30s, 5m or 1h ({e})"));
+            self.add(
+                path,
+                format!("`{text}` is not a duration like 30s, 5m or 1h ({e})"),
+            );
             Duration::ZERO
         })
     }
 
     fn socket(&mut self, path: &str, text: &str) -> SocketAddr {
         text.parse().unwrap_or_else(|_| {
-            self.add(path, format!("`{text}` is not an address like 0.0.0.0:8085"));
+            self.add(
+                path,
+                format!("`{text}` is not an address like 0.0.0.0:8085"),
+            );
             SocketAddr::from(([0, 0, 0, 0], 0))
         })
     }
@@ -242,7 +255,10 @@ impl Problems {
         match Url::parse(text) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
             Ok(_) => {
-                self.add(path, format!("`{text}` must be an http or https URL with a host"));
+                self.add(
+                    path,
+                    format!("`{text}` must be an http or https URL with a host"),
+                );
                 None
             }
             Err(e) => {
@@ -291,7 +307,12 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             .enumerate()
             .filter_map(|(i, peer)| {
                 peer.parse()
-                    .map_err(|_| p.add(format!("server.trustedEdge.peers[{i}]"), format!("`{peer}` is not an IP address")))
+                    .map_err(|_| {
+                        p.add(
+                            format!("server.trustedEdge.peers[{i}]"),
+                            format!("`{peer}` is not an IP address"),
+                        )
+                    })
                     .ok()
             })
             .collect(),
@@ -301,15 +322,26 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let connect_timeout = p.duration("upstream.connectTimeout", &file.upstream.connect_timeout);
     let read_timeout = p.duration("upstream.readTimeout", &file.upstream.read_timeout);
     let upstream = p.url("upstream.url", &file.upstream.url).and_then(|url| {
-        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
         let port = url.port_or_known_default().unwrap_or(80);
         let addr = match host.parse::<IpAddr>() {
             Ok(ip) => Some(SocketAddr::new(ip, port)),
             // Prefer IPv4: `localhost` often resolves to ::1 first, where registries rarely listen.
-            Err(_) => (host.as_str(), port).to_socket_addrs().ok().and_then(|addrs| {
-                let addrs: Vec<SocketAddr> = addrs.collect();
-                addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied()
-            }),
+            Err(_) => (host.as_str(), port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|addrs| {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    addrs
+                        .iter()
+                        .find(|a| a.is_ipv4())
+                        .or(addrs.first())
+                        .copied()
+                }),
         };
         let Some(addr) = addr else {
             p.add("upstream.url", format!("cannot resolve the host `{host}`"));
@@ -344,7 +376,10 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             p.secure_url("authority.metadataAddress", m);
             m.clone()
         }
-        None => format!("{}/.well-known/openid-configuration", a.issuer.trim_end_matches('/')),
+        None => format!(
+            "{}/.well-known/openid-configuration",
+            a.issuer.trim_end_matches('/')
+        ),
     };
     if let Some(j) = &a.jwks_uri {
         p.secure_url("authority.jwksUri", j);
@@ -358,12 +393,18 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         "dpopOrMtls" => SenderConstraint::DpopOrMtls,
         "none" => SenderConstraint::None,
         other => {
-            p.add("authority.senderConstraint", format!("`{other}` is not one of dpop, mtls, dpopOrMtls, none"));
+            p.add(
+                "authority.senderConstraint",
+                format!("`{other}` is not one of dpop, mtls, dpopOrMtls, none"),
+            );
             SenderConstraint::Dpop
         }
     };
     let client_ca = file.server.tls.as_ref().and_then(|t| t.client_ca.as_ref());
-    if sender_constraint == SenderConstraint::Mtls && client_ca.is_none() && file.server.trusted_edge.is_none() {
+    if sender_constraint == SenderConstraint::Mtls
+        && client_ca.is_none()
+        && file.server.trusted_edge.is_none()
+    {
         p.add("authority.senderConstraint", "mtls needs server.tls.clientCa (or server.trustedEdge), so that clients can present certificates");
     }
     let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
@@ -399,13 +440,19 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     }
     let lifetime = p.duration("signing.lifetime", &s.lifetime);
     if lifetime < Duration::from_secs(60) && !lifetime.is_zero() {
-        p.add("signing.lifetime", "must be at least 60s (clients refuse shorter tokens)");
+        p.add(
+            "signing.lifetime",
+            "must be at least 60s (clients refuse shorter tokens)",
+        );
     }
     let key_id_format = match s.key_id_format.as_str() {
         "libtrust" => KeyIdFormat::Libtrust,
         "thumbprint" => KeyIdFormat::Thumbprint,
         other => {
-            p.add("signing.keyIdFormat", format!("`{other}` is not one of libtrust, thumbprint"));
+            p.add(
+                "signing.keyIdFormat",
+                format!("`{other}` is not one of libtrust, thumbprint"),
+            );
             KeyIdFormat::Libtrust
         }
     };
@@ -473,7 +520,8 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
 /// Every certificate in a PEM file.
 fn read_certs(path: &str) -> Result<Vec<X509>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-    let certs = X509::stack_from_pem(&pem).map_err(|e| format!("`{path}` is not a PEM certificate file: {e}"))?;
+    let certs = X509::stack_from_pem(&pem)
+        .map_err(|e| format!("`{path}` is not a PEM certificate file: {e}"))?;
     if certs.is_empty() {
         return Err(format!("`{path}` holds no certificate"));
     }
@@ -482,11 +530,14 @@ fn read_certs(path: &str) -> Result<Vec<X509>, String> {
 
 /// The listener's certificate chain and key, checked to belong together.
 fn server_tls(t: &file::TlsFile, p: &mut Problems) -> Option<Arc<ServerTls>> {
-    let chain = read_certs(&t.certificate).map_err(|e| p.add("server.tls.certificate", e)).ok();
+    let chain = read_certs(&t.certificate)
+        .map_err(|e| p.add("server.tls.certificate", e))
+        .ok();
     let key = std::fs::read(&t.private_key)
         .map_err(|e| format!("cannot read `{}`: {e}", t.private_key))
         .and_then(|pem| {
-            PKey::private_key_from_pem(&pem).map_err(|e| format!("`{}` is not a PEM private key: {e}", t.private_key))
+            PKey::private_key_from_pem(&pem)
+                .map_err(|e| format!("`{}` is not a PEM private key: {e}", t.private_key))
         })
         .map_err(|e| p.add("server.tls.privateKey", e))
         .ok();
@@ -496,9 +547,15 @@ fn server_tls(t: &file::TlsFile, p: &mut Problems) -> Option<Arc<ServerTls>> {
         }
     }
     let (chain, key) = (chain?, key?);
-    let matches = chain[0].public_key().map(|k| k.public_eq(&key)).unwrap_or(false);
+    let matches = chain[0]
+        .public_key()
+        .map(|k| k.public_eq(&key))
+        .unwrap_or(false);
     if !matches {
-        p.add("server.tls.privateKey", "does not match the certificate's public key");
+        p.add(
+            "server.tls.privateKey",
+            "does not match the certificate's public key",
+        );
         return None;
     }
     Some(Arc::new(ServerTls {
@@ -528,7 +585,10 @@ fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
             }
             for (k, action) in rule.actions.iter().enumerate() {
                 if !ACTIONS.contains(&action.as_str()) {
-                    p.add(format!("{at}.actions[{k}]"), format!("`{action}` is not one of pull, push, delete, *"));
+                    p.add(
+                        format!("{at}.actions[{k}]"),
+                        format!("`{action}` is not one of pull, push, delete, *"),
+                    );
                 }
             }
         }
@@ -537,7 +597,10 @@ fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
             rules,
         };
         if plans.insert(plan.name.clone(), compiled).is_some() {
-            p.add(format!("{at}.name"), format!("plan `{}` is defined twice", plan.name));
+            p.add(
+                format!("{at}.name"),
+                format!("plan `{}` is defined twice", plan.name),
+            );
         }
     }
     if let Some(name) = &file.default_plan {
@@ -587,10 +650,22 @@ mod tests {
     #[rstest]
     #[case::empty("", "")]
     #[case::tab_indentation("authority:\n\tissuer: x\n", "line")]
-    #[case::duplicate_key("authority:\n  issuer: a\n  issuer: b\nregistry:\n  realm: x\n  service: y\n", "line")]
-    #[case::unknown_key("authority:\n  issuer: a\n  requried_audience: x\nregistry:\n  realm: x\n  service: y\n", "authority")]
-    #[case::wrong_type("authority:\n  issuer: a\n  audiences: 5\nregistry:\n  realm: x\n  service: y\n", "authority.audiences")]
-    #[case::plans_not_a_list("authority:\n  issuer: a\nregistry:\n  realm: x\n  service: y\nplans: {}\n", "plans")]
+    #[case::duplicate_key(
+        "authority:\n  issuer: a\n  issuer: b\nregistry:\n  realm: x\n  service: y\n",
+        "line"
+    )]
+    #[case::unknown_key(
+        "authority:\n  issuer: a\n  requried_audience: x\nregistry:\n  realm: x\n  service: y\n",
+        "authority"
+    )]
+    #[case::wrong_type(
+        "authority:\n  issuer: a\n  audiences: 5\nregistry:\n  realm: x\n  service: y\n",
+        "authority.audiences"
+    )]
+    #[case::plans_not_a_list(
+        "authority:\n  issuer: a\nregistry:\n  realm: x\n  service: y\nplans: {}\n",
+        "plans"
+    )]
     #[case::not_a_mapping("- a\n- b\n", "")]
     fn malformed_files_are_refused(#[case] text: &str, #[case] path_starts: &str) {
         let errors = parse(text, no_env()).expect_err("must be refused");
@@ -640,7 +715,10 @@ mod tests {
         let mut p = Problems::default();
         let policy = policy(&file, &mut p);
         assert!(p.0.is_empty());
-        assert_eq!(policy.plan_for(None).map(|p| p.name.as_str()), Some("public"));
+        assert_eq!(
+            policy.plan_for(None).map(|p| p.name.as_str()),
+            Some("public")
+        );
         assert!(policy.plan_for(Some("gold")).is_none());
         assert!(policy.is_revoked(Some("L1")));
         assert!(!policy.is_revoked(None));
@@ -649,10 +727,16 @@ mod tests {
     /// Environment overrides apply before typing, so they are validated like the file.
     #[test]
     fn env_overrides_are_typed() {
-        let vars = vec![("REGISTRY_TOKEN_SIGNING__LIFETIME".to_string(), "10m".to_string())];
+        let vars = vec![(
+            "REGISTRY_TOKEN_SIGNING__LIFETIME".to_string(),
+            "10m".to_string(),
+        )];
         let file = parse(MINIMAL, vars).unwrap();
         assert_eq!(file.signing.lifetime, "10m");
-        let vars = vec![("REGISTRY_TOKEN_AUTHORITY__AUDIENCE".to_string(), "x".to_string())];
+        let vars = vec![(
+            "REGISTRY_TOKEN_AUTHORITY__AUDIENCE".to_string(),
+            "x".to_string(),
+        )];
         let errors = parse(MINIMAL, vars).unwrap_err();
         assert!(errors[0].message.contains("audience"), "{errors:?}");
     }

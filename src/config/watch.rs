@@ -32,7 +32,9 @@ pub struct Reloader {
 }
 
 fn fingerprint(path: &PathBuf) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|bytes| Sha256::digest(bytes).into())
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(bytes).into())
 }
 
 impl Reloader {
@@ -42,17 +44,26 @@ impl Reloader {
         match super::load(&self.path) {
             Ok(mut next) => {
                 for section in super::restart_only_changes(&current.file, &next.file) {
-                    tracing::warn!(section, "configuration changed in a section that takes effect only after a restart");
+                    tracing::warn!(
+                        section,
+                        "configuration changed in a section that takes effect only after a restart"
+                    );
                 }
                 next.generation = current.generation + 1;
                 let generation = next.generation;
                 self.settings.store(Arc::new(next));
-                metrics::get().config_reloads.with_label_values(&["ok"]).inc();
+                metrics::get()
+                    .config_reloads
+                    .with_label_values(&["ok"])
+                    .inc();
                 metrics::get().config_generation.set(generation as i64);
                 tracing::info!(why, generation, "configuration reloaded");
             }
             Err(errors) => {
-                metrics::get().config_reloads.with_label_values(&["error"]).inc();
+                metrics::get()
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 for e in &errors.errors {
                     tracing::error!(why, path = %e.path, problem = %e.message, "configuration rejected; the previous one stays in force");
                 }
@@ -73,18 +84,20 @@ impl BackgroundService for Reloader {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let Ok(event) = event else { return };
-                let relevant = matches!(
-                    event.kind,
-                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-                ) && event.paths.iter().any(|p| {
-                    p.file_name().is_some_and(|f| Some(f) == name.as_deref() || f == "..data")
+            let watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    let Ok(event) = event else { return };
+                    let relevant = matches!(
+                        event.kind,
+                        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                    ) && event.paths.iter().any(|p| {
+                        p.file_name()
+                            .is_some_and(|f| Some(f) == name.as_deref() || f == "..data")
+                    });
+                    if relevant {
+                        let _ = tx.send(());
+                    }
                 });
-                if relevant {
-                    let _ = tx.send(());
-                }
-            });
             match watcher {
                 Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
                     Ok(()) => Some(w),

@@ -28,7 +28,11 @@ pub struct Plan {
 impl Plan {
     /// The requested actions this plan allows on `name`: requested ∩ (union of actions of every matching rule), in requested order.
     pub fn allowed(&self, name: &str, requested: &[String]) -> Vec<String> {
-        let matching: Vec<&Rule> = self.rules.iter().filter(|r| r.pattern.matches(name)).collect();
+        let matching: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.pattern.matches(name))
+            .collect();
         let mut granted: Vec<String> = Vec::new();
         for action in requested {
             let allowed = matching.iter().any(|r| r.actions.contains(action));
@@ -72,7 +76,10 @@ mod tests {
                 rule("stella-ops/*/*", &["pull", "push"]),
                 rule("customers/**", &["pull", "push", "delete"]),
             ],
-            "acme" => vec![rule("acme/app", &["pull", "push"]), rule("acme/*", &["pull"])],
+            "acme" => vec![
+                rule("acme/app", &["pull", "push"]),
+                rule("acme/*", &["pull"]),
+            ],
             "pull-only" => vec![rule("acme/app", &["pull"])],
             "split" => vec![
                 rule("acme/*", &["pull"]),
@@ -118,7 +125,12 @@ mod tests {
     // SECURITY 66: an empty plan grants nothing.
     #[case("empty", "acme/app", &["pull"], &[])]
     #[case("empty", "a", &["pull", "push", "delete", "*"], &[])]
-    fn allowed(#[case] plan_name: &str, #[case] name: &str, #[case] requested: &[&str], #[case] expected: &[&str]) {
+    fn allowed(
+        #[case] plan_name: &str,
+        #[case] name: &str,
+        #[case] requested: &[&str],
+        #[case] expected: &[&str],
+    ) {
         assert_eq!(plan(plan_name).allowed(name, &strings(requested)), expected);
     }
 
@@ -133,6 +145,9 @@ mod tests {
     #[case("star", "registry:catalog:*", &[])]
     #[case("empty", "repository:acme/app:pull", &[])]
     fn grant(#[case] plan_name: &str, #[case] scope: &str, #[case] expected: &[&str]) {
-        assert_eq!(plan(plan_name).grant(&Scope::parse(scope).unwrap()), expected);
+        assert_eq!(
+            plan(plan_name).grant(&Scope::parse(scope).unwrap()),
+            expected
+        );
     }
 }

@@ -53,7 +53,9 @@ impl Pattern {
                 "" => return Err(PatternError::EmptySegment(s.to_string())),
                 "*" => segments.push(Segment::One),
                 "**" => segments.extend([Segment::One, Segment::Many]),
-                _ if part.contains('*') => return Err(PatternError::PartialWildcard(part.to_string())),
+                _ if part.contains('*') => {
+                    return Err(PatternError::PartialWildcard(part.to_string()))
+                }
                 _ if is_path_component(part) => segments.push(Segment::Literal(part.to_string())),
                 _ if part.contains(':') && is_domain(part) => {
                     if i > 0 {

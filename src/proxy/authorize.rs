@@ -42,7 +42,9 @@ fn scope_text(needs: &[Access]) -> String {
             ResourceType::Registry => format!("registry:{}", need.name),
         };
         match scopes.iter_mut().find(|(h, _)| *h == head) {
-            Some((_, actions)) if !actions.contains(&need.action.as_str()) => actions.push(&need.action),
+            Some((_, actions)) if !actions.contains(&need.action.as_str()) => {
+                actions.push(&need.action)
+            }
             Some(_) => {}
             None => scopes.push((head, vec![need.action.as_str()])),
         }
@@ -55,7 +57,10 @@ fn scope_text(needs: &[Access]) -> String {
 }
 
 fn challenge(settings: &Settings, needs: &[Access], error: Option<&str>) -> String {
-    let mut header = format!("Bearer realm=\"{}\",service=\"{}\"", settings.realm, settings.service);
+    let mut header = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        settings.realm, settings.service
+    );
     if !needs.is_empty() {
         header.push_str(&format!(",scope=\"{}\"", scope_text(needs)));
     }
@@ -65,7 +70,13 @@ fn challenge(settings: &Settings, needs: &[Access], error: Option<&str>) -> Stri
     header
 }
 
-fn unauthorized(settings: &Settings, needs: &[Access], error: Option<&str>, reason: &'static str, message: &str) -> Denied {
+fn unauthorized(
+    settings: &Settings,
+    needs: &[Access],
+    error: Option<&str>,
+    reason: &'static str,
+    message: &str,
+) -> Denied {
     Denied {
         status: 401,
         reason,
@@ -93,9 +104,11 @@ fn route_denied(e: RouteError) -> Denied {
 /// Decides one `/v2/` request at Unix time `now`.
 pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<Allowed, Denied> {
     let routed = route(req.method, req.path, req.query).map_err(route_denied)?;
-    let is_form = req
-        .content_type
-        .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let is_form = req.content_type.is_some_and(|c| {
+        c.trim()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
     if req.method == "POST" && is_form {
         // Distribution reads `mount`/`from` from the form too: refuse rather than parse bodies.
         return Err(Denied {
@@ -108,10 +121,30 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
     }
 
     let token = match req.authorization.as_slice() {
-        [] => return Err(unauthorized(settings, &routed.needs, None, "missing_token", "authentication required")),
+        [] => {
+            return Err(unauthorized(
+                settings,
+                &routed.needs,
+                None,
+                "missing_token",
+                "authentication required",
+            ))
+        }
         [one] => match one.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-            _ => return Err(unauthorized(settings, &routed.needs, None, "missing_token", "a bearer token from the realm is required")),
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                token.trim()
+            }
+            _ => {
+                return Err(unauthorized(
+                    settings,
+                    &routed.needs,
+                    None,
+                    "missing_token",
+                    "a bearer token from the realm is required",
+                ))
+            }
         },
         _ => {
             return Err(Denied {
@@ -127,14 +160,35 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
     // Verified once per token, then from the cache; revocation and scope are checked below on
     // every request.
     let claims = crate::token::cache::shared()
-        .verify(&settings.keys, token, &settings.signing_issuer, &settings.service, now, leeway)
-        .map_err(|_| unauthorized(settings, &routed.needs, Some("invalid_token"), "invalid_token", "the token is not valid here"))?;
+        .verify(
+            &settings.keys,
+            token,
+            &settings.signing_issuer,
+            &settings.service,
+            now,
+            leeway,
+        )
+        .map_err(|_| {
+            unauthorized(
+                settings,
+                &routed.needs,
+                Some("invalid_token"),
+                "invalid_token",
+                "the token is not valid here",
+            )
+        })?;
     let license = claims
         .extra
         .get(&settings.authority.license_claim)
         .and_then(|l| l.as_str());
     if settings.policy.is_revoked(license) {
-        return Err(unauthorized(settings, &routed.needs, Some("invalid_token"), "license_revoked", "the token's license has been revoked"));
+        return Err(unauthorized(
+            settings,
+            &routed.needs,
+            Some("invalid_token"),
+            "license_revoked",
+            "the token's license has been revoked",
+        ));
     }
     let type_name = |t: &ResourceType| match t {
         ResourceType::Repository => "repository",
@@ -144,7 +198,7 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
         claims.access.iter().any(|a| {
             a.resource_type == type_name(&need.resource_type)
                 && a.name == need.name
-                && a.actions.iter().any(|x| *x == need.action)
+                && a.actions.contains(&need.action)
         })
     });
     if !covered {

@@ -18,7 +18,11 @@ pub struct Refused {
 }
 
 fn refuse(status: u16, reason: &'static str, message: &'static str) -> Result<(), Refused> {
-    Err(Refused { status, reason, message })
+    Err(Refused {
+        status,
+        reason,
+        message,
+    })
 }
 
 /// True when the raw HTTP/1 header block names `Content-Length` (pingora drops it from the
@@ -41,17 +45,34 @@ pub fn check(req: &RequestHeader, raw_headers: Option<&[u8]>) -> Result<(), Refu
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if header_bytes > MAX_HEADERS {
-        return refuse(431, "headers_too_large", "the request headers are too large");
+        return refuse(
+            431,
+            "headers_too_large",
+            "the request headers are too large",
+        );
     }
     let codings: Vec<_> = req.headers.get_all("transfer-encoding").iter().collect();
-    let has_length = req.headers.contains_key("content-length") || raw_headers.is_some_and(raw_has_content_length);
+    let has_length = req.headers.contains_key("content-length")
+        || raw_headers.is_some_and(raw_has_content_length);
     if !codings.is_empty() {
         if has_length {
-            return refuse(400, "ambiguous_framing", "Content-Length and Transfer-Encoding together");
+            return refuse(
+                400,
+                "ambiguous_framing",
+                "Content-Length and Transfer-Encoding together",
+            );
         }
-        let only_chunked = codings.len() == 1 && codings[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked");
+        let only_chunked = codings.len() == 1
+            && codings[0]
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked");
         if !only_chunked {
-            return refuse(400, "bad_transfer_encoding", "only a single `Transfer-Encoding: chunked` is accepted");
+            return refuse(
+                400,
+                "bad_transfer_encoding",
+                "only a single `Transfer-Encoding: chunked` is accepted",
+            );
         }
     }
     if req.version == Version::HTTP_10 && (!codings.is_empty() || content_length(req) > 0) {
@@ -98,8 +119,14 @@ mod tests {
     #[case::http10_body(Version::HTTP_10, &[("content-length", "3")], Some(400))]
     #[case::websocket(Version::HTTP_11, &[("upgrade", "websocket"), ("connection", "upgrade")], Some(400))]
     #[case::h2c(Version::HTTP_11, &[("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQAAP__")], Some(400))]
-    fn framing(#[case] version: Version, #[case] headers: &[(&str, &str)], #[case] refused: Option<u16>) {
-        let got = check(&request(version, headers), None).err().map(|r| r.status);
+    fn framing(
+        #[case] version: Version,
+        #[case] headers: &[(&str, &str)],
+        #[case] refused: Option<u16>,
+    ) {
+        let got = check(&request(version, headers), None)
+            .err()
+            .map(|r| r.status);
         assert_eq!(got, refused);
     }
 
@@ -108,7 +135,10 @@ mod tests {
     fn content_length_seen_in_raw_headers() {
         let req = request(Version::HTTP_11, &[("transfer-encoding", "chunked")]);
         let raw = b"POST /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(check(&req, Some(raw)).unwrap_err().reason, "ambiguous_framing");
+        assert_eq!(
+            check(&req, Some(raw)).unwrap_err().reason,
+            "ambiguous_framing"
+        );
         let raw = b"POST /v2/ HTTP/1.1\r\nHost: x\r\nX-Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(check(&req, Some(raw)).is_ok());
     }
@@ -120,7 +150,8 @@ mod tests {
         let req = RequestHeader::build("GET", long.as_bytes(), None).unwrap();
         assert_eq!(check(&req, None).unwrap_err().status, 414);
         let big = "v".repeat(8 * 1024);
-        let headers: Vec<(String, &str)> = (0..9).map(|i| (format!("x-h{i}"), big.as_str())).collect();
+        let headers: Vec<(String, &str)> =
+            (0..9).map(|i| (format!("x-h{i}"), big.as_str())).collect();
         let mut req = RequestHeader::build("GET", b"/v2/", None).unwrap();
         for (name, value) in &headers {
             req.append_header(name.clone(), *value).unwrap();

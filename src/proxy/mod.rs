@@ -114,7 +114,9 @@ impl Sidecar {
         let mut waiting = Vec::new();
         let keys = self.authority.status();
         if !keys.usable {
-            let why = keys.last_error.unwrap_or_else(|| "no keys fetched yet".into());
+            let why = keys
+                .last_error
+                .unwrap_or_else(|| "no keys fetched yet".into());
             waiting.push(format!("authority: {why}"));
         }
         let url = format!("{}/v2/", settings.upstream.origin);
@@ -132,14 +134,30 @@ impl Sidecar {
     async fn token(&self, session: &mut Session, settings: &Settings) -> Result<()> {
         let method = session.req_header().method.as_str().to_string();
         if method != "GET" && method != "POST" {
-            return respond::send(session, 405, "text/plain", &[("Allow", "GET, POST".into())], Bytes::from_static(b"use GET or POST"), true).await;
+            return respond::send(
+                session,
+                405,
+                "text/plain",
+                &[("Allow", "GET, POST".into())],
+                Bytes::from_static(b"use GET or POST"),
+                true,
+            )
+            .await;
         }
         let mut form = Vec::new();
         if method == "POST" {
             while let Some(chunk) = session.read_request_body().await? {
                 form.extend_from_slice(&chunk);
                 if form.len() > MAX_FORM {
-                    return respond::send(session, 413, "text/plain", &[], Bytes::from_static(b"form too large"), true).await;
+                    return respond::send(
+                        session,
+                        413,
+                        "text/plain",
+                        &[],
+                        Bytes::from_static(b"form too large"),
+                        true,
+                    )
+                    .await;
                 }
             }
         }
@@ -155,16 +173,30 @@ impl Sidecar {
         };
         let mut audit = realm::Audit::default();
         let outcome = realm::issue(settings, &self.authority, &request, now(), &mut audit).await;
-        let (sub, plan, license) = (audit.subject.as_deref(), audit.plan.as_deref(), audit.license_hash());
+        let (sub, plan, license) = (
+            audit.subject.as_deref(),
+            audit.plan.as_deref(),
+            audit.license_hash(),
+        );
         match outcome {
             Ok(issued) => {
-                metrics::get().issued.with_label_values(&[&issued.plan]).inc();
+                metrics::get()
+                    .issued
+                    .with_label_values(&[&issued.plan])
+                    .inc();
                 tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, requested = ?audit.requested, granted = ?issued.granted, "token issued");
-                let nonce: Vec<_> = issued.dpop_nonce.iter().map(|n| ("DPoP-Nonce", n.clone())).collect();
+                let nonce: Vec<_> = issued
+                    .dpop_nonce
+                    .iter()
+                    .map(|n| ("DPoP-Nonce", n.clone()))
+                    .collect();
                 respond::json(session, 200, &issued, &nonce).await
             }
             Err(rejection) => {
-                metrics::get().rejected.with_label_values(&[rejection.reason]).inc();
+                metrics::get()
+                    .rejected
+                    .with_label_values(&[rejection.reason])
+                    .inc();
                 tracing::info!(decision = "rejected", route = "token", status = rejection.status, reason = rejection.reason, sub, plan, license, requested = ?audit.requested, "token refused");
                 respond::rejection(session, &rejection).await
             }
@@ -172,9 +204,18 @@ impl Sidecar {
     }
 
     /// `Ok(true)` when the sidecar answered, `Ok(false)` when the request goes to the registry.
-    async fn v2(&self, session: &mut Session, ctx: &mut Ctx, path: &str, query: Option<&str>) -> Result<bool> {
+    async fn v2(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<bool> {
         let req = session.req_header();
-        let content_type = req.headers.get("content-type").and_then(|v| v.to_str().ok());
+        let content_type = req
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
         let request = V2Request {
             method: req.method.as_str(),
             path,
@@ -190,11 +231,31 @@ impl Sidecar {
                 Ok(false)
             }
             Err(denied) => {
-                metrics::get().proxy_denied.with_label_values(&[denied.reason]).inc();
-                tracing::info!(decision = "denied", route = "v2", status = denied.status, reason = denied.reason, method = request.method, path, "request refused");
+                metrics::get()
+                    .proxy_denied
+                    .with_label_values(&[denied.reason])
+                    .inc();
+                tracing::info!(
+                    decision = "denied",
+                    route = "v2",
+                    status = denied.status,
+                    reason = denied.reason,
+                    method = request.method,
+                    path,
+                    "request refused"
+                );
                 // A refused upload may leave its body unread: close rather than misparse it.
-                let has_body = req.headers.contains_key("content-length") || req.headers.contains_key("transfer-encoding");
-                respond::docker_error(session, denied.status, denied.code, &denied.message, denied.www_authenticate.as_deref(), has_body).await?;
+                let has_body = req.headers.contains_key("content-length")
+                    || req.headers.contains_key("transfer-encoding");
+                respond::docker_error(
+                    session,
+                    denied.status,
+                    denied.code,
+                    &denied.message,
+                    denied.www_authenticate.as_deref(),
+                    has_body,
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -218,24 +279,58 @@ impl ProxyHttp for Sidecar {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let settings = ctx.settings.clone();
         session.set_read_timeout(Some(CLIENT_READ_TIMEOUT));
-        let raw = session.as_downstream().as_http1().map(|h1| h1.get_headers_raw_bytes());
+        let raw = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
         if let Err(refused) = hygiene::check(session.req_header(), raw.as_deref()) {
-            metrics::get().proxy_denied.with_label_values(&[refused.reason]).inc();
-            tracing::info!(decision = "denied", status = refused.status, reason = refused.reason, "request refused before routing");
-            respond::docker_error(session, refused.status, "UNSUPPORTED", refused.message, None, true).await?;
+            metrics::get()
+                .proxy_denied
+                .with_label_values(&[refused.reason])
+                .inc();
+            tracing::info!(
+                decision = "denied",
+                status = refused.status,
+                reason = refused.reason,
+                "request refused before routing"
+            );
+            respond::docker_error(
+                session,
+                refused.status,
+                "UNSUPPORTED",
+                refused.message,
+                None,
+                true,
+            )
+            .await?;
             return Ok(true);
         }
         let Some((path, query)) = target(session.req_header()) else {
-            respond::docker_error(session, 400, "NAME_INVALID", "the request path is not UTF-8", None, true).await?;
+            respond::docker_error(
+                session,
+                400,
+                "NAME_INVALID",
+                "the request path is not UTF-8",
+                None,
+                true,
+            )
+            .await?;
             return Ok(true);
         };
         match path.as_str() {
             "/healthz" => respond::text(session, 200, "ok").await?,
             "/readyz" => self.readiness(session, &settings).await?,
-            "/.well-known/jwks.json" => respond::json(session, 200, &settings.keys.jwks(), &[]).await?,
+            "/.well-known/jwks.json" => {
+                respond::json(session, 200, &settings.keys.jwks(), &[]).await?
+            }
             "/token" => self.token(session, &settings).await?,
-            p if p == "/v2" || p.starts_with("/v2/") => return self.v2(session, ctx, p, query.as_deref()).await,
-            _ => respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", None, true).await?,
+            p if p == "/v2" || p.starts_with("/v2/") => {
+                return self.v2(session, ctx, p, query.as_deref()).await
+            }
+            _ => {
+                respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", None, true)
+                    .await?
+            }
         }
         Ok(true)
     }
@@ -254,7 +349,12 @@ impl ProxyHttp for Sidecar {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let settings = &ctx.settings;
         for name in STRIPPED {
             upstream.remove_header(*name);
@@ -270,16 +370,28 @@ impl ProxyHttp for Sidecar {
         }
         if let Some(query) = ctx.upstream_query.take() {
             let path = target(upstream).map(|(p, _)| p).unwrap_or_default();
-            let rewritten = if query.is_empty() { path } else { format!("{path}?{query}") };
+            let rewritten = if query.is_empty() {
+                path
+            } else {
+                format!("{path}?{query}")
+            };
             upstream.set_raw_path(rewritten.as_bytes())?;
         }
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         // The registry writes absolute `Location`s from X-Forwarded-*; fix any that slipped through.
         let origin = &ctx.settings.upstream.origin;
-        let location = response.headers.get("location").and_then(|l| l.to_str().ok());
+        let location = response
+            .headers
+            .get("location")
+            .and_then(|l| l.to_str().ok());
         if let Some(rest) = location.and_then(|l| l.strip_prefix(origin.as_str())) {
             let fixed = format!("{}{rest}", ctx.settings.public_origin);
             response.insert_header("Location", fixed)?;
@@ -293,7 +405,10 @@ impl ProxyHttp for Sidecar {
             (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => 504,
             (ErrorSource::Upstream, ErrorType::ConnectTimedout) => 504,
             (ErrorSource::Upstream, _) => 502,
-            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => 0,
+            (
+                ErrorSource::Downstream,
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ) => 0,
             (ErrorSource::Downstream, _) => 400,
             _ => 500,
         };
@@ -304,7 +419,11 @@ impl ProxyHttp for Sidecar {
                 400 => "the request could not be read",
                 _ => "the request failed",
             };
-            let code_name = if code >= 500 { "UNAVAILABLE" } else { "UNSUPPORTED" };
+            let code_name = if code >= 500 {
+                "UNAVAILABLE"
+            } else {
+                "UNSUPPORTED"
+            };
             let _ = respond::docker_error(session, code, code_name, message, None, true).await;
         }
         FailToProxy {
@@ -328,6 +447,15 @@ impl ProxyHttp for Sidecar {
             .with_label_values(&[method.as_str()])
             .observe(ctx.started.elapsed().as_secs_f64());
         let path = session.req_header().uri.path().to_string();
-        tracing::info!(decision = "allowed", route, method, status, sub = ctx.subject.as_deref(), path, error = e.map(|e| e.to_string()), "proxied");
+        tracing::info!(
+            decision = "allowed",
+            route,
+            method,
+            status,
+            sub = ctx.subject.as_deref(),
+            path,
+            error = e.map(|e| e.to_string()),
+            "proxied"
+        );
     }
 }

@@ -57,13 +57,34 @@ pub async fn send(
     Ok(())
 }
 
-pub async fn json<T: Serialize>(session: &mut Session, status: u16, value: &T, headers: &[(&str, String)]) -> Result<()> {
+pub async fn json<T: Serialize>(
+    session: &mut Session,
+    status: u16,
+    value: &T,
+    headers: &[(&str, String)],
+) -> Result<()> {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    send(session, status, "application/json", headers, body.into(), false).await
+    send(
+        session,
+        status,
+        "application/json",
+        headers,
+        body.into(),
+        false,
+    )
+    .await
 }
 
 pub async fn text(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
-    send(session, status, "text/plain; charset=utf-8", &[], Bytes::from_static(body.as_bytes()), false).await
+    send(
+        session,
+        status,
+        "text/plain; charset=utf-8",
+        &[],
+        Bytes::from_static(body.as_bytes()),
+        false,
+    )
+    .await
 }
 
 /// A Docker `errors` response for `/v2/`.
@@ -79,11 +100,22 @@ pub async fn docker_error(
         errors: [DockerError { code, message }],
     })
     .unwrap_or_default();
-    let mut headers = vec![("Docker-Distribution-API-Version", "registry/2.0".to_string())];
+    let mut headers = vec![(
+        "Docker-Distribution-API-Version",
+        "registry/2.0".to_string(),
+    )];
     if let Some(challenge) = www_authenticate {
         headers.push(("WWW-Authenticate", challenge.to_string()));
     }
-    send(session, status, "application/json", &headers, body.into(), close).await
+    send(
+        session,
+        status,
+        "application/json",
+        &headers,
+        body.into(),
+        close,
+    )
+    .await
 }
 
 /// The realm's refusal.
@@ -98,7 +130,10 @@ pub async fn rejection(session: &mut Session, r: &Rejection) -> Result<()> {
         error: r.error,
         error_description: &r.description,
         reason: r.reason,
-        errors: [DockerError { code, message: &r.description }],
+        errors: [DockerError {
+            code,
+            message: &r.description,
+        }],
     };
     let mut headers = Vec::new();
     if let Some(challenge) = &r.www_authenticate {

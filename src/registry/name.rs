@@ -46,7 +46,10 @@ pub fn is_domain(s: &str) -> bool {
     };
     let label_ok = |l: &str| {
         let b = l.as_bytes();
-        !b.is_empty() && is_alnum(b[0]) && is_alnum(b[b.len() - 1]) && b.iter().all(|&c| is_alnum(c) || c == b'-')
+        !b.is_empty()
+            && is_alnum(b[0])
+            && is_alnum(b[b.len() - 1])
+            && b.iter().all(|&c| is_alnum(c) || c == b'-')
     };
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
     host.split('.').all(label_ok) && port_ok
@@ -66,7 +69,8 @@ pub fn is_valid_name(name: &str) -> bool {
     let mut parts = name.split('/');
     let first = parts.next().unwrap_or_default();
     let rest: Vec<&str> = parts.collect();
-    let first_ok = is_path_component(first) || (looks_like_domain(first) && is_domain(first) && !rest.is_empty());
+    let first_ok = is_path_component(first)
+        || (looks_like_domain(first) && is_domain(first) && !rest.is_empty());
     first_ok && rest.iter().all(|c| is_path_component(c))
 }
 
@@ -74,7 +78,9 @@ pub fn is_valid_name(name: &str) -> bool {
 pub fn is_valid_tag(tag: &str) -> bool {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let b = tag.as_bytes();
-    (1..=128).contains(&b.len()) && word(b[0]) && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
+    (1..=128).contains(&b.len())
+        && word(b[0])
+        && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
 }
 
 /// `ALG:HEX`: algorithm `[a-z0-9]+([+._-][a-z0-9]+)*` (go-digest), encoded part
@@ -169,7 +175,8 @@ mod tests {
     #[case("ab-.com:5000/a", false)]
     #[case("ab.-com:5000/a", false)]
     #[case("-ab.com:5000/a", false)]
-    #[case("[fd00:1:2::3]:5000/a", false)] // IPv6 hosts are not accepted here
+    #[case("[fd00:1:2::3]:5000/a", false)]
+    // IPv6 hosts are not accepted here
     // Upper case is refused everywhere (Distribution accepts it in the host part).
     #[case("Foo/FarB", false)]
     #[case("Asdf.com/foo/bar", false)]

@@ -170,15 +170,21 @@ fn check_path(path: &str) -> Result<(), RouteError> {
 
 /// `[A-Za-z0-9_.=-]+`: an upload session id (UUIDs, base64 and base64url).
 fn is_valid_upload_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.=-".contains(&b))
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.=-".contains(&b))
 }
 
 /// The raw `&`-separated pairs of a query with their decoded key and value.
 fn pairs(query: &str) -> impl Iterator<Item = (&str, String, String)> {
-    query.split('&').filter(|p| !p.is_empty()).filter_map(|raw| {
-        let (k, v) = form_urlencoded::parse(raw.as_bytes()).next()?;
-        Some((raw, k.into_owned(), v.into_owned()))
-    })
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|raw| {
+            let (k, v) = form_urlencoded::parse(raw.as_bytes()).next()?;
+            Some((raw, k.into_owned(), v.into_owned()))
+        })
 }
 
 /// The one value of `key` (an error when repeated), as the registry's `FormValue` would read it.
@@ -264,7 +270,10 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Routed, Ro
         (Route::Manifest | Route::Blob | Route::BlobUpload, Delete) => &["delete"],
         _ => return Err(MethodNotAllowed),
     };
-    let mut needs: Vec<Access> = actions.iter().map(|a| Access::repository(&name, a)).collect();
+    let mut needs: Vec<Access> = actions
+        .iter()
+        .map(|a| Access::repository(&name, a))
+        .collect();
     let mut upstream_query = None;
 
     match route {
@@ -324,7 +333,8 @@ mod tests {
         path: &str,
         query: Option<&str>,
     ) -> (&'static str, Option<String>, Vec<String>, Option<String>) {
-        let r = route(method, path, query).unwrap_or_else(|e| panic!("{method} {path} {query:?}: {e}"));
+        let r =
+            route(method, path, query).unwrap_or_else(|e| panic!("{method} {path} {query:?}: {e}"));
         (
             r.route.label(),
             r.name,
@@ -374,7 +384,12 @@ mod tests {
         let (l, n, x, q) = ok("GET", path, None);
         assert_eq!(
             (l, n.as_deref(), x, q),
-            (label, name, needs.iter().map(|s| s.to_string()).collect(), None)
+            (
+                label,
+                name,
+                needs.iter().map(|s| s.to_string()).collect(),
+                None
+            )
         );
     }
 
@@ -444,7 +459,10 @@ mod tests {
     /// SECURITY 46-48 and Distribution's traversal / bad-character cases: 400, never routed.
     #[rstest]
     #[case("/v2/acme/app/../../victim/private/manifests/latest", "dot segment")]
-    #[case("/v2/foo/../../blobs/uploads/D95306FA-FAD3-4E36-8D41-CF1C93EF8286", "dot segment")]
+    #[case(
+        "/v2/foo/../../blobs/uploads/D95306FA-FAD3-4E36-8D41-CF1C93EF8286",
+        "dot segment"
+    )]
     #[case("/v2/foo/../bar/baz/tags/list", "dot segment")]
     #[case("/v2/acme/./app/manifests/latest", "dot segment")]
     #[case("/v2/acme/app/manifests/..", "dot segment")]
@@ -463,7 +481,10 @@ mod tests {
     #[case("/v2/acme/ap\0p/manifests/latest", "printable ASCII")]
     #[case("/v2/acme/äpp/manifests/latest", "printable ASCII")]
     #[case("/v2/foo/不bar/tags/list", "printable ASCII")]
-    #[case("/v2/foo/blobs/uploads/不95306FA-FAD3-4E36-8D41-CF1C93EF8286", "printable ASCII")]
+    #[case(
+        "/v2/foo/blobs/uploads/不95306FA-FAD3-4E36-8D41-CF1C93EF8286",
+        "printable ASCII"
+    )]
     #[case("/v2/acme/app /manifests/latest", "printable ASCII")]
     #[case("/v2/acme/app\t/manifests/latest", "printable ASCII")]
     #[case("/v2/acme/app/manifests/latest\r\n", "printable ASCII")]
@@ -476,16 +497,25 @@ mod tests {
     #[case(&format!("/v2/{}/manifests/latest", "a".repeat(256)), "invalid repository name")]
     #[case("/v2/acme/app/manifests/-latest", "invalid tag or digest")]
     #[case(&format!("/v2/acme/app/manifests/{}", "a".repeat(129)), "invalid tag or digest")]
-    #[case("/v2/foo/bar/manifests/sha256:abcdef01234567890", "invalid tag or digest")]
+    #[case(
+        "/v2/foo/bar/manifests/sha256:abcdef01234567890",
+        "invalid tag or digest"
+    )]
     #[case("/v2/foo/bar/blobs/sha256:abcdef0919234", "invalid digest")]
     #[case("/v2/acme/app/blobs/latest", "invalid digest")]
     #[case("/v2/acme/app/referrers/latest", "invalid digest")]
-    #[case("/v2/foo/bar/blobs/uploads/totalandcompletejunk++$$-==", "invalid upload id")]
+    #[case(
+        "/v2/foo/bar/blobs/uploads/totalandcompletejunk++$$-==",
+        "invalid upload id"
+    )]
     #[case(&format!("/v2/acme/app/blobs/uploads/{D}"), "invalid upload id")]
     fn refused_paths(#[case] path: &str, #[case] says: &str) {
         for method in ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"] {
             let e = err(method, path, None);
-            assert!(matches!(e, RouteError::BadPath(_)), "{method} {path:?}: {e:?}");
+            assert!(
+                matches!(e, RouteError::BadPath(_)),
+                "{method} {path:?}: {e:?}"
+            );
             assert!(e.to_string().contains(says), "{path:?}: {e}");
             assert_eq!((e.status(), e.reason()), (400, "bad_path"));
         }
@@ -524,7 +554,10 @@ mod tests {
     #[case("/v2/blobs/uploads/x")]
     fn not_found(#[case] path: &str) {
         let e = err("GET", path, None);
-        assert_eq!((e, e.status(), e.reason()), (RouteError::NotFound, 404, "not_found"));
+        assert_eq!(
+            (e, e.status(), e.reason()),
+            (RouteError::NotFound, 404, "not_found")
+        );
     }
 
     /// SECURITY 49/50: cross-repository mounts need pull on `from`; a `mount` without `from`
@@ -604,7 +637,12 @@ mod tests {
     /// Other queries pass through untouched.
     #[test]
     fn queries_forwarded_as_is() {
-        let r = route("PUT", "/v2/acme/app/blobs/uploads/u1", Some(&format!("digest={D}"))).unwrap();
+        let r = route(
+            "PUT",
+            "/v2/acme/app/blobs/uploads/u1",
+            Some(&format!("digest={D}")),
+        )
+        .unwrap();
         assert_eq!(r.upstream_query, None);
         let r = route("GET", "/v2/acme/app/tags/list", Some("n=10&last=x")).unwrap();
         assert_eq!(r.upstream_query, None);

@@ -66,7 +66,9 @@ pub enum ScopeError {
     UnknownType(String),
     #[error("resource class `{0}` must be letters and digits")]
     BadClass(String),
-    #[error("`{0}` is not a valid repository name (lower-case Distribution grammar, at most 255 bytes)")]
+    #[error(
+        "`{0}` is not a valid repository name (lower-case Distribution grammar, at most 255 bytes)"
+    )]
     InvalidName(String),
     #[error("scope `{0}` lists no actions")]
     NoActions(String),
@@ -79,7 +81,11 @@ pub enum ScopeError {
 /// The input as it may appear in a message: at most 64 safe characters, others as `?`.
 fn shown(s: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "._-/:*,()".contains(c);
-    let mut out: String = s.chars().take(64).map(|c| if safe(c) { c } else { '?' }).collect();
+    let mut out: String = s
+        .chars()
+        .take(64)
+        .map(|c| if safe(c) { c } else { '?' })
+        .collect();
     if s.chars().count() > 64 {
         out.push_str("...");
     }
@@ -94,13 +100,20 @@ impl Scope {
         }
         let malformed = || ScopeError::Malformed(shown(s));
         let (kind, rest) = s.split_once(':').ok_or_else(malformed)?;
-        let (name, actions) = rest.rsplit_once(':').ok_or_else(|| ScopeError::NoActions(shown(s)))?;
+        let (name, actions) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| ScopeError::NoActions(shown(s)))?;
 
         let (resource_type, class) = match kind {
             "repository" => (ResourceType::Repository, None),
             "registry" => (ResourceType::Registry, None),
-            _ => match kind.strip_prefix("repository(").and_then(|c| c.strip_suffix(')')) {
-                Some(class) if !class.is_empty() && class.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            _ => match kind
+                .strip_prefix("repository(")
+                .and_then(|c| c.strip_suffix(')'))
+            {
+                Some(class)
+                    if !class.is_empty() && class.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+                {
                     (ResourceType::Repository, Some(class.to_string()))
                 }
                 Some(class) => return Err(ScopeError::BadClass(shown(class))),
@@ -122,8 +135,12 @@ impl Scope {
         }
 
         match resource_type {
-            ResourceType::Registry if name != "catalog" || list != ["*"] => Err(ScopeError::RegistryScope),
-            ResourceType::Repository if !is_valid_name(name) => Err(ScopeError::InvalidName(shown(name))),
+            ResourceType::Registry if name != "catalog" || list != ["*"] => {
+                Err(ScopeError::RegistryScope)
+            }
+            ResourceType::Repository if !is_valid_name(name) => {
+                Err(ScopeError::InvalidName(shown(name)))
+            }
             _ => Ok(Scope {
                 resource_type,
                 class,
@@ -146,9 +163,15 @@ impl fmt::Display for Scope {
 
 /// Parses a request's scopes: one per value (GET repeats `scope=`), several separated by
 /// spaces within a value (the POST form); empty values and extra spaces are skipped.
-pub fn parse_scopes<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<Scope>, ScopeError> {
+pub fn parse_scopes<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Scope>, ScopeError> {
     let mut scopes = Vec::new();
-    for one in values.into_iter().flat_map(|v| v.split(' ')).filter(|s| !s.is_empty()) {
+    for one in values
+        .into_iter()
+        .flat_map(|v| v.split(' '))
+        .filter(|s| !s.is_empty())
+    {
         if scopes.len() == SCOPES_MAX {
             return Err(ScopeError::TooMany);
         }
@@ -283,7 +306,9 @@ mod tests {
     fn too_many_scopes() {
         let one = "repository:acme/app:pull";
         assert_eq!(
-            parse_scopes(std::iter::repeat_n(one, SCOPES_MAX)).unwrap().len(),
+            parse_scopes(std::iter::repeat_n(one, SCOPES_MAX))
+                .unwrap()
+                .len(),
             SCOPES_MAX
         );
         assert_eq!(

@@ -96,20 +96,37 @@ impl VerifiedTokens {
         self.len() == 0
     }
 
-    fn insert(&self, id: [u8; 32], keys: &Arc<KeySet>, claims: Arc<IssuedClaims>, now: i64, leeway: i64) {
+    fn insert(
+        &self,
+        id: [u8; 32],
+        keys: &Arc<KeySet>,
+        claims: Arc<IssuedClaims>,
+        now: i64,
+        leeway: i64,
+    ) {
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            entries.retain(|_, e| now < e.claims.exp.saturating_add(leeway) && e.keys.strong_count() > 0);
+            entries.retain(|_, e| {
+                now < e.claims.exp.saturating_add(leeway) && e.keys.strong_count() > 0
+            });
             if entries.len() >= self.capacity {
                 let victim = *entries.keys().next().expect("a full map has a key");
                 entries.remove(&victim);
             }
         }
-        entries.insert(id, Entry { keys: Arc::downgrade(keys), claims });
+        entries.insert(
+            id,
+            Entry {
+                keys: Arc::downgrade(keys),
+                claims,
+            },
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -165,21 +182,43 @@ mod tests {
         let cache = VerifiedTokens::new(8);
         let t = token(&keys, NOW + 300);
         for _ in 0..2 {
-            assert_eq!(cache.verify(&keys, &t, "iss", "svc", NOW, 0).unwrap().sub, "alice");
+            assert_eq!(
+                cache.verify(&keys, &t, "iss", "svc", NOW, 0).unwrap().sub,
+                "alice"
+            );
         }
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.verify(&keys, &t, "other", "svc", NOW, 0).unwrap_err(), VerifyError::WrongIssuer);
-        assert_eq!(cache.verify(&keys, &t, "iss", "other", NOW, 0).unwrap_err(), VerifyError::WrongAudience);
-        assert_eq!(cache.verify(&keys, &t, "iss", "svc", NOW + 300, 0).unwrap_err(), VerifyError::Expired);
+        assert_eq!(
+            cache.verify(&keys, &t, "other", "svc", NOW, 0).unwrap_err(),
+            VerifyError::WrongIssuer
+        );
+        assert_eq!(
+            cache.verify(&keys, &t, "iss", "other", NOW, 0).unwrap_err(),
+            VerifyError::WrongAudience
+        );
+        assert_eq!(
+            cache
+                .verify(&keys, &t, "iss", "svc", NOW + 300, 0)
+                .unwrap_err(),
+            VerifyError::Expired
+        );
         assert!(cache.verify(&keys, &t, "iss", "svc", NOW + 300, 30).is_ok());
         let mut forged = t.clone().into_bytes();
         let at = forged.len() - 3;
         forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
-        assert_eq!(cache.verify(&keys, &forged, "iss", "svc", NOW, 0).unwrap_err(), VerifyError::BadSignature);
+        assert_eq!(
+            cache
+                .verify(&keys, &forged, "iss", "svc", NOW, 0)
+                .unwrap_err(),
+            VerifyError::BadSignature
+        );
         // Another key set (a reload with a new key) does not trust what the old one verified.
         let (_other_dir, other) = key_set();
-        assert_eq!(cache.verify(&other, &t, "iss", "svc", NOW, 0).unwrap_err(), VerifyError::UnknownKey);
+        assert_eq!(
+            cache.verify(&other, &t, "iss", "svc", NOW, 0).unwrap_err(),
+            VerifyError::UnknownKey
+        );
     }
 
     /// The cache never grows past its capacity.

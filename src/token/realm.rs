@@ -108,6 +108,7 @@ struct Params {
     password: Option<String>,
 }
 
+#[allow(clippy::result_large_err)] // built once per refused request; boxing buys nothing here
 fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
     let mut p = Params::default();
     let mut services = 0;
@@ -243,7 +244,10 @@ pub async fn issue(
             description: e.to_string(),
             www_authenticate: Some(e.www_authenticate(constraint)),
             retry_after: (e.status() == 503).then_some(10),
-            dpop_nonce: e.needs_nonce().then(|| authority.fresh_nonce(now)).flatten(),
+            dpop_nonce: e
+                .needs_nonce()
+                .then(|| authority.fresh_nonce(now))
+                .flatten(),
         })?;
     let policy = &settings.policy;
     let anonymous = caller.is_none();

@@ -100,7 +100,11 @@ impl Registry {
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr())
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr()
+        )
     }
 
     /// `127.0.0.1:PORT`.

@@ -186,7 +186,11 @@ impl SidecarConfig {
 
     /// `https` when the patch turns TLS on, else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.patch.pointer("/server/tls").is_some_and(|t| !t.is_null()) {
+        if self
+            .patch
+            .pointer("/server/tls")
+            .is_some_and(|t| !t.is_null())
+        {
             "https"
         } else {
             "http"
