@@ -126,8 +126,8 @@ impl Sidecar {
         if waiting.is_empty() {
             respond::text(session, 200, "ready").await
         } else {
-            let body = serde_json::json!({ "ready": false, "waiting": waiting });
-            respond::json(session, 503, &body, &[]).await
+            // SPEC: a JSON list of what is not ready.
+            respond::json(session, 503, &waiting, &[]).await
         }
     }
 

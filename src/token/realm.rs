@@ -129,14 +129,14 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
             Some("password") | None => {}
             Some(other) => {
                 return Err(Rejection::malformed(
-                    "malformed_request",
+                    "invalid_request",
                     format!("grant_type `{other}` is not supported; use password, or GET"),
                 ))
             }
         }
         if form.iter().filter(|(k, _)| k == "password").count() > 1 {
             return Err(Rejection::malformed(
-                "malformed_request",
+                "invalid_request",
                 "password is repeated",
             ));
         }
@@ -155,7 +155,7 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
             "scope" => p.scopes.push(value),
             "access_token" => {
                 return Err(Rejection::malformed(
-                    "malformed_request",
+                    "invalid_request",
                     "an access token is never accepted in the query or form; send it in the Authorization header",
                 ))
             }
