@@ -194,13 +194,9 @@ fn proof_key(jose: &Map<String, Value>) -> Result<(PublicKey, jsonwebtoken::Algo
     if jose.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(DpopError::Header("typ is not dpop+jwt"));
     }
-    let alg = jose
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(header::algorithm)
-        .ok_or(DpopError::Header(
-            "alg is not an allowed asymmetric algorithm",
-        ))?;
+    let alg = header::header_algorithm(jose).ok_or(DpopError::Header(
+        "alg is not an allowed asymmetric algorithm",
+    ))?;
     if jose.contains_key("crit") {
         return Err(DpopError::Header("crit is not supported"));
     }

@@ -53,6 +53,11 @@ pub fn algorithm(name: &str) -> Option<Algorithm> {
     ALGORITHMS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
 }
 
+/// The allowed algorithm a JOSE header's `alg` names, if it names one.
+pub fn header_algorithm(jose: &serde_json::Map<String, serde_json::Value>) -> Option<Algorithm> {
+    jose.get("alg").and_then(|a| a.as_str()).and_then(algorithm)
+}
+
 /// Strict base64url: no padding, no foreign characters, no stray trailing bits.
 pub fn b64url(segment: &str) -> Result<Vec<u8>, JoseError> {
     URL_SAFE_NO_PAD

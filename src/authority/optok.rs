@@ -84,13 +84,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, OpTokError> {
     }
     let jws = header::parse_compact(token).map_err(OpTokError::Malformed)?;
     let jose = &jws.header;
-    let alg = jose
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(header::algorithm)
-        .ok_or(OpTokError::Header(
-            "alg is not an allowed asymmetric algorithm",
-        ))?;
+    let alg = header::header_algorithm(jose).ok_or(OpTokError::Header(
+        "alg is not an allowed asymmetric algorithm",
+    ))?;
     if FORBIDDEN_HEADER.iter().any(|name| jose.contains_key(*name)) {
         return Err(OpTokError::Header("carries jku, x5u, jwk, x5c or crit"));
     }
