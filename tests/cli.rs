@@ -456,7 +456,11 @@ fn test_sends_credentials_only_to_a_safe_realm() {
         "{text}"
     );
     assert!(text.contains("--allow-realm-host localhost"), "{text}");
-    assert_eq!(authorized(&seen), 0, "credentials reached the realm: {seen:?}");
+    assert_eq!(
+        authorized(&seen),
+        0,
+        "credentials reached the realm: {seen:?}"
+    );
     assert!(!text.contains("signature-of-the-optok"), "{text}");
 
     // Named with --allow-realm-host, the same realm gets them (the recorder works).
@@ -562,4 +566,141 @@ fn test_names_a_registry_that_refuses_the_sidecars_tokens() {
         "{warning}"
     );
     sidecar.assert_log_free_of(&[&optok]);
+}
+
+/// Item 12: `check-config` and `serve` list every problem of a file in one run — here two
+/// unknown keys and one invalid value — each at `file:line:column` with its YAML path.
+#[test]
+fn every_problem_of_a_file_is_listed_at_its_line() {
+    let keys = Keys::generate();
+    let text = valid(keys.path(), "http://127.0.0.1:9")
+        .replace(
+            "  senderConstraint: dpop\n",
+            "  senderConstraint: dpop\n  requried_audience: x\n",
+        )
+        .replace(
+            "defaultPlan: public\n",
+            "defaultPlan: public\ndefaultPlann: x\n",
+        )
+        .replace(
+            "  url: http://127.0.0.1:1\n",
+            "  url: http://127.0.0.1:1\n  connectTimeout: soon\n",
+        );
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let file = path.to_str().unwrap();
+    for (command, code) in [("check-config", 1), ("serve", 2)] {
+        let out = run(&["--config", file, command], &[]);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{command}: {said}");
+        for (at, what) in [
+            (
+                format!(
+                    "{file}:{}:3: authority.requried_audience:",
+                    line_of("requried_audience")
+                ),
+                "unknown field",
+            ),
+            (
+                format!("{file}:{}:1: defaultPlann:", line_of("defaultPlann")),
+                "unknown field",
+            ),
+            (
+                format!(
+                    "{file}:{}:3: upstream.connectTimeout:",
+                    line_of("connectTimeout")
+                ),
+                "`soon` is not a duration",
+            ),
+        ] {
+            assert!(
+                said.lines().any(|l| l.starts_with(&at) && l.contains(what)),
+                "{command}: no `{at} ... {what}` in:\n{said}"
+            );
+        }
+    }
+}
+
+/// Item 12: a problem caused by an environment override is blamed on the variable, not on
+/// the file, which is correct.
+#[test]
+fn a_bad_override_names_the_variable() {
+    let keys = Keys::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, valid(keys.path(), "http://127.0.0.1:9")).unwrap();
+    let file = path.to_str().unwrap();
+    for (command, code) in [("check-config", 1), ("serve", 2)] {
+        let out = run(
+            &["--config", file, command],
+            &[
+                ("REGISTRY_TOKEN_SIGNING__LIFETIME", "soon"),
+                ("REGISTRY_TOKEN_PLANS__7__NAME", "x"),
+            ],
+        );
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{said}");
+        assert!(
+            said.lines().any(
+                |l| l.starts_with("REGISTRY_TOKEN_SIGNING__LIFETIME: signing.lifetime: `soon`")
+            ),
+            "{said}"
+        );
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with("REGISTRY_TOKEN_PLANS__7__NAME: ") && l.contains("index 7")),
+            "{said}"
+        );
+        assert!(
+            !said
+                .lines()
+                .any(|l| l.contains(file) && (l.contains("lifetime") || l.contains("index 7"))),
+            "the file is blamed:\n{said}"
+        );
+    }
+}
+
+/// Item 12: a rejected hot reload logs where the problem is, as `file:line:column`, and the
+/// previous configuration stays in force.
+#[test]
+fn a_rejected_reload_logs_file_line_and_column() {
+    let stack = Stack::start();
+    let sidecar = &stack.sidecar;
+    let good = sidecar.render(sidecar.config());
+    let bad = good.replace(
+        "defaultPlan: public",
+        "defaultPlan: public\ndefaultPlann: gold",
+    );
+    assert_ne!(good, bad, "the rendered config has defaultPlan");
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("defaultPlann"))
+        .unwrap()
+        + 1;
+    let before = sidecar.metric(
+        "registry_token_config_reloads_total",
+        &[("result", "error")],
+    );
+    sidecar.write(&bad);
+    sidecar.wait_metric_above(
+        "registry_token_config_reloads_total",
+        &[("result", "error")],
+        before,
+    );
+    let at = format!("{}:{line}:1", sidecar.config_path().display());
+    let logged = poll(
+        Duration::from_secs(10),
+        "the reload error in the log",
+        || {
+            sidecar
+                .log()
+                .lines()
+                .find(|l| l.contains("configuration rejected") && l.contains("defaultPlann"))
+                .map(str::to_string)
+        },
+    );
+    assert!(logged.contains(&at), "no `{at}` in: {logged}");
+    assert_eq!(sidecar.generation(), 1.0, "the bad file took effect");
 }

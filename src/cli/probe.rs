@@ -844,10 +844,7 @@ mod tests {
         match (refused, verdict) {
             (None, None) => {}
             (Some(says), Some((why, fix))) => {
-                assert!(
-                    why.contains(says) || fix.contains(says),
-                    "{why}; {fix}"
-                )
+                assert!(why.contains(says) || fix.contains(says), "{why}; {fix}")
             }
             (want, got) => panic!("{base} → {realm}: expected {want:?}, got {got:?}"),
         }

@@ -48,7 +48,9 @@ fn key_of(text: &str) -> Option<&str> {
             return after.trim_start().starts_with(':').then_some(key);
         }
     }
-    let colon = text.find(": ").or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
+    let colon = text
+        .find(": ")
+        .or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
     Some(text[..colon].trim_end())
 }
 

@@ -894,7 +894,10 @@ mod tests {
             "{errors:#?}"
         );
         let report = errors[0].report(Path::new("c.yaml"));
-        assert!(report.starts_with("c.yaml:6:3: registry.requried_audience: unknown field"), "{report}");
+        assert!(
+            report.starts_with("c.yaml:6:3: registry.requried_audience: unknown field"),
+            "{report}"
+        );
     }
 
     /// An unknown key is named in the message, so the operator sees the typo.

@@ -651,7 +651,10 @@ mod tests {
             fs::read(a.join("ca.crt")).unwrap(),
             fs::read(b.join("ca.crt")).unwrap()
         );
-        assert!(chain_verifies(&a.join("ca.crt"), &b.join("signing-chain.crt")));
+        assert!(chain_verifies(
+            &a.join("ca.crt"),
+            &b.join("signing-chain.crt")
+        ));
         assert!(!a.join("ca").exists() && !b.join("ca").exists());
         assert_eq!(mode(&tmp.path().join("offline/ca")), 0o700);
     }
@@ -671,7 +674,10 @@ mod tests {
         fs::rename(out.join("ca/ca.key"), out.join("ca.key")).unwrap();
         fs::remove_dir_all(out.join("ca")).unwrap();
         let g = keygen(KeyAlg::Es256, out, "r", "s", "i").unwrap();
-        assert_eq!(g.moved_ca_key.as_deref(), Some(out.join("ca.key").as_path()));
+        assert_eq!(
+            g.moved_ca_key.as_deref(),
+            Some(out.join("ca.key").as_path())
+        );
         assert!(!out.join("ca.key").exists());
         assert_eq!(fs::read(out.join("ca/ca.key")).unwrap(), ca_key);
         assert_eq!(mode(&out.join("ca/ca.key")), 0o600);

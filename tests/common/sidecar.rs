@@ -43,10 +43,7 @@ impl Keys {
             .prefix("e2e-keys")
             .tempdir()
             .unwrap();
-        let ca = tempfile::Builder::new()
-            .prefix("e2e-ca")
-            .tempdir()
-            .unwrap();
+        let ca = tempfile::Builder::new().prefix("e2e-ca").tempdir().unwrap();
         let out = Command::new(BIN)
             .args(["keygen", "--alg", "ES256", "--out"])
             .arg(dir.path())
