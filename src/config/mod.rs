@@ -873,7 +873,8 @@ mod tests {
             "soon".to_string(),
         )];
         let errors = check(&text, vars).unwrap_err();
-        let found: Vec<(&str, Option<(usize, usize)>, Option<&str>)> = errors
+        type Origin<'a> = (&'a str, Option<(usize, usize)>, Option<&'a str>);
+        let found: Vec<Origin> = errors
             .iter()
             .map(|e| (e.path.as_str(), e.location, e.variable.as_deref()))
             .collect();
