@@ -16,8 +16,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin registry-token \
- && mkdir -p /etc/registry-token/keys \
- && chown registry-token /etc/registry-token/keys
+ && mkdir -p /etc/registry-token/keys /etc/registry-token/ca /etc/registry-token/trust \
+ && chown registry-token /etc/registry-token/keys /etc/registry-token/ca /etc/registry-token/trust \
+ && chmod 700 /etc/registry-token/ca
 COPY --from=build /src/target/release/registry-token /usr/local/bin/registry-token
 USER 10001
 # Main listener (registry clients) and admin listener (/metrics).

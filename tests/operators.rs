@@ -708,6 +708,40 @@ fn compose_file_is_valid() {
         "the registry must be reachable only through the sidecar"
     );
     assert_eq!(compose["networks"]["backend"]["internal"], true);
+
+    // SECURITY 77: the CA's private key (volume `ca`) reaches no running service; the registry
+    // mounts only the `trust` volume, which holds ca.crt.
+    let mounts = |service: &str| -> Vec<String> {
+        compose["services"][service]["volumes"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|m| m.as_str())
+                    .map(|m| m.split(':').next().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for service in ["registry", "registry-token", "prometheus"] {
+        assert!(
+            !mounts(service).contains(&"ca".to_string()),
+            "{service} mounts the CA volume"
+        );
+    }
+    assert!(mounts("keygen").contains(&"ca".to_string()));
+    assert!(
+        !mounts("registry").contains(&"keys".to_string()),
+        "the registry mounts the signing key's volume"
+    );
+    assert!(mounts("registry").contains(&"trust".to_string()));
+    let registry_config = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/compose/registry.yml"),
+    )
+    .unwrap();
+    assert!(
+        registry_config.contains("rootcertbundle: /etc/registry-token/trust/ca.crt"),
+        "{registry_config}"
+    );
 }
 
 /// The alert rules load in promtool, fire in its unit tests, and Prometheus' config is valid.

@@ -114,7 +114,7 @@ fn registry_accepts_x5c_tokens(#[case] alg: KeyAlg) {
 fn registry_accepts_kid_of_a_bundle_key_without_x5c() {
     let dir = tempfile::tempdir().unwrap();
     keygen_keys(KeyAlg::Es256, dir.path());
-    let keys = KeySet::load(&signing(dir.path().join("keys/ca.key"), None)).unwrap();
+    let keys = KeySet::load(&signing(dir.path().join("keys/ca/ca.key"), None)).unwrap();
     let registry = registry(&dir.path().join("keys/ca.crt"));
     let token = keys.sign(&claims("acme/app")).unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -128,7 +128,7 @@ fn registry_accepts_kid_of_a_bundle_key_without_x5c() {
     assert_eq!(get(&registry, "/v2/acme/app/tags/list", &token), 404);
 
     // The same key under a thumbprint kid is unknown to 2.8.
-    let mut cfg = signing(dir.path().join("keys/ca.key"), None);
+    let mut cfg = signing(dir.path().join("keys/ca/ca.key"), None);
     cfg.key_id_format = KeyIdFormat::Thumbprint;
     let thumb = KeySet::load(&cfg)
         .unwrap()

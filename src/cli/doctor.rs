@@ -27,8 +27,8 @@ pub const CHECKS: &[&str] = &[
     "check.plans",
 ];
 
-/// A leaf certificate expiring sooner than this is a warning.
-const CERT_WARN_DAYS: u32 = 30;
+/// A leaf certificate ending sooner than this is a warning (SPEC 7 "Keys on disk").
+const CERT_WARN_DAYS: u32 = 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -257,6 +257,14 @@ fn signing_key(s: &Settings) -> Finding {
         key.algorithm(),
         s.keys.previous.len()
     );
+    // The folder the sidecar reads its key from must not hold the CA's key (SECURITY 77).
+    let folder = Path::new(&s.file.signing.key_path)
+        .parent()
+        .unwrap_or(Path::new("."));
+    let ca_key = folder.join("ca.key");
+    if ca_key.exists() {
+        return Finding::warn(CHECK, format!("{summary}; {} is the CA's private key, beside the signing key: whoever reads the sidecar's keys can mint tokens the registry trusts", ca_key.display()), format!("move it out of what the sidecar and registry mount: `install -d -m 700 {dir}/ca && mv {key} {dir}/ca/` (keygen finds the CA there for the next rotation)", dir = folder.display(), key = ca_key.display()));
+    }
     let Some(chain) = &s.file.signing.certificate_chain else {
         if s.file.signing.key_id_format == "thumbprint" || s.file.signing.key_id.is_some() {
             return Finding::warn(CHECK, format!("{summary}; no certificateChain, and a kid Distribution 2.8 cannot look up in its rootcertbundle"), "set signing.certificateChain (keygen's signing-chain.crt) so tokens carry x5c, or use keyIdFormat: libtrust on Distribution 2.x");
@@ -282,8 +290,8 @@ fn signing_key(s: &Settings) -> Finding {
     } else if leaf.not_after() < soon {
         Finding::warn(
             CHECK,
-            format!("{summary}; the leaf certificate expires on {expires}"),
-            "rotate soon: `registry-token keygen --out DIR` keeps the CA and writes a new leaf",
+            format!("{summary}; the leaf certificate expires on {expires}, within {CERT_WARN_DAYS} days"),
+            "rotate now: `registry-token keygen --out DIR` keeps the CA and writes a new leaf; list the old one in signing.previousKeys and reload",
         )
     } else {
         Finding::pass(

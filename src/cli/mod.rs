@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config;
-use crate::token::{keygen, KeyAlg};
+use crate::token::{keygen_with, KeyAlg, KeygenOptions};
 
 /// An auth sidecar for OCI registries: token realm, sender-constrained tokens, enforcing proxy.
 #[derive(Debug, Parser)]
@@ -51,9 +51,17 @@ pub enum Command {
         /// ES256, RS256 or EdDSA (Distribution 2.8 verifies ES256 and RS256 only)
         #[arg(long, default_value = "ES256")]
         alg: KeyAlg,
-        /// Folder to write into (created if missing; an existing CA is kept)
+        /// Folder the services mount: signing.pem, signing-chain.crt, jwks.json, ca.crt
+        /// (created if missing)
         #[arg(long)]
         out: PathBuf,
+        /// Folder for the CA's private key, mounted by no service (created 0700; an existing CA
+        /// there is kept) [default: OUT/ca]
+        #[arg(long)]
+        ca_dir: Option<PathBuf>,
+        /// How long the signing certificate is valid, like 90d or 2160h (1h to 365d)
+        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        cert_lifetime: std::time::Duration,
         /// The realm to print in the registry's `auth.token` snippet
         #[arg(long, default_value = "https://registry.example.com/token")]
         realm: String,
@@ -87,6 +95,10 @@ pub enum Command {
         /// A P-256 private key (PEM) to sign DPoP proofs with
         #[arg(long)]
         dpop_key: Option<PathBuf>,
+        /// Send credentials to a realm on this host too (HOST or HOST:PORT, repeatable); by
+        /// default only the registry's own host, over https or loopback, gets them
+        #[arg(long = "allow-realm-host", value_name = "HOST")]
+        allow_realm_hosts: Vec<String>,
         /// Show request and response headers (credentials redacted)
         #[arg(long)]
         verbose: bool,
@@ -134,8 +146,8 @@ pub fn run(cli: Cli) -> ExitCode {
             match config::load(&path) {
                 Ok(settings) => crate::server::run(settings, path, upgrade),
                 Err(errors) => {
-                    for e in &errors.errors {
-                        eprintln!("{}: {e}", errors.file.display());
+                    for line in errors.lines() {
+                        eprintln!("{line}");
                     }
                     ExitCode::from(2)
                 }
@@ -153,8 +165,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(errors) => {
-                for e in &errors.errors {
-                    eprintln!("{}: {e}", errors.file.display());
+                for line in errors.lines() {
+                    eprintln!("{line}");
                 }
                 ExitCode::from(1)
             }
@@ -162,15 +174,44 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keygen {
             alg,
             out,
+            ca_dir,
+            cert_lifetime,
             realm,
             service,
             issuer,
-        } => match keygen(alg, &out, &realm, &service, &issuer) {
+        } => match keygen_with(&KeygenOptions {
+            alg,
+            out,
+            ca_dir,
+            cert_lifetime,
+            realm,
+            service,
+            issuer,
+        }) {
             Ok(generated) => {
+                if let Some(old) = &generated.moved_ca_key {
+                    println!(
+                        "moved the CA's private key {} into {}",
+                        old.display(),
+                        generated.ca_dir.display()
+                    );
+                }
                 println!(
-                    "wrote ca.crt, ca.key, signing.pem, signing-chain.crt, jwks.json to {}",
+                    "wrote signing.pem, signing-chain.crt (valid until {}), jwks.json, ca.crt to {}",
+                    generated.not_after,
                     generated.dir.display()
                 );
+                println!(
+                    "the CA's private key is in {}: mount {} without it into the sidecar, only ca.crt into the registry",
+                    generated.ca_dir.display(),
+                    generated.dir.display()
+                );
+                if let Some(previous) = &generated.previous {
+                    println!(
+                        "the replaced signing certificate is {}: list it in signing.previousKeys",
+                        previous.display()
+                    );
+                }
                 println!(
                     "\nFor the registry's configuration:\n\n{}",
                     generated.snippet
@@ -191,13 +232,17 @@ pub fn run(cli: Cli) -> ExitCode {
             scopes,
             optok,
             dpop_key,
+            allow_realm_hosts,
             verbose,
         } => probe::run(
             &url,
-            &scopes,
-            optok.as_deref(),
-            dpop_key.as_deref(),
-            verbose,
+            &probe::ProbeOptions {
+                scopes: &scopes,
+                optok: optok.as_deref(),
+                dpop_key: dpop_key.as_deref(),
+                allow_realm_hosts: &allow_realm_hosts,
+                verbose,
+            },
         ),
     }
 }

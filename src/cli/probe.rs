@@ -3,6 +3,10 @@
 //! docker would use), retries `/v2/` and each scope's route with it, and prints every step with
 //! its status, timing and the server's reason. Secrets are never printed: `--verbose` shows
 //! `Authorization: DPoP <redacted 812 bytes>`.
+//!
+//! Credentials go to a realm only over https (plain http only on loopback) and only on the
+//! registry's own host, unless `--allow-realm-host` names the realm's host (SPEC 7): a
+//! challenge is chosen by whoever answers `/v2/`, and must not be able to collect them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
+
+use crate::config::is_loopback;
 
 /// Time allowed for each HTTP request.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -109,14 +115,26 @@ enum Credentials {
     Anonymous,
 }
 
+/// What `test URL` is asked to do.
+#[derive(Debug, Default)]
+pub struct ProbeOptions<'a> {
+    pub scopes: &'a [String],
+    pub optok: Option<&'a Path>,
+    pub dpop_key: Option<&'a Path>,
+    /// Realm hosts (`host` or `host:port`) trusted with credentials besides the registry's own.
+    pub allow_realm_hosts: &'a [String],
+    pub verbose: bool,
+}
+
 /// Runs `test URL`; 0 when every step passed, 1 when one failed, 2 on a usage error.
-pub fn run(
-    url: &str,
-    scopes: &[String],
-    optok: Option<&Path>,
-    dpop_key: Option<&Path>,
-    verbose: bool,
-) -> ExitCode {
+pub fn run(url: &str, options: &ProbeOptions<'_>) -> ExitCode {
+    let ProbeOptions {
+        scopes,
+        optok,
+        dpop_key,
+        allow_realm_hosts,
+        verbose,
+    } = *options;
     let prepared = base_url(url).and_then(|base| {
         for scope in scopes {
             route_of(scope)?;
@@ -138,6 +156,7 @@ pub fn run(
     let probe = Probe {
         http: http_client(),
         verbose,
+        allow_realm_hosts: allow_realm_hosts.to_vec(),
     };
     if runtime.block_on(probe.flow(&base, scopes, &credentials)) {
         println!("ok    the flow works");
@@ -421,6 +440,41 @@ impl Answer {
 struct Probe {
     http: reqwest::Client,
     verbose: bool,
+    /// `--allow-realm-host`.
+    allow_realm_hosts: Vec<String>,
+}
+
+/// Why credentials must not be sent to `realm`, and what to do: `None` when they may
+/// (https or loopback, and the registry's host or one of `allowed`).
+fn realm_refusal(base: &Url, realm: &Url, allowed: &[String]) -> Option<(String, String)> {
+    let host = realm.host_str().unwrap_or_default();
+    let secure = realm.scheme() == "https" || (realm.scheme() == "http" && is_loopback(realm));
+    if !secure {
+        return Some((
+            format!("the realm is `{}` to `{host}`, which is not loopback: they would cross the network in clear", realm.scheme()),
+            "the registry must name an https realm".into(),
+        ));
+    }
+    let same_host = base
+        .host_str()
+        .is_some_and(|b| b.eq_ignore_ascii_case(host));
+    let with_port = realm
+        .port_or_known_default()
+        .map(|p| format!("{host}:{p}"))
+        .unwrap_or_default();
+    let allowed = allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(&with_port));
+    if !same_host && !allowed {
+        return Some((
+            format!(
+                "the realm's host `{host}` is not the registry's host `{}`",
+                base.host_str().unwrap_or_default()
+            ),
+            format!("if you trust `{host}` with them, pass --allow-realm-host {host}"),
+        ));
+    }
+    None
 }
 
 impl Probe {
@@ -532,6 +586,13 @@ impl Probe {
                 "no credentials (none given, none in docker's config)".to_string()
             }
         };
+        let anonymous = matches!(credentials, Credentials::Anonymous);
+        if !anonymous {
+            if let Some((why, fix)) = realm_refusal(base, &token_url, &self.allow_realm_hosts) {
+                println!("FAIL  token: {how} not sent to {realm}: {why}; {fix}");
+                return false;
+            }
+        }
         let Some(answer) = self.get("token", token_url.as_str(), headers).await else {
             return false;
         };
@@ -546,6 +607,17 @@ impl Probe {
                     describe_token(token, &answer.body)
                 );
                 token.to_string()
+            }
+            // Without credentials or a scope there is nothing to ask for but a login, which a
+            // registry that wants credentials refuses: the challenge and that refusal are the
+            // healthy answers.
+            (401, _) if anonymous && scopes.is_empty() => {
+                println!(
+                    "ok    token: GET {realm} without credentials → 401 in {} ms ({}): anonymous login refused, as expected; pass --scope to check anonymous pulls, --optok to check a login",
+                    answer.millis,
+                    answer.reason()
+                );
+                return true;
             }
             (status, _) => {
                 println!(
@@ -566,6 +638,14 @@ impl Probe {
         else {
             return false;
         };
+        if retry.status == 401 {
+            println!(
+                "FAIL  retry: GET {ping} with the token the realm just issued → 401 in {} ms ({}): the registry refuses the realm's tokens; its auth.token issuer, service or rootcertbundle does not match the signer — run `registry-token doctor --check check.upstream-trusts-tokens` where the sidecar runs",
+                retry.millis,
+                retry.reason()
+            );
+            return false;
+        }
         if retry.status != 200 {
             println!(
                 "FAIL  retry: GET {ping} with the token → {} in {} ms: {}",
@@ -733,6 +813,41 @@ mod tests {
     #[case("http://h:5000/v2/", "http://h:5000/")]
     fn urls_normalise(#[case] text: &str, #[case] base: &str) {
         assert_eq!(base_url(text).unwrap().as_str(), base);
+    }
+
+    /// SPEC 7: credentials go only over https or loopback, and only to the registry's host or
+    /// a host given with --allow-realm-host.
+    #[rstest]
+    #[case::same_host_https("https://r.example", "https://r.example/token", &[], None)]
+    #[case::other_port_same_host("https://r.example:5000", "https://r.example/token", &[], None)]
+    #[case::loopback_http("http://127.0.0.1:8085", "http://127.0.0.1:8085/token", &[], None)]
+    #[case::loopback_other_name("http://127.0.0.1:8085", "http://localhost:9/token", &[], Some("--allow-realm-host localhost"))]
+    #[case::other_host("https://r.example", "https://evil.example/token", &[], Some("not the registry's host"))]
+    #[case::other_host_allowed("https://r.example", "https://auth.example/token", &["auth.example"], None)]
+    #[case::other_host_port_allowed("https://r.example", "https://auth.example:8443/token", &["auth.example:8443"], None)]
+    #[case::allowed_other_port_only("https://r.example", "https://auth.example/token", &["auth.example:8443"], Some("--allow-realm-host auth.example"))]
+    #[case::plain_http_same_host("http://r.example", "http://r.example/token", &[], Some("in clear"))]
+    #[case::plain_http_allowed_host("https://r.example", "http://auth.example/token", &["auth.example"], Some("in clear"))]
+    #[case::loopback_registry_remote_realm("http://127.0.0.1:8085", "https://evil.example/token", &[], Some("not the registry's host"))]
+    fn realms_get_credentials_only_when_safe(
+        #[case] base: &str,
+        #[case] realm: &str,
+        #[case] allowed: &[&str],
+        #[case] refused: Option<&str>,
+    ) {
+        let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+        let verdict = realm_refusal(
+            &Url::parse(base).unwrap(),
+            &Url::parse(realm).unwrap(),
+            &allowed,
+        );
+        match (refused, verdict) {
+            (None, None) => {}
+            (Some(says), Some((why, fix))) => {
+                assert!(why.contains(says) || fix.contains(says), "{why}; {fix}")
+            }
+            (want, got) => panic!("{base} → {realm}: expected {want:?}, got {got:?}"),
+        }
     }
 
     /// A proof is a compact JWS whose signature is 64 raw bytes, bound to the OpTok by `ath`.

@@ -18,6 +18,17 @@ pub fn apply(
     root: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Vec<ConfigError> {
+    apply_traced(root, vars).1
+}
+
+/// Applies every override in `vars` to `root`; returns the `(YAML path, variable)` of each one
+/// applied, so that a problem in its value can name the variable rather than the file, and a
+/// problem (named by variable) for each that could not apply.
+pub fn apply_traced(
+    root: &mut Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, String)>, Vec<ConfigError>) {
+    let mut applied = Vec::new();
     let mut errors = Vec::new();
     let mut vars: Vec<_> = vars
         .into_iter()
@@ -27,15 +38,21 @@ pub fn apply(
     vars.sort();
     for (name, raw) in vars {
         let levels: Vec<&str> = name[PREFIX.len()..].split("__").collect();
+        let failed = |message: String| ConfigError {
+            variable: Some(name.clone()),
+            ..ConfigError::new("", message)
+        };
         if levels.iter().any(|l| l.is_empty()) {
-            errors.push(ConfigError::new(name, "empty level in the variable name"));
+            errors.push(failed("empty level in the variable name".into()));
             continue;
         }
-        if let Err(message) = set(root, &levels, value_of(&raw)) {
-            errors.push(ConfigError::new(name, message));
+        let mut path = String::new();
+        match set(root, &levels, value_of(&raw), &mut path) {
+            Ok(()) => applied.push((path, name)),
+            Err(message) => errors.push(failed(message)),
         }
     }
-    errors
+    (applied, errors)
 }
 
 /// Lists and maps are read as YAML flow (`[a, b]`); every other value stays a string, except
@@ -63,7 +80,8 @@ fn canonical(level: &str) -> String {
         .unwrap_or_else(|| level.to_ascii_lowercase())
 }
 
-fn set(node: &mut Value, levels: &[&str], value: Value) -> Result<(), String> {
+/// Sets `levels` below `node` to `value`, writing the YAML path it took into `path`.
+fn set(node: &mut Value, levels: &[&str], value: Value, path: &mut String) -> Result<(), String> {
     let Some((first, rest)) = levels.split_first() else {
         *node = value;
         return Ok(());
@@ -80,7 +98,8 @@ fn set(node: &mut Value, levels: &[&str], value: Value) -> Result<(), String> {
             let item = items
                 .get_mut(index)
                 .ok_or_else(|| format!("index {index} is past the list's end ({len} items)"))?;
-            set(item, rest, value)
+            path.push_str(&format!("[{index}]"));
+            set(item, rest, value, path)
         }
         Value::Mapping(map) => {
             let existing = map
@@ -88,8 +107,12 @@ fn set(node: &mut Value, levels: &[&str], value: Value) -> Result<(), String> {
                 .find(|k| k.as_str().is_some_and(|s| s.eq_ignore_ascii_case(first)))
                 .cloned();
             let key = existing.unwrap_or_else(|| Value::String(canonical(first)));
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key.as_str().unwrap_or(first));
             let child = map.entry(key).or_insert(Value::Null);
-            set(child, rest, value)
+            set(child, rest, value, path)
         }
         _ => Err(format!("`{first}` is below a value that is not a mapping")),
     }
@@ -143,12 +166,40 @@ mod tests {
                 ("REGISTRY_TOKEN_SIGNING__LIFETIME__X", "1"),
             ]),
         );
-        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        let variables: Vec<_> = errors.iter().map(|e| e.variable.as_deref()).collect();
+        assert_eq!(
+            variables,
+            [
+                Some("REGISTRY_TOKEN_PLANS__3__NAME"),
+                Some("REGISTRY_TOKEN_SIGNING__LIFETIME__X")
+            ]
+        );
+    }
+
+    /// Each applied override is traced to the YAML path it set, in the file's spelling.
+    #[test]
+    fn applied_overrides_are_traced() {
+        let mut root: Value =
+            serde_yaml_ng::from_str("signing:\n  lifetime: 5m\nplans:\n  - name: a\n").unwrap();
+        let (applied, errors) = apply_traced(
+            &mut root,
+            vars(&[
+                ("REGISTRY_TOKEN_SIGNING__LIFETIME", "10m"),
+                ("REGISTRY_TOKEN_PLANS__0__NAME", "b"),
+                ("REGISTRY_TOKEN_AUTHORITY__CLOCKSKEW", "1s"),
+            ]),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let paths: Vec<(&str, &str)> = applied
+            .iter()
+            .map(|(p, v)| (p.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             paths,
             [
-                "REGISTRY_TOKEN_PLANS__3__NAME",
-                "REGISTRY_TOKEN_SIGNING__LIFETIME__X"
+                ("authority.clockSkew", "REGISTRY_TOKEN_AUTHORITY__CLOCKSKEW"),
+                ("plans[0].name", "REGISTRY_TOKEN_PLANS__0__NAME"),
+                ("signing.lifetime", "REGISTRY_TOKEN_SIGNING__LIFETIME"),
             ]
         );
     }

@@ -6,6 +6,7 @@
 
 pub mod env;
 pub mod file;
+pub mod locate;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -31,11 +32,15 @@ const REPLAY_CAPACITY: usize = 100_000;
 /// Actions a plan may grant.
 const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
 
-/// One problem in the configuration, with the YAML path (or variable) it concerns.
+/// One problem in the configuration, with the YAML path it concerns and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
     pub path: String,
     pub message: String,
+    /// The `REGISTRY_TOKEN_...` override that set the value at fault; `None`: the file did.
+    pub variable: Option<String>,
+    /// `(line, column)` in the file, 1-based, when known.
+    pub location: Option<(usize, usize)>,
 }
 
 impl ConfigError {
@@ -43,7 +48,23 @@ impl ConfigError {
         ConfigError {
             path: path.into(),
             message: message.into(),
+            variable: None,
+            location: None,
         }
+    }
+
+    /// Where to look: `VARIABLE` for an override, else `file:line:column` (or `file`).
+    pub fn origin(&self, file: &Path) -> String {
+        match (&self.variable, self.location) {
+            (Some(variable), _) => variable.clone(),
+            (None, Some((line, column))) => format!("{}:{line}:{column}", file.display()),
+            (None, None) => file.display().to_string(),
+        }
+    }
+
+    /// One line for an operator: origin, YAML path, message.
+    pub fn report(&self, file: &Path) -> String {
+        format!("{}: {self}", self.origin(file))
     }
 }
 
@@ -64,11 +85,16 @@ pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
 }
 
+impl ConfigErrors {
+    /// One line per problem, each naming its file position or environment variable.
+    pub fn lines(&self) -> Vec<String> {
+        self.errors.iter().map(|e| e.report(&self.file)).collect()
+    }
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file.display())?;
-        let all: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
-        write!(f, "{}", all.join("; "))
+        write!(f, "{}", self.lines().join("; "))
     }
 }
 
@@ -186,40 +212,194 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
             format!("cannot read the file: {e}"),
         )])
     })?;
-    let file = parse(&text, std::env::vars()).map_err(fail)?;
-    validate(file).map_err(fail)
+    check(&text, std::env::vars()).map_err(fail)
 }
 
-/// Parses YAML text, applies the overrides in `vars`, and types it (unknown keys refused).
+/// What `load` does once the file is read: every problem of the text and of the overrides in
+/// `vars` (unknown keys, wrong types, invalid values), each with its origin.
+pub fn check(
+    text: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, Vec<ConfigError>> {
+    let Parsed {
+        file,
+        mut errors,
+        overridden,
+        set_aside,
+    } = parse_all(text, vars);
+    let settings = file.and_then(|file| {
+        validate(file)
+            .map_err(|problems| {
+                // A value set aside as mistyped is reported already; its default is not.
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .filter(|p| !set_aside.iter().any(|r| under(&p.path, r))),
+                )
+            })
+            .ok()
+    });
+    match settings {
+        Some(settings) if errors.is_empty() => Ok(settings),
+        _ => Err(annotate(errors, text, &overridden)),
+    }
+}
+
+/// Parses YAML text, applies the overrides in `vars`, and types it (unknown keys refused);
+/// on failure, every problem found.
 pub fn parse(
     text: &str,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<FileConfig, Vec<ConfigError>> {
+    let parsed = parse_all(text, vars);
+    match parsed.file {
+        Some(file) if parsed.errors.is_empty() => Ok(file),
+        _ => Err(annotate(parsed.errors, text, &parsed.overridden)),
+    }
+}
+
+/// At most this many typing problems are collected from one file.
+const MAX_TYPE_PROBLEMS: usize = 100;
+
+/// The outcome of reading a file leniently.
+#[derive(Default)]
+struct Parsed {
+    /// The typed file once unknown and mistyped keys are set aside; `None` when it cannot be.
+    file: Option<FileConfig>,
+    errors: Vec<ConfigError>,
+    /// `(YAML path, variable)` of every override applied.
+    overridden: Vec<(String, String)>,
+    /// YAML paths removed because they were unknown or mistyped.
+    set_aside: Vec<String>,
+}
+
+/// Parses, applies the overrides, and types the file, collecting every unknown key and every
+/// mistyped value instead of stopping at the first (serde stops at one): each is reported,
+/// removed from the document, and typing goes on.
+fn parse_all(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Parsed {
+    let mut parsed = Parsed::default();
     if text.trim().is_empty() {
-        return Err(vec![ConfigError::new("", "the file is empty")]);
+        parsed
+            .errors
+            .push(ConfigError::new("", "the file is empty"));
+        return parsed;
     }
-    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("line {} column {}", l.line(), l.column()))
-            .unwrap_or_default();
-        vec![ConfigError::new(at, format!("not valid YAML: {e}"))]
-    })?;
+    let mut value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+        Ok(value) => value,
+        Err(e) => {
+            let mut error = ConfigError::new("", format!("not valid YAML: {e}"));
+            error.location = e.location().map(|l| (l.line(), l.column()));
+            parsed.errors.push(error);
+            return parsed;
+        }
+    };
     if !value.is_mapping() {
-        return Err(vec![ConfigError::new(
-            "",
-            "the file must be a YAML mapping",
-        )]);
+        parsed
+            .errors
+            .push(ConfigError::new("", "the file must be a YAML mapping"));
+        return parsed;
     }
-    let errors = env::apply(&mut value, vars);
-    if !errors.is_empty() {
-        return Err(errors);
+    let (overridden, env_errors) = env::apply_traced(&mut value, vars);
+    parsed.overridden = overridden;
+    parsed.errors.extend(env_errors);
+    for _ in 0..MAX_TYPE_PROBLEMS {
+        let e = match serde_path_to_error::deserialize::<_, FileConfig>(value.clone()) {
+            Ok(file) => {
+                parsed.file = Some(file);
+                break;
+            }
+            Err(e) => e,
+        };
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { at };
+        let message = e.into_inner().to_string();
+        let quoted = message.split('`').nth(1).unwrap_or_default().to_string();
+        if message.starts_with("missing field") {
+            // Nothing to set aside: report it, unless it is a key set aside just before.
+            if !parsed.set_aside.contains(&join(&at, &quoted)) {
+                parsed.errors.push(ConfigError::new(at, message));
+            }
+            break;
+        }
+        let path = match message.starts_with("unknown field") {
+            true if !at.ends_with(&quoted) || at.is_empty() => join(&at, &quoted),
+            _ => at,
+        };
+        parsed.errors.push(ConfigError::new(path.clone(), message));
+        if !set_aside(&mut value, &path) {
+            break;
+        }
+        parsed.set_aside.push(path);
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        vec![ConfigError::new(path, e.into_inner().to_string())]
-    })
+    parsed
+}
+
+/// `parent.key`, or `key` at the top.
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// True when `path` is `prefix` or inside it.
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Removes the mapping key at `path` from `value`; false when `path` is not a mapping key
+/// (a list item: removing it would shift the paths of the items after it).
+fn set_aside(value: &mut serde_yaml_ng::Value, path: &str) -> bool {
+    use locate::Step;
+    let Some(steps) = locate::steps(path) else {
+        return false;
+    };
+    let Some((Step::Key(last), parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for step in parents {
+        let next = match (step, node) {
+            (Step::Key(k), serde_yaml_ng::Value::Mapping(m)) => m.get_mut(*k),
+            (Step::Index(i), serde_yaml_ng::Value::Sequence(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        node = next;
+    }
+    match node {
+        serde_yaml_ng::Value::Mapping(m) => m.remove(*last).is_some(),
+        _ => false,
+    }
+}
+
+/// Names the origin of each problem: the overriding variable when the value at fault came
+/// from the environment, else the problem's line and column in `text`.
+fn annotate(
+    mut errors: Vec<ConfigError>,
+    text: &str,
+    overridden: &[(String, String)],
+) -> Vec<ConfigError> {
+    for e in &mut errors {
+        if e.variable.is_some() || e.location.is_some() {
+            continue;
+        }
+        // The deepest override that covers the path is the one at fault.
+        let by = overridden
+            .iter()
+            .filter(|(path, _)| under(&e.path, path))
+            .max_by_key(|(path, _)| path.len());
+        match by {
+            Some((_, variable)) => e.variable = Some(variable.clone()),
+            None if !e.path.is_empty() => e.location = locate::locate(text, &e.path),
+            None => {}
+        }
+    }
+    errors
 }
 
 /// Collects problems while validating, each under its YAML path.
@@ -649,10 +829,10 @@ mod tests {
     /// Files that are not valid are refused with the place of the problem (SECURITY 65).
     #[rstest]
     #[case::empty("", "")]
-    #[case::tab_indentation("authority:\n\tissuer: x\n", "line")]
+    #[case::tab_indentation("authority:\n\tissuer: x\n", "")]
     #[case::duplicate_key(
         "authority:\n  issuer: a\n  issuer: b\nregistry:\n  realm: x\n  service: y\n",
-        "line"
+        ""
     )]
     #[case::unknown_key(
         "authority:\n  issuer: a\n  requried_audience: x\nregistry:\n  realm: x\n  service: y\n",
@@ -672,6 +852,53 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].path.starts_with(path_starts), "{errors:?}");
         assert!(!errors[0].message.is_empty());
+    }
+
+    /// A YAML syntax error carries its line and column.
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let errors = parse("authority:\n  issuer: a\n  issuer: b\n", no_env()).unwrap_err();
+        assert_eq!(errors[0].location.map(|l| l.0), Some(2), "{errors:?}");
+    }
+
+    /// Every unknown key and every mistyped value of a file is reported in one run, each under
+    /// its path and at its line and column; a bad value from an override names the variable.
+    #[test]
+    fn every_problem_is_reported_with_its_origin() {
+        let text = format!(
+            "{MINIMAL}  requried_audience: x\ndefaultPlann: p\nsigning:\n  lifetime: [5m]\n  keyIdFormat: pem\n"
+        );
+        let vars = vec![(
+            "REGISTRY_TOKEN_AUTHORITY__CLOCKSKEW".to_string(),
+            "soon".to_string(),
+        )];
+        let errors = check(&text, vars).unwrap_err();
+        type Origin<'a> = (&'a str, Option<(usize, usize)>, Option<&'a str>);
+        let found: Vec<Origin> = errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.location, e.variable.as_deref()))
+            .collect();
+        for want in [
+            ("registry.requried_audience", Some((6, 3)), None),
+            ("defaultPlann", Some((7, 1)), None),
+            ("signing.lifetime", Some((9, 3)), None),
+            (
+                "authority.clockSkew",
+                None,
+                Some("REGISTRY_TOKEN_AUTHORITY__CLOCKSKEW"),
+            ),
+        ] {
+            assert!(found.contains(&want), "{want:?} not in {errors:#?}");
+        }
+        assert!(
+            errors.iter().any(|e| e.path == "signing.keyIdFormat"),
+            "{errors:#?}"
+        );
+        let report = errors[0].report(Path::new("c.yaml"));
+        assert!(
+            report.starts_with("c.yaml:6:3: registry.requried_audience: unknown field"),
+            "{report}"
+        );
     }
 
     /// An unknown key is named in the message, so the operator sees the typo.

@@ -65,7 +65,9 @@ impl Reloader {
                     .with_label_values(&["error"])
                     .inc();
                 for e in &errors.errors {
-                    tracing::error!(why, path = %e.path, problem = %e.message, "configuration rejected; the previous one stays in force");
+                    // `at` is file:line:column (or the overriding variable): where to fix it.
+                    let at = e.origin(&errors.file);
+                    tracing::error!(why, at = %at, path = %e.path, problem = %e.message, "configuration rejected; the previous one stays in force");
                 }
             }
         }

@@ -447,6 +447,17 @@ impl ProxyHttp for Sidecar {
             .with_label_values(&[method.as_str()])
             .observe(ctx.started.elapsed().as_secs_f64());
         let path = session.req_header().uri.path().to_string();
+        if status == 401 {
+            // The sidecar allowed this request, so the registry refused the sidecar's own token.
+            tracing::warn!(
+                route,
+                method,
+                path,
+                status,
+                cause = "the registry does not accept the sidecar's tokens",
+                "upstream answered 401 to an allowed request: its auth.token issuer, service or rootcertbundle does not match the sidecar's signing; run `registry-token doctor --check check.upstream-trusts-tokens`"
+            );
+        }
         tracing::info!(
             decision = "allowed",
             route,

@@ -1,15 +1,21 @@
 //! `registry-token keygen`: a stable CA for the registry's `auth.token.rootcertbundle`, and a
-//! signing key with a certificate chain under it. Run again in the same folder, it keeps the
-//! CA and writes a new signing key: the registry trusts the new key through `x5c` without any
-//! change, and the old leaf certificate is kept for `signing.previousKeys`.
+//! signing key with a certificate chain under it.
+//!
+//! The output folder holds only what the running services read (`signing.pem`,
+//! `signing-chain.crt`, `jwks.json` for the sidecar, `ca.crt` for the registry); the CA's private
+//! key lives apart in the CA folder (default `OUT/ca/`, mode 0700), which no service mounts. Run
+//! again with the same CA folder, keygen keeps the CA and writes a new signing key: the registry
+//! trusts the new key through `x5c` without any change, and the old leaf certificate is kept
+//! for `signing.previousKeys`. A `ca.key` left in the output folder by an older keygen is moved
+//! into the CA folder.
 
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -55,22 +61,69 @@ impl fmt::Display for KeyAlg {
     }
 }
 
+/// What `keygen` is asked to write.
+#[derive(Debug, Clone)]
+pub struct KeygenOptions {
+    pub alg: KeyAlg,
+    /// The folder the services mount: signing key, chain, `jwks.json`, `ca.crt`.
+    pub out: PathBuf,
+    /// The CA's own folder (`ca.key`, `ca.crt`); `None`: `out/ca`.
+    pub ca_dir: Option<PathBuf>,
+    /// How long the signing certificate is valid.
+    pub cert_lifetime: Duration,
+    /// `realm`, `service`, `issuer` of the registry's `auth.token` snippet.
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+}
+
+impl KeygenOptions {
+    /// ES256, the CA in `out/ca`, a 90-day signing certificate.
+    pub fn new(out: impl Into<PathBuf>) -> KeygenOptions {
+        KeygenOptions {
+            alg: KeyAlg::Es256,
+            out: out.into(),
+            ca_dir: None,
+            cert_lifetime: DEFAULT_CERT_LIFETIME,
+            realm: "https://registry.example.com/token".into(),
+            service: "registry.example.com".into(),
+            issuer: "registry-token".into(),
+        }
+    }
+
+    /// The CA folder: `--ca-dir`, else `out/ca`.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.ca_dir.clone().unwrap_or_else(|| self.out.join("ca"))
+    }
+}
+
 /// What `keygen` wrote.
 #[derive(Debug)]
 pub struct Generated {
     /// The output folder.
     pub dir: PathBuf,
+    /// The folder holding the CA's private key.
+    pub ca_dir: PathBuf,
     /// The registry's `auth.token` YAML.
     pub snippet: String,
     /// On rotation: the replaced signing certificate, to list in `signing.previousKeys`.
     pub previous: Option<PathBuf>,
+    /// A `ca.key` found in the output folder (older keygen) and moved into the CA folder.
+    pub moved_ca_key: Option<PathBuf>,
+    /// When the new signing certificate ends (as openssl prints it).
+    pub not_after: String,
 }
 
 const CA_DAYS: u32 = 3650;
-const LEAF_DAYS: u32 = 730;
+/// The signing certificate's lifetime unless `--cert-lifetime` says otherwise.
+pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+/// Bounds of `--cert-lifetime`.
+const MIN_CERT_LIFETIME: Duration = Duration::from_secs(3600);
+const MAX_CERT_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+/// Backdating of `notBefore`, for clocks slightly behind.
+const BACKDATE_SECS: i64 = 3600;
 
-/// Writes `ca.crt`, `ca.key` (kept when both exist), `signing.pem`, `signing-chain.crt` and
-/// `jwks.json` into `out`, and returns the registry's `auth.token` snippet.
+/// [`keygen_with`] with the CA in `out/ca` and a 90-day signing certificate.
 pub fn keygen(
     alg: KeyAlg,
     out: &Path,
@@ -78,46 +131,37 @@ pub fn keygen(
     service: &str,
     issuer: &str,
 ) -> Result<Generated, KeyError> {
+    keygen_with(&KeygenOptions {
+        alg,
+        realm: realm.into(),
+        service: service.into(),
+        issuer: issuer.into(),
+        ..KeygenOptions::new(out)
+    })
+}
+
+/// Writes `ca.crt`, `signing.pem`, `signing-chain.crt` and `jwks.json` into `out`, the CA's
+/// `ca.key` and `ca.crt` into the CA folder (an existing CA is kept), and returns the
+/// registry's `auth.token` snippet.
+pub fn keygen_with(o: &KeygenOptions) -> Result<Generated, KeyError> {
+    let out = o.out.as_path();
+    if !(MIN_CERT_LIFETIME..=MAX_CERT_LIFETIME).contains(&o.cert_lifetime) {
+        return Err(KeyError::Refused {
+            path: out.to_owned(),
+            reason: format!(
+                "a signing certificate lifetime of {} is outside 1h..365d",
+                humantime::format_duration(o.cert_lifetime)
+            ),
+        });
+    }
     fs::create_dir_all(out).map_err(|source| KeyError::Write {
         path: out.to_owned(),
         source,
     })?;
-    let (ca_crt, ca_key_path) = (out.join("ca.crt"), out.join("ca.key"));
+    let ca_dir = o.ca_dir();
+    let (ca_key, ca_cert, moved_ca_key) = ca(out, &ca_dir)?;
+    let ca_crt = out.join("ca.crt");
     let (key_path, chain_path) = (out.join("signing.pem"), out.join("signing-chain.crt"));
-
-    let (ca_key, ca_cert) = match (ca_key_path.exists(), ca_crt.exists()) {
-        (true, true) => load_ca(&ca_key_path, &ca_crt)?,
-        (false, false) => {
-            let key = PKey::from_ec_key(p256()?).map_err(ossl("generate CA key"))?;
-            let cert = ca_certificate(&key).map_err(ossl("create CA certificate"))?;
-            write(
-                &ca_key_path,
-                &key.private_key_to_pem_pkcs8()
-                    .map_err(ossl("encode CA key"))?,
-                0o600,
-            )?;
-            write(
-                &ca_crt,
-                &cert.to_pem().map_err(ossl("encode CA certificate"))?,
-                0o644,
-            )?;
-            (key, cert)
-        }
-        (key_exists, _) => {
-            let (present, absent) = if key_exists {
-                (&ca_key_path, &ca_crt)
-            } else {
-                (&ca_crt, &ca_key_path)
-            };
-            return Err(KeyError::Refused {
-                path: present.clone(),
-                reason: format!(
-                    "exists without {}: restore it, or remove both to create a new CA (the registry's rootcertbundle must then change)",
-                    absent.display()
-                ),
-            });
-        }
-    };
 
     // Rotation: keep the replaced leaf so the sidecar can still verify tokens it signed.
     let previous = if chain_path.exists() {
@@ -136,14 +180,14 @@ pub fn keygen(
         None
     };
 
-    let key = match alg {
+    let key = match o.alg {
         KeyAlg::Es256 => PKey::from_ec_key(p256()?),
         KeyAlg::Rs256 => Rsa::generate(3072).and_then(PKey::from_rsa),
         KeyAlg::EdDsa => PKey::generate_ed25519(),
     }
     .map_err(ossl("generate signing key"))?;
-    let leaf =
-        leaf_certificate(&key, &ca_key, &ca_cert).map_err(ossl("create signing certificate"))?;
+    let leaf = leaf_certificate(&key, &ca_key, &ca_cert, o.cert_lifetime)
+        .map_err(ossl("create signing certificate"))?;
     let mut chain = leaf.to_pem().map_err(ossl("encode certificate"))?;
     chain.extend(ca_cert.to_pem().map_err(ossl("encode certificate"))?);
     write(
@@ -170,16 +214,150 @@ pub fn keygen(
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let snippet = format!(
         "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-        quote(realm),
-        quote(service),
-        quote(issuer),
+        quote(&o.realm),
+        quote(&o.service),
+        quote(&o.issuer),
         quote(&bundle.to_string_lossy()),
     );
     Ok(Generated {
         dir: out.to_owned(),
+        ca_dir,
         snippet,
         previous,
+        moved_ca_key,
+        not_after: leaf.not_after().to_string(),
     })
+}
+
+/// Finds the CA (its key in `ca_dir`, its certificate there or in `out`), or creates one when
+/// there is none at all; writes `ca_dir/ca.crt` and `out/ca.crt`. Half a CA, or an `out/ca.crt`
+/// of another CA, is refused: the registry's `rootcertbundle` would silently stop matching.
+fn ca(out: &Path, ca_dir: &Path) -> Result<(PKey<Private>, X509, Option<PathBuf>), KeyError> {
+    prepare_ca_dir(out, ca_dir)?;
+    let (key_path, crt_path) = (ca_dir.join("ca.key"), ca_dir.join("ca.crt"));
+    let (legacy_key, out_crt) = (out.join("ca.key"), out.join("ca.crt"));
+    let moved = if legacy_key.exists() {
+        move_legacy_key(&legacy_key, &key_path)?
+    } else {
+        None
+    };
+    let cert_source = [&crt_path, &out_crt].into_iter().find(|p| p.exists());
+    let (key, cert) = match (key_path.exists(), cert_source) {
+        (true, Some(cert)) => load_ca(&key_path, cert)?,
+        (false, None) => {
+            let key = PKey::from_ec_key(p256()?).map_err(ossl("generate CA key"))?;
+            let cert = ca_certificate(&key).map_err(ossl("create CA certificate"))?;
+            write(
+                &key_path,
+                &key.private_key_to_pem_pkcs8()
+                    .map_err(ossl("encode CA key"))?,
+                0o600,
+            )?;
+            (key, cert)
+        }
+        (true, None) => {
+            return Err(KeyError::Refused {
+                path: key_path,
+                reason: format!("exists without ca.crt (in {} or {}): restore it, or remove the key to create a new CA (the registry's rootcertbundle must then change)", ca_dir.display(), out.display()),
+            })
+        }
+        (false, Some(cert)) => {
+            return Err(KeyError::Refused {
+                path: cert.clone(),
+                reason: format!("exists without the CA's key {}: pass --ca-dir where the CA's ca.key is, or remove ca.crt to create a new CA (the registry's rootcertbundle must then change)", key_path.display()),
+            })
+        }
+    };
+    let pem = cert.to_pem().map_err(ossl("encode CA certificate"))?;
+    if out_crt.exists() && read(&out_crt)? != pem {
+        return Err(KeyError::Refused {
+            path: out_crt,
+            reason: format!(
+                "is not the certificate of the CA in {}: the registry trusts another CA",
+                ca_dir.display()
+            ),
+        });
+    }
+    for path in [&crt_path, &out_crt] {
+        if !path.exists() {
+            write(path, &pem, 0o644)?;
+        }
+    }
+    Ok((key, cert, moved))
+}
+
+/// Creates the CA folder 0700, or checks that an existing one is private and is not `out`.
+fn prepare_ca_dir(out: &Path, ca_dir: &Path) -> Result<(), KeyError> {
+    let refuse = |reason: String| KeyError::Refused {
+        path: ca_dir.to_owned(),
+        reason,
+    };
+    if !ca_dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(ca_dir)
+            .map_err(|source| KeyError::Write {
+                path: ca_dir.to_owned(),
+                source,
+            })?;
+        // The umask may have taken bits away, never added any; set it exactly.
+        fs::set_permissions(ca_dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+            KeyError::Write {
+                path: ca_dir.to_owned(),
+                source,
+            }
+        })?;
+    }
+    let same = fs::canonicalize(ca_dir).ok() == fs::canonicalize(out).ok();
+    if same {
+        return Err(refuse(
+            "is the output folder: the CA's key must not sit in the folder the services mount"
+                .into(),
+        ));
+    }
+    let mode = fs::metadata(ca_dir)
+        .map_err(|source| KeyError::Read {
+            path: ca_dir.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "is open to other users (mode {:o}): `chmod 700` it, it holds the CA's private key",
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+/// Moves an older keygen's `out/ca.key` into the CA folder (or drops it when the CA folder
+/// already holds the same key); a different key there is refused.
+fn move_legacy_key(legacy: &Path, key_path: &Path) -> Result<Option<PathBuf>, KeyError> {
+    let bytes = read(legacy)?;
+    let remove = |path: &Path| {
+        fs::remove_file(path).map_err(|source| KeyError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    if key_path.exists() {
+        if read(key_path)? != bytes {
+            return Err(KeyError::Refused {
+                path: legacy.to_owned(),
+                reason: format!(
+                    "is not the CA key in {}: keep one of them",
+                    key_path.display()
+                ),
+            });
+        }
+        remove(legacy)?;
+        return Ok(Some(legacy.to_owned()));
+    }
+    write(key_path, &bytes, 0o600)?;
+    remove(legacy)?;
+    Ok(Some(legacy.to_owned()))
 }
 
 fn ossl(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> KeyError {
@@ -220,11 +398,12 @@ fn common_name(cn: &str) -> Result<X509Name, openssl::error::ErrorStack> {
     Ok(name.build())
 }
 
-/// Starts a certificate: names, random serial, validity from an hour ago for clock skew.
+/// Starts a certificate: names, random serial, validity from an hour ago (clock skew) for
+/// `lifetime`.
 fn builder(
     subject: &X509NameRef,
     issuer: &X509NameRef,
-    days: u32,
+    lifetime: Duration,
 ) -> Result<X509Builder, openssl::error::ErrorStack> {
     let mut serial = BigNum::new()?;
     serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
@@ -233,15 +412,20 @@ fn builder(
     b.set_serial_number(serial.to_asn1_integer()?.as_ref())?;
     b.set_subject_name(subject)?;
     b.set_issuer_name(issuer)?;
-    let now = unix_now();
-    b.set_not_before(Asn1Time::from_unix(now - 3600)?.as_ref())?;
-    b.set_not_after(Asn1Time::from_unix(now + i64::from(days) * 86_400)?.as_ref())?;
+    // notAfter - notBefore is exactly `lifetime`.
+    let start = unix_now() - BACKDATE_SECS;
+    b.set_not_before(Asn1Time::from_unix(start)?.as_ref())?;
+    b.set_not_after(Asn1Time::from_unix(start + lifetime.as_secs() as i64)?.as_ref())?;
     Ok(b)
 }
 
 fn ca_certificate(key: &PKey<Private>) -> Result<X509, openssl::error::ErrorStack> {
     let name = common_name("registry-token CA")?;
-    let mut b = builder(&name, &name, CA_DAYS)?;
+    let mut b = builder(
+        &name,
+        &name,
+        Duration::from_secs(u64::from(CA_DAYS) * 86_400),
+    )?;
     b.set_pubkey(key)?;
     b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
     b.append_extension(
@@ -261,9 +445,10 @@ fn leaf_certificate(
     key: &PKey<Private>,
     ca_key: &PKey<Private>,
     ca: &X509,
+    lifetime: Duration,
 ) -> Result<X509, openssl::error::ErrorStack> {
     let subject = common_name("registry-token signing")?;
-    let mut b = builder(&subject, ca.subject_name(), LEAF_DAYS)?;
+    let mut b = builder(&subject, ca.subject_name(), lifetime)?;
     b.set_pubkey(key)?;
     b.append_extension(BasicConstraints::new().critical().build()?)?;
     b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
@@ -350,10 +535,11 @@ mod tests {
         ));
     }
 
-    /// keygen writes a CA, a signing key whose chain verifies under it, private files 0600,
-    /// a JWKS with the libtrust kid, and the registry snippet.
+    /// keygen writes the CA's key into its own 0700 folder (0600), and into `out` only what the
+    /// services read: a signing key whose chain verifies under `ca.crt`, a JWKS with the
+    /// libtrust kid, and the registry snippet; the leaf lasts exactly 90 days.
     #[test]
-    fn writes_ca_key_chain_and_jwks() {
+    fn writes_ca_apart_from_key_chain_and_jwks() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("keys");
         let g = keygen(
@@ -364,18 +550,30 @@ mod tests {
             "registry-token",
         )
         .unwrap();
+        assert_eq!(g.ca_dir, out.join("ca"));
         for (name, m) in [
-            ("ca.key", 0o600),
+            ("ca", 0o700),
+            ("ca/ca.key", 0o600),
+            ("ca/ca.crt", 0o644),
             ("signing.pem", 0o600),
             ("ca.crt", 0o644),
             ("signing-chain.crt", 0o644),
+            ("jwks.json", 0o644),
         ] {
             assert_eq!(mode(&out.join(name)), m, "{name}");
         }
+        assert!(!out.join("ca.key").exists());
+        assert_eq!(
+            fs::read(out.join("ca.crt")).unwrap(),
+            fs::read(out.join("ca/ca.crt")).unwrap()
+        );
         assert!(chain_verifies(
             &out.join("ca.crt"),
             &out.join("signing-chain.crt")
         ));
+        let leaf = X509::from_pem(&fs::read(out.join("signing-chain.crt")).unwrap()).unwrap();
+        let span = leaf.not_before().diff(leaf.not_after()).unwrap();
+        assert_eq!((span.days, span.secs), (90, 0));
         let ca = X509::from_pem(&fs::read(out.join("ca.crt")).unwrap()).unwrap();
         let ca_text = String::from_utf8(ca.to_text().unwrap()).unwrap();
         assert!(
@@ -400,7 +598,7 @@ mod tests {
             g.snippet,
             format!("auth:\n  token:\n    realm: \"https://r.example/token\"\n    service: \"r.example\"\n    issuer: \"registry-token\"\n    rootcertbundle: \"{}\"\n", bundle.display())
         );
-        assert!(g.previous.is_none());
+        assert!(g.previous.is_none() && g.moved_ca_key.is_none());
     }
 
     /// A second run keeps the CA (no registry change) and rotates the signing key, keeping
@@ -412,12 +610,12 @@ mod tests {
         keygen(KeyAlg::Es256, out, "r", "s", "i").unwrap();
         let (ca, ca_key, key) = (
             fs::read(out.join("ca.crt")).unwrap(),
-            fs::read(out.join("ca.key")).unwrap(),
+            fs::read(out.join("ca/ca.key")).unwrap(),
             fs::read(out.join("signing.pem")).unwrap(),
         );
         let g = keygen(KeyAlg::EdDsa, out, "r", "s", "i").unwrap();
         assert_eq!(fs::read(out.join("ca.crt")).unwrap(), ca);
-        assert_eq!(fs::read(out.join("ca.key")).unwrap(), ca_key);
+        assert_eq!(fs::read(out.join("ca/ca.key")).unwrap(), ca_key);
         assert_ne!(fs::read(out.join("signing.pem")).unwrap(), key);
         assert!(chain_verifies(
             &out.join("ca.crt"),
@@ -435,23 +633,105 @@ mod tests {
         assert_eq!(algs, ["EdDSA", "ES256"]);
     }
 
-    /// Half a CA is never silently replaced: keygen refuses and leaves the file alone.
-    #[rstest]
-    #[case("ca.key")]
-    #[case("ca.crt")]
-    fn refuses_half_a_ca(#[case] keep: &str) {
+    /// With `--ca-dir` elsewhere, a fresh output folder gets a key under the same CA: the
+    /// registry's `ca.crt` is unchanged.
+    #[test]
+    fn separate_ca_dir_serves_new_output_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = |out: &str| KeygenOptions {
+            ca_dir: Some(tmp.path().join("offline/ca")),
+            cert_lifetime: Duration::from_secs(10 * 86_400),
+            ..KeygenOptions::new(tmp.path().join(out))
+        };
+        keygen_with(&options("a")).unwrap();
+        keygen_with(&options("b")).unwrap();
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        assert_eq!(
+            fs::read(a.join("ca.crt")).unwrap(),
+            fs::read(b.join("ca.crt")).unwrap()
+        );
+        assert!(chain_verifies(
+            &a.join("ca.crt"),
+            &b.join("signing-chain.crt")
+        ));
+        assert!(!a.join("ca").exists() && !b.join("ca").exists());
+        assert_eq!(mode(&tmp.path().join("offline/ca")), 0o700);
+    }
+
+    /// An older keygen's `ca.key` beside `signing.pem` is moved into the CA folder, and the CA
+    /// stays the same.
+    #[test]
+    fn moves_an_old_ca_key_out_of_the_output_folder() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path();
         keygen(KeyAlg::Es256, out, "r", "s", "i").unwrap();
-        let other = if keep == "ca.key" { "ca.crt" } else { "ca.key" };
-        fs::remove_file(out.join(other)).unwrap();
-        let before = fs::read(out.join(keep)).unwrap();
+        let (ca, ca_key) = (
+            fs::read(out.join("ca.crt")).unwrap(),
+            fs::read(out.join("ca/ca.key")).unwrap(),
+        );
+        // The layout an older keygen wrote: ca.key and ca.crt beside signing.pem.
+        fs::rename(out.join("ca/ca.key"), out.join("ca.key")).unwrap();
+        fs::remove_dir_all(out.join("ca")).unwrap();
+        let g = keygen(KeyAlg::Es256, out, "r", "s", "i").unwrap();
+        assert_eq!(
+            g.moved_ca_key.as_deref(),
+            Some(out.join("ca.key").as_path())
+        );
+        assert!(!out.join("ca.key").exists());
+        assert_eq!(fs::read(out.join("ca/ca.key")).unwrap(), ca_key);
+        assert_eq!(mode(&out.join("ca/ca.key")), 0o600);
+        assert_eq!(fs::read(out.join("ca.crt")).unwrap(), ca);
+        assert!(chain_verifies(
+            &out.join("ca.crt"),
+            &out.join("signing-chain.crt")
+        ));
+    }
+
+    /// Half a CA is never silently replaced: keygen refuses and leaves the file alone.
+    #[rstest]
+    #[case::key_without_certificate(&["ca.crt", "ca/ca.crt"], "ca/ca.key", "ca.crt")]
+    #[case::certificate_without_key(&["ca/ca.key"], "ca.crt", "ca.key")]
+    fn refuses_half_a_ca(#[case] remove: &[&str], #[case] kept: &str, #[case] named: &str) {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path();
+        keygen(KeyAlg::Es256, out, "r", "s", "i").unwrap();
+        for name in remove {
+            fs::remove_file(out.join(name)).unwrap();
+        }
+        let before = fs::read(out.join(kept)).unwrap();
         let err = keygen(KeyAlg::Es256, out, "r", "s", "i").unwrap_err();
         assert!(matches!(err, KeyError::Refused { .. }), "{err}");
-        assert!(
-            err.to_string().contains(keep) && err.to_string().contains(other),
-            "{err}"
-        );
-        assert_eq!(fs::read(out.join(keep)).unwrap(), before);
+        assert!(err.to_string().contains(named), "{err}");
+        assert_eq!(fs::read(out.join(kept)).unwrap(), before);
+    }
+
+    /// Options that would put the CA key at risk, or a certificate life out of bounds, are
+    /// refused before anything is written.
+    #[rstest]
+    #[case::ca_dir_is_out(Some("."), None, 90, "is the output folder")]
+    #[case::ca_dir_open(Some("open"), Some(0o755), 90, "chmod 700")]
+    #[case::too_long(None, None, 400, "outside 1h..365d")]
+    #[case::zero(None, None, 0, "outside 1h..365d")]
+    fn refuses_unsafe_options(
+        #[case] ca_dir: Option<&str>,
+        #[case] existing_mode: Option<u32>,
+        #[case] days: u64,
+        #[case] says: &str,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca_dir = ca_dir.map(|d| tmp.path().join(d));
+        if let (Some(dir), Some(m)) = (&ca_dir, existing_mode) {
+            fs::create_dir(dir).unwrap();
+            fs::set_permissions(dir, fs::Permissions::from_mode(m)).unwrap();
+        }
+        let err = keygen_with(&KeygenOptions {
+            ca_dir,
+            cert_lifetime: Duration::from_secs(days * 86_400),
+            ..KeygenOptions::new(tmp.path())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(!tmp.path().join("signing.pem").exists());
     }
 }

@@ -29,21 +29,26 @@ pub const TOKEN_ISSUER: &str = "registry-token";
 /// How long a config change may take to apply. SPEC says 2 s; the slack is for a loaded machine.
 pub const RELOAD_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Output of `registry-token keygen --alg ES256 --out DIR`, kept for the registry's `ca.crt`.
+/// Output of `registry-token keygen --alg ES256 --out DIR --ca-dir CA`: DIR is what the sidecar
+/// and the registry are given (it holds no CA private key), CA the CA's own folder.
 pub struct Keys {
     dir: TempDir,
+    ca: TempDir,
 }
 
 impl Keys {
-    /// Runs keygen into a fresh (empty, existing) directory.
+    /// Runs keygen into a fresh (empty, existing) directory, the CA into another.
     pub fn generate() -> Keys {
         let dir = tempfile::Builder::new()
             .prefix("e2e-keys")
             .tempdir()
             .unwrap();
+        let ca = tempfile::Builder::new().prefix("e2e-ca").tempdir().unwrap();
         let out = Command::new(BIN)
             .args(["keygen", "--alg", "ES256", "--out"])
             .arg(dir.path())
+            .arg("--ca-dir")
+            .arg(ca.path().join("ca"))
             .current_dir(dir.path())
             .env_clear_registry_token()
             .output()
@@ -55,24 +60,32 @@ impl Keys {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let keys = Keys { dir };
-        for file in [
-            "ca.crt",
-            "ca.key",
-            "signing.pem",
-            "signing-chain.crt",
-            "jwks.json",
-        ] {
+        let keys = Keys { dir, ca };
+        for file in ["ca.crt", "signing.pem", "signing-chain.crt", "jwks.json"] {
             assert!(
                 keys.path().join(file).is_file(),
                 "keygen did not write {file}"
             );
         }
+        assert!(
+            keys.ca_dir().join("ca.key").is_file(),
+            "keygen did not write ca.key into --ca-dir"
+        );
+        assert!(
+            !keys.path().join("ca.key").exists(),
+            "keygen wrote the CA's private key into the folder the services mount"
+        );
         keys
     }
 
+    /// The folder given to the sidecar (and whose `ca.crt` the registry trusts).
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The CA's folder (`ca.key`, `ca.crt`), given to no service.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.ca.path().join("ca")
     }
 
     /// The CA certificate for the registry's `rootcertbundle`.
