@@ -70,14 +70,17 @@ pub struct MemoryReplayStore {
     inner: Mutex<Inner>,
 }
 
+/// A spent proof: (key thumbprint, jti).
+type Spent = (Arc<str>, Arc<str>);
+
 #[derive(Default)]
 struct Inner {
-    /// (jkt, jti) → expiry.
-    seen: HashMap<(Arc<str>, Arc<str>), i64>,
+    /// Spent proof → expiry.
+    seen: HashMap<Spent, i64>,
     /// Live entries per key thumbprint.
     per_key: HashMap<Arc<str>, usize>,
     /// Earliest expiry first, for pruning without a full sweep.
-    by_expiry: BinaryHeap<Reverse<(i64, Arc<str>, Arc<str>)>>,
+    by_expiry: BinaryHeap<Reverse<(i64, Spent)>>,
 }
 
 impl MemoryReplayStore {
@@ -112,7 +115,9 @@ impl MemoryReplayStore {
         }
         inner.seen.insert(key, proof.expires_at);
         inner.per_key.insert(jkt.clone(), held + 1);
-        inner.by_expiry.push(Reverse((proof.expires_at, jkt, jti)));
+        inner
+            .by_expiry
+            .push(Reverse((proof.expires_at, (jkt, jti))));
         Ok(())
     }
 
@@ -145,15 +150,16 @@ impl ReplayStore for MemoryReplayStore {
 
 impl Inner {
     fn prune(&mut self, now: i64) {
-        while let Some(Reverse((expiry, _, _))) = self.by_expiry.peek() {
+        while let Some(Reverse((expiry, _))) = self.by_expiry.peek() {
             // A proof is still acceptable at its expiry second: keep its jti through it.
             if *expiry >= now {
                 break;
             }
-            let Some(Reverse((_, jkt, jti))) = self.by_expiry.pop() else {
+            let Some(Reverse((_, spent))) = self.by_expiry.pop() else {
                 break;
             };
-            self.seen.remove(&(jkt.clone(), jti));
+            self.seen.remove(&spent);
+            let jkt = spent.0;
             if let Some(held) = self.per_key.get_mut(&jkt) {
                 *held -= 1;
                 if *held == 0 {
@@ -181,8 +187,11 @@ mod tests {
         per_key: 10,
     };
 
+    /// (jkt, jti, expires_at, now, expected)
+    type Row<'a> = (&'a str, &'a str, i64, i64, Result<(), ReplayError>);
+
     /// Each row spends one proof at `now` against the same store and limits.
-    fn run(limits: ReplayLimits, rows: &[(&str, &str, i64, i64, Result<(), ReplayError>)]) {
+    fn run(limits: ReplayLimits, rows: &[Row]) {
         let store = MemoryReplayStore::new();
         for (i, (jkt, jti, expires_at, now, expected)) in rows.iter().enumerate() {
             assert_eq!(
