@@ -34,7 +34,7 @@ fn settings(dir: &std::path::Path) -> Settings {
     let yaml = format!(
         r#"server: {{listen: "127.0.0.1:8085", adminListen: "127.0.0.1:9091"}}
 upstream: {{url: "http://127.0.0.1:5000"}}
-authority: {{issuer: "{ISSUER}", audiences: [registry], requiredScopes: [registry.token.issue], senderConstraint: none}}
+authority: {{issuer: "{ISSUER}", audiences: [registry], requiredScopes: [registry.token.issue], senderConstraint: none, dpop: {{replayCapacity: 10000000, replayPerKey: 10000000}}}}
 signing: {{issuer: registry-token, keyPath: {d}/signing.pem, certificateChain: {d}/signing-chain.crt}}
 registry: {{realm: "{REALM}", service: registry.bench}}
 plans: [{{name: enterprise, repositories: [{{pattern: "bench/*", actions: [pull, push]}}]}}]

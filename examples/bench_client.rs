@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use registry_token::authority::{dpop, header, optok, ProofCheck, ReplayCache};
+use registry_token::authority::{dpop, header, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
 use registry_token::token::{AccessEntry, IssuedClaims};
 
 #[path = "../benches/support/mod.rs"]
@@ -268,7 +268,11 @@ fn floor(args: &[String]) -> Result<(), Failure> {
     let jkt = key.thumbprint()?;
     let count = proof_count(secs);
     let all = Arc::new(proofs(&key, &settings.realm, &op, count)?);
-    let replay = Arc::new(ReplayCache::new(all.len() + 1));
+    let replay = Arc::new(MemoryReplayStore::new());
+    let limits = ReplayLimits {
+        capacity: all.len() + 1,
+        per_key: all.len() + 1,
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let (name, actions) = {
         let mut parts = scope.rsplitn(2, ':');
@@ -320,7 +324,10 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                         expected_jkt: Some(jkt.clone()),
                         nonce: None,
                     };
-                    dpop::verify_proof(proof, &check, &replay).expect("proof verifies");
+                    let outcome = dpop::verify_proof(proof, &check).expect("proof verifies");
+                    replay
+                        .spend_now(&outcome.to_use(), limits, t)
+                        .expect("proof spent once");
                     // 3. the registry token
                     let claims = IssuedClaims {
                         iss: settings.signing_issuer.clone(),

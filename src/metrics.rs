@@ -27,6 +27,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// Fetches of the Authority's JWKS, by result.
     pub authority_refresh: IntCounterVec,
+    /// Spent DPoP proofs the replay store holds (bounded by `authority.dpop.replayCapacity`).
+    pub dpop_replay_entries: IntGauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -70,6 +72,14 @@ impl Metrics {
         registry
             .register(Box::new(config_generation.clone()))
             .expect("unique metric");
+        let dpop_replay_entries = IntGauge::new(
+            "registry_token_dpop_replay_entries",
+            "Spent DPoP proofs held by the replay store",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dpop_replay_entries.clone()))
+            .expect("unique metric");
         Metrics {
             issued: counter(
                 &registry,
@@ -109,6 +119,7 @@ impl Metrics {
                 "Authority JWKS fetches",
                 &["result"],
             ),
+            dpop_replay_entries,
             registry,
         }
     }

@@ -36,7 +36,7 @@ use serde_json::{json, Map, Value};
 
 use registry_token::authority::dpop::{self, ProofCheck};
 use registry_token::authority::header::{self, b64url_encode};
-use registry_token::authority::{nonce, NonceConfig, ReplayCache};
+use registry_token::authority::{nonce, MemoryReplayStore, NonceConfig, ReplayError, ReplayLimits};
 use registry_token::registry::scope::SCOPES_MAX;
 use registry_token::registry::{is_valid_name, parse_scopes, route, ResourceType, Route, Scope};
 
@@ -616,7 +616,7 @@ fn proof_claims() -> impl Strategy<Value = Value> {
         "//auth.example/token", "https://[::1/token", "https://auth.example/tok%65n",
     ])];
     let iat = prop_oneof![
-        24 => (-100i64..100).prop_map(|d| json!(NOW + d)),
+        24 => (-100i64..40).prop_map(|d| json!(NOW + d)), // accepted: -90..=30 (skew ahead)
         1 => any::<i64>().prop_map(Value::from),
         1 => any::<u64>().prop_map(Value::from),
         1 => Just(json!(NOW as f64 + 0.5)),
@@ -668,36 +668,38 @@ proptest! {
     #![proptest_config(config(256))]
 
     /// Proofs signed by a real key with claims of every shape: no panic, and an accepted proof
-    /// had the claims the checks demand; its `jti` is then spent.
+    /// had the claims the checks demand (`iat` at most `clockSkew` ahead); once spent, the same
+    /// proof verifies again but cannot be spent again.
     #[test]
     fn signed_proofs(header in proof_header(), claims in proof_claims(), nonces in any::<bool>()) {
         let proof = sign(&header, &claims);
-        let replay = ReplayCache::new(16);
+        let replay = MemoryReplayStore::new();
+        let limits = ReplayLimits { capacity: 16, per_key: 16 };
         let check = check(nonces);
-        if let Ok(outcome) = dpop::verify_proof(&proof, &check, &replay) {
+        if let Ok(outcome) = dpop::verify_proof(&proof, &check) {
             prop_assert_eq!(&claims["htm"], "GET");
             prop_assert_eq!(&claims["ath"], &json!(dpop::access_token_hash(TOKEN)));
-            prop_assert!((NOW - 90..=NOW + 90).contains(&outcome.iat));
+            prop_assert!((NOW - 90..=NOW + 30).contains(&outcome.iat));
+            prop_assert!(outcome.expires_at >= NOW);
             prop_assert!(!outcome.jti.is_empty() && outcome.jti.len() <= dpop::MAX_JTI_BYTES);
             if nonces {
                 let nonce = claims["nonce"].as_str().unwrap_or_default();
                 prop_assert!(nonce::check(NONCE_SECRET, nonce, NOW, NONCES.lifetime));
             }
+            prop_assert_eq!(replay.spend_now(&outcome.to_use(), limits, NOW), Ok(()));
+            let again = dpop::verify_proof(&proof, &check);
+            prop_assert_eq!(again.as_ref().map(|o| o.to_use()), Ok(outcome.to_use()));
             prop_assert_eq!(
-                dpop::verify_proof(&proof, &check, &replay),
-                Err(dpop::DpopError::Replayed)
+                replay.spend_now(&outcome.to_use(), limits, NOW),
+                Err(ReplayError::Replayed)
             );
-        } else {
-            prop_assert_eq!(replay.len(), 0, "a refused proof spends no jti");
         }
     }
 
     /// Unsigned or garbled proofs: no panic, never accepted.
     #[test]
     fn garbage_proofs(proof in jws_ish(), nonces in any::<bool>()) {
-        let replay = ReplayCache::new(16);
-        prop_assert!(dpop::verify_proof(&proof, &check(nonces), &replay).is_err());
-        prop_assert_eq!(replay.len(), 0);
+        prop_assert!(dpop::verify_proof(&proof, &check(nonces)).is_err());
     }
 
     /// `parse_compact` never panics; what it accepts is three strict base64url segments and its
@@ -759,7 +761,7 @@ fn deep_nesting() {
         let text = format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
         assert!(header::parse_object(text.as_bytes(), "header").is_err());
         let proof = format!("{}.e30.AA", b64url_encode(&text));
-        assert!(dpop::verify_proof(&proof, &check(false), &ReplayCache::new(4)).is_err());
+        assert!(dpop::verify_proof(&proof, &check(false)).is_err());
     }
 }
 
@@ -785,7 +787,7 @@ fn generators_reach_acceptance() {
     let proofs = acceptance(
         (proof_header(), proof_claims(), any::<bool>()),
         500,
-        |(h, c, n)| dpop::verify_proof(&sign(h, c), &check(*n), &ReplayCache::new(4)).is_ok(),
+        |(h, c, n)| dpop::verify_proof(&sign(h, c), &check(*n)).is_ok(),
     );
     eprintln!(
         "accepted: scopes {scopes:.2}, routes {routes:.2} (named {named:.2}), proofs {proofs:.2}"

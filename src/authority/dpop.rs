@@ -5,7 +5,9 @@
 //! With server nonces on ([`super::nonce`]), the proof's `nonce` must also be one this server
 //! family issued recently (RFC 9449 section 8).
 //!
-//! [`verify_proof`] is a pure function over the proof text, the request facts and a replay cache.
+//! [`verify_proof`] is a pure function over the proof text and the request facts. It spends
+//! nothing: it returns the [`ProofUse`] the realm spends last, once every other check passed
+//! (see [`super::replay`]).
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::header::{self, b64url_encode, JoseError, PublicKey};
 use super::nonce::{self, NonceConfig};
-use super::replay::{ReplayCache, ReplayError};
+use super::replay::ProofUse;
 
 /// Proofs longer than this are refused before any decoding.
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
@@ -33,7 +35,7 @@ pub struct ProofCheck<'a> {
     pub now: i64,
     /// Accepted age of `iat`.
     pub lifetime: Duration,
-    /// Clock tolerance added to `lifetime`.
+    /// Clock tolerance: added to `lifetime`, and how far in the future `iat` may be.
     pub skew: Duration,
     /// The OpTok's `cnf.jkt`, when it has one.
     pub expected_jkt: Option<String>,
@@ -48,6 +50,19 @@ pub struct ProofOutcome {
     pub jkt: String,
     pub jti: String,
     pub iat: i64,
+    /// The last second (unix) at which the proof is acceptable: `iat + lifetime + skew`.
+    pub expires_at: i64,
+}
+
+impl ProofOutcome {
+    /// What spending this proof records in the replay store.
+    pub fn to_use(&self) -> ProofUse {
+        ProofUse {
+            jkt: self.jkt.clone(),
+            jti: self.jti.clone(),
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// Why a proof was refused. Messages never quote the proof.
@@ -77,10 +92,6 @@ pub enum DpopError {
     AccessTokenHash,
     #[error("the DPoP proof key is not the key the token is bound to")]
     SenderMismatch,
-    #[error("the DPoP proof was already used")]
-    Replayed,
-    #[error("too many DPoP proofs are in flight; retry shortly")]
-    ReplayCacheFull,
     #[error("the DPoP proof must carry a fresh server nonce")]
     Nonce,
 }
@@ -112,12 +123,9 @@ pub(crate) fn integer(value: &Value) -> Option<i64> {
     value.as_i64().or_else(|| value.as_u64().map(|_| i64::MAX))
 }
 
-/// Verifies one DPoP proof; on success its `jti` has been recorded in `replay`.
-pub fn verify_proof(
-    proof: &str,
-    check: &ProofCheck,
-    replay: &ReplayCache,
-) -> Result<ProofOutcome, DpopError> {
+/// Verifies one DPoP proof. Spends nothing: on success, spend [`ProofOutcome::to_use`] once the
+/// request it comes with has passed every other check.
+pub fn verify_proof(proof: &str, check: &ProofCheck) -> Result<ProofOutcome, DpopError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError::TooLarge);
     }
@@ -145,9 +153,10 @@ pub fn verify_proof(
         .get("iat")
         .and_then(integer)
         .ok_or(DpopError::Claim("iat is missing or not an integer"))?;
-    let window =
-        i64::try_from(check.lifetime.saturating_add(check.skew).as_secs()).unwrap_or(i64::MAX);
-    if iat < check.now.saturating_sub(window) || iat > check.now.saturating_add(window) {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let window = secs(check.lifetime.saturating_add(check.skew));
+    // Old by at most lifetime + skew; ahead of our clock by at most skew (SPEC section 7).
+    if iat < check.now.saturating_sub(window) || iat > check.now.saturating_add(secs(check.skew)) {
         return Err(DpopError::IssuedAt);
     }
     let jti = text("jti", "jti is missing")?;
@@ -175,17 +184,11 @@ pub fn verify_proof(
             return Err(DpopError::Nonce);
         }
     }
-    // Only a proof that passed every check may spend its jti.
-    replay
-        .check_and_insert(jti, iat.saturating_add(window), check.now)
-        .map_err(|e| match e {
-            ReplayError::Replayed => DpopError::Replayed,
-            ReplayError::Full => DpopError::ReplayCacheFull,
-        })?;
     Ok(ProofOutcome {
         jkt,
         jti: jti.to_owned(),
         iat,
+        expires_at: iat.saturating_add(window),
     })
 }
 
@@ -211,6 +214,7 @@ fn proof_key(jose: &Map<String, Value>) -> Result<(PublicKey, jsonwebtoken::Algo
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::authority::replay::{MemoryReplayStore, ReplayError, ReplayLimits};
     use openssl::bn::{BigNum, BigNumContext};
     use openssl::ec::{EcGroup, EcKey};
     use openssl::ecdsa::EcdsaSig;
@@ -401,7 +405,7 @@ pub(crate) mod tests {
             expected_jkt: Some(RFC_JKT.into()),
             nonce: None,
         };
-        let outcome = verify_proof(RFC_FIG13, &check, &ReplayCache::new(10)).unwrap();
+        let outcome = verify_proof(RFC_FIG13, &check).unwrap();
         assert_eq!(outcome.jkt, RFC_JKT);
         assert_eq!(outcome.jti, "e1j3V_bKic8-LAEB");
     }
@@ -436,12 +440,7 @@ pub(crate) mod tests {
     #[case(TestKey::rsa(), "PS512")]
     #[case(TestKey::p256_leading_zero_x(), "ES256")] // case 23: a genuine 0x00-leading x
     fn valid(#[case] key: TestKey, #[case] alg: &str) {
-        let outcome = verify_proof(
-            &proof(&key, alg, &claims()),
-            &check(Some(key.jkt())),
-            &ReplayCache::new(10),
-        )
-        .unwrap();
+        let outcome = verify_proof(&proof(&key, alg, &claims()), &check(Some(key.jkt()))).unwrap();
         assert_eq!(outcome.jkt, key.jkt());
     }
 
@@ -468,6 +467,10 @@ pub(crate) mod tests {
     #[case::case_and_port(claims_with("htu", json!("HTTPS://AUTH.EXAMPLE:443/token")), None)]
     #[case::iat_minus_10(claims_with("iat", json!(NOW - 10)), None)]
     #[case::iat_plus_10(claims_with("iat", json!(NOW + 10)), None)]
+    #[case::iat_oldest(claims_with("iat", json!(NOW - 90)), None)]
+    #[case::iat_too_old(claims_with("iat", json!(NOW - 91)), Some(DpopError::IssuedAt))]
+    #[case::iat_plus_skew(claims_with("iat", json!(NOW + 30)), None)]
+    #[case::iat_past_skew(claims_with("iat", json!(NOW + 31)), Some(DpopError::IssuedAt))] // case 74
     #[case::iat_minus_hour(claims_with("iat", json!(NOW - 3600)), Some(DpopError::IssuedAt))]
     #[case::iat_plus_hour(claims_with("iat", json!(NOW + 3600)), Some(DpopError::IssuedAt))]
     #[case::iat_string(claims_with("iat", json!(NOW.to_string())), Some(DpopError::Claim("iat is missing or not an integer")))]
@@ -488,17 +491,26 @@ pub(crate) mod tests {
     #[case::extra_claim(claims_with("extra", json!({"a":1})), None)]
     fn claim_checks(#[case] claims: Value, #[case] expected: Option<DpopError>) {
         let key = TestKey::p256();
-        let replay = ReplayCache::new(10);
-        let got = verify_proof(
-            &proof(&key, "ES256", &claims),
-            &check(Some(key.jkt())),
-            &replay,
-        );
+        let got = verify_proof(&proof(&key, "ES256", &claims), &check(Some(key.jkt())));
         assert_eq!(got.err(), expected);
+    }
+
+    /// An accepted proof spends its key, its jti, and its acceptance window's end.
+    #[test]
+    fn what_a_proof_spends() {
+        let key = TestKey::p256();
+        let outcome = verify_proof(
+            &proof(&key, "ES256", &claims_with("iat", json!(NOW - 5))),
+            &check(Some(key.jkt())),
+        )
+        .unwrap();
         assert_eq!(
-            replay.len(),
-            usize::from(expected.is_none()),
-            "only accepted proofs are cached"
+            outcome.to_use(),
+            ProofUse {
+                jkt: key.jkt(),
+                jti: "jti-1".into(),
+                expires_at: NOW - 5 + 90,
+            }
         );
     }
 
@@ -642,14 +654,14 @@ pub(crate) mod tests {
         ];
         for (name, proof, expected) in cases {
             assert_eq!(
-                verify_proof(&proof, &check(None), &ReplayCache::new(10)).err(),
+                verify_proof(&proof, &check(None)).err(),
                 Some(expected),
                 "{name}"
             );
         }
         // Case 22: unknown header parameters are fine.
         let extra = with_header(&key, |h| h["kid"] = json!("whatever"));
-        verify_proof(&extra, &check(None), &ReplayCache::new(10)).unwrap();
+        verify_proof(&extra, &check(None)).unwrap();
     }
 
     /// Case 6: a `kty: oct` JWK with an asymmetric alg is refused too.
@@ -658,23 +670,31 @@ pub(crate) mod tests {
         let key = TestKey::p256();
         let proof = with_header(&key, |h| h["jwk"] = json!({"kty":"oct","k":"c2VjcmV0"}));
         assert!(matches!(
-            verify_proof(&proof, &check(None), &ReplayCache::new(10)),
+            verify_proof(&proof, &check(None)),
             Err(DpopError::Key(_))
         ));
     }
 
-    /// Cases 14, 15, 18: replay keyed on jti (a high-S twin of the same proof is refused too);
-    /// a proof by another key than cnf.jkt is a sender mismatch and is not cached.
+    /// Spends `proof`'s use in `store` (roomy limits) at NOW.
+    fn spend(store: &MemoryReplayStore, outcome: &ProofOutcome) -> Result<(), ReplayError> {
+        let limits = ReplayLimits {
+            capacity: 10,
+            per_key: 10,
+        };
+        store.spend_now(&outcome.to_use(), limits, NOW)
+    }
+
+    /// Cases 14, 15, 18: replay keyed on jti (a high-S twin of the same proof spends the same
+    /// jti, so it is refused too); a proof by another key than cnf.jkt is a sender mismatch.
     #[test]
     fn replay_and_binding() {
         let key = TestKey::p256();
-        let replay = ReplayCache::new(10);
+        let store = MemoryReplayStore::new();
         let first = proof(&key, "ES256", &claims());
-        verify_proof(&first, &check(Some(key.jkt())), &replay).unwrap();
-        assert_eq!(
-            verify_proof(&first, &check(Some(key.jkt())), &replay),
-            Err(DpopError::Replayed)
-        );
+        let outcome = verify_proof(&first, &check(Some(key.jkt()))).unwrap();
+        assert_eq!(spend(&store, &outcome), Ok(()));
+        let again = verify_proof(&first, &check(Some(key.jkt()))).unwrap();
+        assert_eq!(spend(&store, &again), Err(ReplayError::Replayed));
 
         // s' = n - s: a different, equally valid signature for the same claims.
         let (input, sig) = first.rsplit_once('.').unwrap();
@@ -692,24 +712,19 @@ pub(crate) mod tests {
             b64url_encode([&sig[..32], &flipped_s.to_vec_padded(32).unwrap()].concat())
         );
         assert_ne!(twin, first);
-        assert_eq!(
-            verify_proof(&twin, &check(Some(key.jkt())), &ReplayCache::new(10)).map(|o| o.jti),
-            Ok("jti-1".into())
-        );
-        assert_eq!(
-            verify_proof(&twin, &check(Some(key.jkt())), &replay),
-            Err(DpopError::Replayed)
-        );
+        let twin = verify_proof(&twin, &check(Some(key.jkt()))).unwrap();
+        assert_eq!(twin.to_use(), outcome.to_use());
+        assert_eq!(spend(&store, &twin), Err(ReplayError::Replayed));
 
         let other = TestKey::p256();
         let mut claims = claims();
         claims["jti"] = json!("jti-2");
         let by_other = proof(&other, "ES256", &claims);
         assert_eq!(
-            verify_proof(&by_other, &check(Some(key.jkt())), &replay),
+            verify_proof(&by_other, &check(Some(key.jkt()))),
             Err(DpopError::SenderMismatch)
         );
-        assert_eq!(replay.len(), 1);
+        assert_eq!(store.len(), 1);
     }
 
     /// A proof at the old edge of the `iat` window is still acceptable, so its jti is still
@@ -718,25 +733,12 @@ pub(crate) mod tests {
     #[test]
     fn replay_at_window_edge() {
         let key = TestKey::p256();
-        let replay = ReplayCache::new(10);
+        let store = MemoryReplayStore::new();
         let edge = proof(&key, "ES256", &claims_with("iat", json!(NOW - 90)));
-        verify_proof(&edge, &check(None), &replay).unwrap();
-        assert_eq!(
-            verify_proof(&edge, &check(None), &replay),
-            Err(DpopError::Replayed)
-        );
-    }
-
-    /// Case 68: a full cache refuses new proofs.
-    #[test]
-    fn full_cache_fails_closed() {
-        let key = TestKey::p256();
-        let replay = ReplayCache::new(1);
-        replay.check_and_insert("other", NOW + 1000, NOW).unwrap();
-        assert_eq!(
-            verify_proof(&proof(&key, "ES256", &claims()), &check(None), &replay),
-            Err(DpopError::ReplayCacheFull)
-        );
+        let outcome = verify_proof(&edge, &check(None)).unwrap();
+        assert_eq!(outcome.expires_at, NOW);
+        spend(&store, &outcome).unwrap();
+        assert_eq!(spend(&store, &outcome), Err(ReplayError::Replayed));
     }
 
     /// htu normalisation.

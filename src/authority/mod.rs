@@ -7,8 +7,11 @@
 //!           ─▶ optok::parse (strict JWS header) ─▶ jwks key by kid ─▶ signature
 //!           ─▶ optok::check_claims (iss, aud, exp/nbf/iat, sub, cnf, plan, license)
 //!           ─▶ binding (cnf.jkt ⇒ dpop::verify_proof; cnf.x5t#S256 ⇒ client certificate)
-//!           ─▶ required scopes ─▶ Caller
+//!           ─▶ required scopes ─▶ Caller (with the proof's ProofUse, not yet spent)
 //! ```
+//!
+//! A DPoP `jti` is spent by [`Authority::spend`], which the realm calls last, after the license
+//! and the plan have passed too: a refused request leaves nothing in the replay store.
 //!
 //! Plain types only: the proxy passes header values in and maps [`AuthError`] to a response.
 
@@ -20,6 +23,7 @@ pub mod nonce;
 pub mod optok;
 pub mod replay;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -30,7 +34,7 @@ pub use dpop::{DpopError, ProofCheck, ProofOutcome};
 pub use jwks::{JwksError, JwksTuning, KeysStatus};
 pub use nonce::NonceConfig;
 pub use optok::OpTokError;
-pub use replay::{ReplayCache, ReplayError};
+pub use replay::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
 
 use jwks::KeyCache;
 use optok::Binding;
@@ -63,8 +67,10 @@ pub struct AuthorityConfig {
     pub license_claim: String,
     /// `registry.realm`: the DPoP `htu` proofs must name.
     pub realm: String,
-    /// Capacity of the DPoP `jti` replay cache.
+    /// Live entries the DPoP replay store may hold (`authority.dpop.replayCapacity`).
     pub replay_capacity: usize,
+    /// Live entries one DPoP key may hold in it (`authority.dpop.replayPerKey`).
+    pub replay_per_key: usize,
     /// DPoP server nonces (`authority.dpop.requireNonce`); `None`: nonces off.
     pub nonce: Option<NonceConfig>,
 }
@@ -92,6 +98,42 @@ pub struct Caller {
     pub plan: Option<String>,
     /// The license claim, if present.
     pub license: Option<String>,
+    /// How the OpTok was presented; `None` for an anonymous caller.
+    pub scheme: Option<Scheme>,
+    /// The verified DPoP proof's use, to [`Authority::spend`] once everything else passed.
+    pub proof: Option<ProofUse>,
+}
+
+/// How the OpTok was presented, as logs name it (`scheme=bearer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: DPoP`.
+    Dpop,
+    /// `Authorization: Bearer` (with a `DPoP` proof for a DPoP-bound OpTok).
+    Bearer,
+    /// `Authorization: Basic`, the OpTok as password.
+    Basic,
+    /// The `password` of a POST `grant_type=password` form.
+    Form,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Dpop => "dpop",
+            Scheme::Bearer => "bearer",
+            Scheme::Basic => "basic",
+            Scheme::Form => "form",
+        }
+    }
+
+    /// The challenge family of the scheme.
+    fn via(self) -> Via {
+        match self {
+            Scheme::Dpop => Via::Dpop,
+            _ => Via::Bearer,
+        }
+    }
 }
 
 /// How the OpTok came: with the DPoP scheme, or as a bearer token (Bearer, Basic, form).
@@ -115,6 +157,9 @@ pub enum AuthError {
     InvalidProof(DpopError),
     #[error("the DPoP proof was already used")]
     Replay,
+    /// The replay store is full, or this key holds its whole share: fail closed.
+    #[error("{0}; retry shortly")]
+    ReplayFull(ReplayError),
     /// The proof lacks a valid server nonce: answer with [`Authority::fresh_nonce`] in
     /// `DPoP-Nonce` (see [`AuthError::needs_nonce`]).
     #[error("the DPoP proof must carry a fresh server nonce")]
@@ -153,7 +198,9 @@ impl AuthError {
             AuthError::MissingCredentials => "missing_credentials",
             AuthError::InvalidRequest(_) => "invalid_request",
             AuthError::InvalidToken { .. } => "invalid_optok",
-            AuthError::InvalidProof(_) | AuthError::UseNonce => "invalid_dpop_proof",
+            AuthError::InvalidProof(_) | AuthError::UseNonce | AuthError::ReplayFull(_) => {
+                "invalid_dpop_proof"
+            }
             AuthError::Replay => "dpop_replay",
             AuthError::SenderMismatch { .. } => "sender_constraint_mismatch",
             AuthError::InsufficientScope { .. } => "insufficient_optok_scope",
@@ -169,7 +216,9 @@ impl AuthError {
             AuthError::InvalidToken { .. } | AuthError::SenderMismatch { .. } => {
                 Some("invalid_token")
             }
-            AuthError::InvalidProof(_) | AuthError::Replay => Some("invalid_dpop_proof"),
+            AuthError::InvalidProof(_) | AuthError::Replay | AuthError::ReplayFull(_) => {
+                Some("invalid_dpop_proof")
+            }
             AuthError::UseNonce => Some("use_dpop_nonce"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
@@ -194,7 +243,10 @@ impl AuthError {
             AuthError::InvalidToken { via, .. }
             | AuthError::SenderMismatch { via, .. }
             | AuthError::InsufficientScope { via } => *via,
-            AuthError::InvalidProof(_) | AuthError::Replay | AuthError::UseNonce => Via::Dpop,
+            AuthError::InvalidProof(_)
+            | AuthError::Replay
+            | AuthError::ReplayFull(_)
+            | AuthError::UseNonce => Via::Dpop,
             _ if accepts_dpop => Via::Dpop,
             _ => Via::Bearer,
         };
@@ -215,11 +267,12 @@ impl AuthError {
     }
 }
 
-/// The OpTok as presented, with its proof when it came with the DPoP scheme.
+/// The OpTok as presented, with the `DPoP` field values that came with it (DPoP and Bearer
+/// schemes; a proof never rides along with Basic or a form password).
 struct Credential<'a> {
-    via: Via,
+    scheme: Scheme,
     token: &'a str,
-    proof: Option<&'a str>,
+    proofs: Vec<&'a str>,
 }
 
 /// Basic credentials: standard base64, padding optional.
@@ -243,7 +296,7 @@ impl<'a> Credential<'a> {
                 ))
             }
         };
-        let (via, token) = match (header, presented.form_password) {
+        let (scheme, token) = match (header, presented.form_password) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => {
                 return Err(AuthError::InvalidRequest(
@@ -251,19 +304,42 @@ impl<'a> Credential<'a> {
                 ))
             }
             (None, Some("")) => return Err(AuthError::InvalidRequest("the password is empty")),
-            (None, Some(password)) => (Via::Bearer, password),
+            (None, Some(password)) => (Scheme::Form, password),
             (Some(value), None) => Self::authorization(value, basic)?,
         };
-        let proof = match (via, presented.dpop.as_slice()) {
-            (Via::Bearer, _) => None,
-            (Via::Dpop, [proof]) if !proof.contains(',') => Some(proof.trim_matches([' ', '\t'])),
-            (Via::Dpop, _) => return Err(AuthError::InvalidProof(DpopError::Missing)),
+        let proofs = match scheme {
+            Scheme::Dpop | Scheme::Bearer => presented.dpop.clone(),
+            Scheme::Basic | Scheme::Form => Vec::new(),
         };
-        Ok(Some(Credential { via, token, proof }))
+        let credential = Credential {
+            scheme,
+            token,
+            proofs,
+        };
+        if scheme == Scheme::Dpop {
+            // The DPoP scheme always needs its proof: refuse a bad presentation before any work.
+            credential.proof()?;
+        }
+        Ok(Some(credential))
+    }
+
+    fn via(&self) -> Via {
+        self.scheme.via()
+    }
+
+    /// The one proof presented: exactly one `DPoP` field holding one value.
+    fn proof(&self) -> Result<&'a str, AuthError> {
+        match self.proofs.as_slice() {
+            [proof] if !proof.contains(',') => Ok(proof.trim_matches([' ', '\t'])),
+            _ => Err(AuthError::InvalidProof(DpopError::Missing)),
+        }
     }
 
     /// `DPoP <t>`, `Bearer <t>` or `Basic base64(user:t)`; scheme names in any case.
-    fn authorization(value: &'a str, basic: &'a mut String) -> Result<(Via, &'a str), AuthError> {
+    fn authorization(
+        value: &'a str,
+        basic: &'a mut String,
+    ) -> Result<(Scheme, &'a str), AuthError> {
         let value = value.trim_matches([' ', '\t']);
         let (scheme, rest) = value
             .split_once([' ', '\t'])
@@ -277,9 +353,9 @@ impl<'a> Credential<'a> {
             ));
         }
         if scheme.eq_ignore_ascii_case("DPoP") {
-            Ok((Via::Dpop, token))
+            Ok((Scheme::Dpop, token))
         } else if scheme.eq_ignore_ascii_case("Bearer") {
-            Ok((Via::Bearer, token))
+            Ok((Scheme::Bearer, token))
         } else if scheme.eq_ignore_ascii_case("Basic") {
             let decoded = BASIC
                 .decode(token)
@@ -298,7 +374,7 @@ impl<'a> Credential<'a> {
             }
             *basic = password.to_owned();
             let basic: &'a String = basic;
-            Ok((Via::Bearer, basic.as_str()))
+            Ok((Scheme::Basic, basic.as_str()))
         } else {
             Err(AuthError::InvalidRequest(
                 "unsupported authorization scheme",
@@ -312,8 +388,8 @@ pub struct Authority {
     config: AuthorityConfig,
     /// The Authority's signing keys.
     keys: KeyCache,
-    /// DPoP `jti`s already accepted.
-    replay: ReplayCache,
+    /// DPoP proofs already spent.
+    replay: Arc<dyn ReplayStore>,
 }
 
 impl Authority {
@@ -324,11 +400,27 @@ impl Authority {
 
     /// As [`Authority::new`] with other key-cache limits (tests, tooling).
     pub fn with_tuning(config: AuthorityConfig, tuning: JwksTuning) -> Self {
+        Self::with_store(config, tuning, Arc::new(MemoryReplayStore::new()))
+    }
+
+    /// As [`Authority::with_tuning`], spending proofs in `replay`: an Authority rebuilt on
+    /// reload takes over its predecessor's [`Authority::replay_store`], so that no proof spent
+    /// before the reload can be replayed after it.
+    pub fn with_store(
+        config: AuthorityConfig,
+        tuning: JwksTuning,
+        replay: Arc<dyn ReplayStore>,
+    ) -> Self {
         Authority {
             keys: KeyCache::new(&config, tuning),
-            replay: ReplayCache::new(config.replay_capacity),
+            replay,
             config,
         }
+    }
+
+    /// The store spent proofs are remembered in.
+    pub fn replay_store(&self) -> Arc<dyn ReplayStore> {
+        self.replay.clone()
     }
 
     /// The configuration in use.
@@ -360,9 +452,28 @@ impl Authority {
         Some(nonce::issue(&config.secret, now))
     }
 
-    /// Live entries of the DPoP replay cache.
+    /// Live entries of the DPoP replay store.
     pub fn replay_entries(&self) -> usize {
-        self.replay.len()
+        self.replay.entries()
+    }
+
+    /// Spends a verified proof (the caller's [`Caller::proof`]): call it last, once the request
+    /// has passed every other check. `Replay` when it was spent before; `ReplayFull` when the
+    /// store, or this key's share of it, is full. Updates `registry_token_dpop_replay_entries`.
+    pub async fn spend(&self, proof: &ProofUse, now: i64) -> Result<(), AuthError> {
+        let limits = ReplayLimits {
+            capacity: self.config.replay_capacity,
+            per_key: self.config.replay_per_key,
+        };
+        let spent = self.replay.spend(proof, limits, now).await;
+        crate::metrics::get()
+            .dpop_replay_entries
+            .set(i64::try_from(self.replay.entries()).unwrap_or(i64::MAX));
+        match spent {
+            Ok(()) => Ok(()),
+            Err(ReplayError::Replayed) => Err(AuthError::Replay),
+            Err(full) => Err(AuthError::ReplayFull(full)),
+        }
     }
 
     /// `Ok(None)`: no credentials at all (anonymous caller). `Ok(Some)`: authenticated and bound.
@@ -376,7 +487,7 @@ impl Authority {
         let Some(credential) = Credential::from_presented(presented, &mut basic)? else {
             return Ok(None);
         };
-        let via = credential.via;
+        let via = credential.via();
         let invalid = |source| AuthError::InvalidToken { via, source };
 
         let parsed = optok::parse(credential.token).map_err(invalid)?;
@@ -389,7 +500,7 @@ impl Authority {
             .map_err(|_| invalid(OpTokError::Signature))?;
         let claims =
             optok::check_claims(&parsed.jws.payload, &self.config, now).map_err(invalid)?;
-        self.bind(&credential, &claims.binding, presented, now)?;
+        let proof = self.bind(&credential, &claims.binding, presented, now)?;
         if !optok::has_scopes(&claims, &self.config.required_scopes) {
             return Err(AuthError::InsufficientScope { via });
         }
@@ -397,43 +508,47 @@ impl Authority {
             subject: claims.subject,
             plan: claims.plan,
             license: claims.license,
+            scheme: Some(credential.scheme),
+            proof,
         }))
     }
 
-    /// Step 4: the OpTok's `cnf` decides what proves the caller holds it.
+    /// Step 4: the OpTok's `cnf` decides what proves the caller holds it. Returns the DPoP
+    /// proof's use when a proof was verified.
     fn bind(
         &self,
         credential: &Credential,
         binding: &Binding,
         presented: &Presented,
         now: i64,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<ProofUse>, AuthError> {
         use SenderConstraint as C;
         let constraint = self.config.sender_constraint;
         let mismatch = |detail| {
             Err(AuthError::SenderMismatch {
-                via: credential.via,
+                via: credential.via(),
                 detail,
             })
         };
-        match (binding, credential.via) {
+        let verify = |jkt| self.proof(credential, jkt, presented, now).map(Some);
+        match (binding, credential.scheme) {
             (Binding::Jkt(_), _) if constraint == C::Mtls => {
                 mismatch("a client certificate binding is required")
             }
-            (Binding::Jkt(_), Via::Bearer) => {
-                mismatch("a DPoP-bound token needs the DPoP scheme and a proof")
+            // The ops page's shape (SPEC section 7): Bearer with a proof is checked as DPoP is.
+            (Binding::Jkt(jkt), Scheme::Dpop) => verify(Some(jkt.clone())),
+            (Binding::Jkt(jkt), Scheme::Bearer) if !credential.proofs.is_empty() => {
+                verify(Some(jkt.clone()))
             }
-            (Binding::Jkt(jkt), Via::Dpop) => {
-                self.proof(credential, Some(jkt.clone()), presented, now)
-            }
+            (Binding::Jkt(_), _) => mismatch("a DPoP-bound token needs a DPoP proof"),
             (Binding::X5t(_), _) if constraint == C::Dpop => mismatch("a DPoP binding is required"),
-            (Binding::X5t(_), Via::Dpop) => {
+            (Binding::X5t(_), Scheme::Dpop) => {
                 mismatch("a certificate-bound token is presented as Bearer")
             }
-            (Binding::X5t(x5t), Via::Bearer) => {
+            (Binding::X5t(x5t), _) => {
                 let thumbprint = presented.client_cert_sha256.map(header::b64url_encode);
                 if thumbprint.as_deref() == Some(x5t.as_str()) {
-                    Ok(())
+                    Ok(None)
                 } else {
                     mismatch("the client certificate is not the one the token is bound to")
                 }
@@ -441,8 +556,8 @@ impl Authority {
             (Binding::Unbound, _) if constraint != C::None => {
                 mismatch("the token is not sender-constrained (no cnf)")
             }
-            (Binding::Unbound, Via::Dpop) => self.proof(credential, None, presented, now),
-            (Binding::Unbound, Via::Bearer) => Ok(()),
+            (Binding::Unbound, Scheme::Dpop) => verify(None),
+            (Binding::Unbound, _) => Ok(None),
         }
     }
 
@@ -452,7 +567,7 @@ impl Authority {
         expected_jkt: Option<String>,
         presented: &Presented,
         now: i64,
-    ) -> Result<(), AuthError> {
+    ) -> Result<ProofUse, AuthError> {
         let check = ProofCheck {
             method: presented.method,
             htu: &self.config.realm,
@@ -463,16 +578,12 @@ impl Authority {
             expected_jkt,
             nonce: self.config.nonce.as_ref(),
         };
-        let proof = credential
-            .proof
-            .ok_or(AuthError::InvalidProof(DpopError::Missing))?;
-        match dpop::verify_proof(proof, &check, &self.replay) {
-            Ok(_) => Ok(()),
+        match dpop::verify_proof(credential.proof()?, &check) {
+            Ok(outcome) => Ok(outcome.to_use()),
             Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
                 via: Via::Dpop,
                 detail: "the DPoP proof key is not the key the token is bound to",
             }),
-            Err(DpopError::Replayed) => Err(AuthError::Replay),
             Err(DpopError::Nonce) => Err(AuthError::UseNonce),
             Err(e) => Err(AuthError::InvalidProof(e)),
         }
@@ -501,6 +612,7 @@ pub(crate) mod tests {
             license_claim: "stellaops:license".into(),
             realm: REALM.into(),
             replay_capacity: 1000,
+            replay_per_key: 100,
             nonce: None,
         }
     }
@@ -594,7 +706,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// The DPoP happy path returns the caller with plan and license.
+    /// The DPoP happy path returns the caller with plan, license, and the proof to spend.
+    /// Authentication spends nothing (case 73); spending twice is a replay (case 14).
     #[tokio::test]
     async fn dpop_accepted() {
         let f = Fixture::new(SenderConstraint::Dpop);
@@ -605,23 +718,90 @@ pub(crate) mod tests {
             .await
             .unwrap()
             .unwrap();
+        let spend = ProofUse {
+            jkt: f.client.jkt(),
+            jti: "j1".into(),
+            expires_at: NOW + 90,
+        };
         assert_eq!(
             caller,
             Caller {
                 subject: "alice".into(),
                 plan: Some("enterprise".into()),
-                license: Some("LIC-1".into())
+                license: Some("LIC-1".into()),
+                scheme: Some(Scheme::Dpop),
+                proof: Some(spend.clone()),
             }
         );
-        // Case 14: the same proof again is a replay.
+        assert_eq!(f.authority.replay_entries(), 0);
         let again = f
             .run(&[&format!("DPoP {token}")], &[&proof], None)
             .await
-            .unwrap_err();
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.proof.as_ref(), Some(&spend));
+        f.authority.spend(&spend, NOW).await.unwrap();
+        let replay = f.authority.spend(&spend, NOW).await.unwrap_err();
         assert_eq!(
-            (again.reason(), again.oauth_error()),
+            (replay.reason(), replay.oauth_error()),
             ("dpop_replay", Some("invalid_dpop_proof"))
         );
+        assert_eq!(f.authority.replay_entries(), 1);
+    }
+
+    /// One key fills only its share of the replay store (`replay_per_key`), then gets
+    /// `invalid_dpop_proof` (fail closed) while another key still spends.
+    #[tokio::test]
+    async fn per_key_share() {
+        let f = Fixture::new(SenderConstraint::Dpop);
+        let use_of = |jkt: &str, jti: usize| ProofUse {
+            jkt: jkt.into(),
+            jti: format!("j{jti}"),
+            expires_at: NOW + 90,
+        };
+        for i in 0..100 {
+            f.authority.spend(&use_of("greedy", i), NOW).await.unwrap();
+        }
+        let full = f
+            .authority
+            .spend(&use_of("greedy", 100), NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (full.status(), full.reason(), full.oauth_error()),
+            (401, "invalid_dpop_proof", Some("invalid_dpop_proof"))
+        );
+        f.authority.spend(&use_of("other", 0), NOW).await.unwrap();
+        assert_eq!(f.authority.replay_entries(), 101);
+    }
+
+    /// The ops page's shape (SPEC section 7): `Bearer` with a proof for a DPoP-bound OpTok is
+    /// checked in full as the DPoP scheme is, and is recorded as `bearer`.
+    #[tokio::test]
+    async fn bearer_with_proof() {
+        let f = Fixture::new(SenderConstraint::Dpop);
+        let token = f.dpop_bound();
+        let caller = f
+            .run(
+                &[&format!("Bearer {token}")],
+                &[&f.proof_for(&token, "b1")],
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(caller.scheme.map(Scheme::as_str), Some("bearer"));
+        assert_eq!(caller.proof.map(|p| p.jti), Some("b1".into()));
+        let caller = f
+            .run(
+                &[&format!("DPoP {token}")],
+                &[&f.proof_for(&token, "b2")],
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(caller.scheme.map(Scheme::as_str), Some("dpop"));
     }
 
     /// Presentation rules (cases 1, 2, 19, 20) and the binding rules per constraint
@@ -710,12 +890,62 @@ pub(crate) mod tests {
                 None,
                 "sender_constraint_mismatch",
             ),
+            // Item 9: Bearer with a valid proof is DPoP; the proof is checked in full.
             (
                 C::Dpop,
                 vec![format!("Bearer {bound}")],
                 vec![proof.clone()],
                 None,
+                "ok",
+            ),
+            (
+                C::Dpop,
+                vec![format!("bearer {bound}")],
+                vec![proof.clone(), proof.clone()],
+                None,
+                "invalid_dpop_proof",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}")],
+                vec![format!("{proof}, {proof}")],
+                None,
+                "invalid_dpop_proof",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}")],
+                vec![f.proof_for(&unbound, "ath")],
+                None,
+                "invalid_dpop_proof",
+            ),
+            (
+                C::Dpop,
+                vec![format!("Bearer {bound}")],
+                vec![proof_claims_signed_by_other(&bound)],
+                None,
                 "sender_constraint_mismatch",
+            ),
+            (
+                C::Dpop,
+                vec![basic(&bound)],
+                vec![proof.clone()],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::Mtls,
+                vec![format!("Bearer {bound}")],
+                vec![proof.clone()],
+                None,
+                "sender_constraint_mismatch",
+            ),
+            (
+                C::DpopOrMtls,
+                vec![format!("Bearer {x5t}")],
+                vec![proof.clone()],
+                cert,
+                "ok",
             ),
             (
                 C::Dpop,
@@ -1044,7 +1274,8 @@ pub(crate) mod tests {
             .is_none());
     }
 
-    /// `Presented` for one GET with one Authorization and one DPoP value.
+    /// `Presented` for one GET with one Authorization and one DPoP value, authenticated and,
+    /// as the realm does once everything else passed, its proof spent.
     async fn present(
         authority: &Authority,
         authorization: &str,
@@ -1057,7 +1288,11 @@ pub(crate) mod tests {
             form_password: None,
             client_cert_sha256: None,
         };
-        authority.authenticate(&presented, NOW).await
+        let caller = authority.authenticate(&presented, NOW).await?;
+        if let Some(proof) = caller.as_ref().and_then(|c| c.proof.as_ref()) {
+            authority.spend(proof, NOW).await?;
+        }
+        Ok(caller)
     }
 
     /// Case 21: with server nonces on, a proof without one is refused with use_dpop_nonce and a

@@ -1,51 +1,98 @@
-//! The DPoP replay cache: every accepted proof's `jti` is remembered until the proof could no
-//! longer be accepted anyway, so a second use is refused (RFC 9449 section 11.1).
+//! The DPoP replay store: every proof that led to an issued token has its `jti` remembered
+//! until the proof could no longer be accepted anyway, so a second use is refused (RFC 9449
+//! section 11.1).
 //!
-//! Bounded: at capacity, after dropping expired entries, new proofs are refused (fail closed).
+//! Proof verification only says what a proof would spend ([`ProofUse`]); the realm spends it
+//! last, after every other check has passed, so a refused request leaves no trace here
+//! (SPEC section 7, "Order of the realm's checks").
+//!
+//! Bounded in total and per key thumbprint ([`ReplayLimits`]): at a limit, after dropping
+//! expired entries, new proofs are refused (fail closed), and one key can only fill its share.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// Why a `jti` was not admitted.
+use async_trait::async_trait;
+
+/// Why a proof could not be spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
     #[error("the DPoP proof was already used")]
     Replayed,
-    #[error("the replay cache is full")]
+    #[error("the DPoP replay store is full")]
     Full,
+    #[error("this DPoP key holds its whole share of the replay store")]
+    KeyFull,
 }
 
-/// Seen `jti` values with their expiry (unix seconds).
-pub struct ReplayCache {
-    capacity: usize,
+/// What a verified proof spends when its request is granted. Holds no proof text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofUse {
+    /// RFC 7638 thumbprint of the proof key.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+    /// The last second (unix) at which the proof is still acceptable.
+    pub expires_at: i64,
+}
+
+/// How many live entries the store may hold (`authority.dpop.replayCapacity`,
+/// `authority.dpop.replayPerKey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayLimits {
+    /// All keys together.
+    pub capacity: usize,
+    /// One key thumbprint.
+    pub per_key: usize,
+}
+
+/// Where spent proofs are remembered. The memory store serves one process; a shared store lets
+/// replicas refuse each other's replays.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records `proof` as used through its expiry, or refuses it when it was used already or a
+    /// limit is reached. Expired entries never count against a limit.
+    async fn spend(
+        &self,
+        proof: &ProofUse,
+        limits: ReplayLimits,
+        now: i64,
+    ) -> Result<(), ReplayError>;
+
+    /// Entries held now (for `registry_token_dpop_replay_entries`).
+    fn entries(&self) -> usize;
+}
+
+/// The in-process store: spent `(jkt, jti)` pairs with their expiry.
+#[derive(Default)]
+pub struct MemoryReplayStore {
     inner: Mutex<Inner>,
 }
 
+/// A spent proof: (key thumbprint, jti).
+type Spent = (Arc<str>, Arc<str>);
+
 #[derive(Default)]
 struct Inner {
-    /// jti → expiry.
-    seen: HashMap<Arc<str>, i64>,
+    /// Spent proof → expiry.
+    seen: HashMap<Spent, i64>,
+    /// Live entries per key thumbprint.
+    per_key: HashMap<Arc<str>, usize>,
     /// Earliest expiry first, for pruning without a full sweep.
-    by_expiry: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    by_expiry: BinaryHeap<Reverse<(i64, Spent)>>,
 }
 
-impl ReplayCache {
-    /// An empty cache holding at most `capacity` live entries.
-    pub fn new(capacity: usize) -> Self {
-        ReplayCache {
-            capacity,
-            inner: Mutex::new(Inner::default()),
-        }
+impl MemoryReplayStore {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Admits `jti` through `expires_at` (the last second its proof is acceptable), or refuses
-    /// it if it is still remembered or the cache is full of live entries. Entries whose
-    /// `expires_at` is before `now` are dropped first.
-    pub fn check_and_insert(
+    /// The synchronous core of [`ReplayStore::spend`].
+    pub fn spend_now(
         &self,
-        jti: &str,
-        expires_at: i64,
+        proof: &ProofUse,
+        limits: ReplayLimits,
         now: i64,
     ) -> Result<(), ReplayError> {
         let mut inner = self
@@ -53,15 +100,24 @@ impl ReplayCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         inner.prune(now);
-        if inner.seen.contains_key(jti) {
+        let jkt: Arc<str> = Arc::from(proof.jkt.as_str());
+        let jti: Arc<str> = Arc::from(proof.jti.as_str());
+        let key = (jkt.clone(), jti.clone());
+        if inner.seen.contains_key(&key) {
             return Err(ReplayError::Replayed);
         }
-        if inner.seen.len() >= self.capacity {
+        if inner.seen.len() >= limits.capacity {
             return Err(ReplayError::Full);
         }
-        let key: Arc<str> = Arc::from(jti);
-        inner.seen.insert(key.clone(), expires_at);
-        inner.by_expiry.push(Reverse((expires_at, key)));
+        let held = inner.per_key.get(&jkt).copied().unwrap_or(0);
+        if held >= limits.per_key {
+            return Err(ReplayError::KeyFull);
+        }
+        inner.seen.insert(key, proof.expires_at);
+        inner.per_key.insert(jkt.clone(), held + 1);
+        inner
+            .by_expiry
+            .push(Reverse((proof.expires_at, (jkt, jti))));
         Ok(())
     }
 
@@ -70,9 +126,25 @@ impl ReplayCache {
         self.inner.lock().map(|i| i.seen.len()).unwrap_or(0)
     }
 
-    /// Whether the cache holds no entry.
+    /// Whether the store holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl ReplayStore for MemoryReplayStore {
+    async fn spend(
+        &self,
+        proof: &ProofUse,
+        limits: ReplayLimits,
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        self.spend_now(proof, limits, now)
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
     }
 }
 
@@ -83,8 +155,16 @@ impl Inner {
             if *expiry >= now {
                 break;
             }
-            if let Some(Reverse((_, jti))) = self.by_expiry.pop() {
-                self.seen.remove(&jti);
+            let Some(Reverse((_, spent))) = self.by_expiry.pop() else {
+                break;
+            };
+            self.seen.remove(&spent);
+            let jkt = spent.0;
+            if let Some(held) = self.per_key.get_mut(&jkt) {
+                *held -= 1;
+                if *held == 0 {
+                    self.per_key.remove(&jkt);
+                }
             }
         }
     }
@@ -94,45 +174,129 @@ impl Inner {
 mod tests {
     use super::*;
 
-    /// A jti is refused while remembered, through its expiry second included (the proof is
-    /// still acceptable then), and admitted again once expired.
-    #[test]
-    fn replay_then_expiry() {
-        let cache = ReplayCache::new(10);
-        assert_eq!(cache.check_and_insert("a", 100, 0), Ok(()));
-        assert_eq!(
-            cache.check_and_insert("a", 100, 50),
-            Err(ReplayError::Replayed)
-        );
-        assert_eq!(
-            cache.check_and_insert("a", 100, 100),
-            Err(ReplayError::Replayed)
-        );
-        assert_eq!(cache.check_and_insert("a", 200, 101), Ok(()));
-        assert_eq!(cache.len(), 1);
+    fn proof(jkt: &str, jti: &str, expires_at: i64) -> ProofUse {
+        ProofUse {
+            jkt: jkt.into(),
+            jti: jti.into(),
+            expires_at,
+        }
     }
 
-    /// Case 68: at capacity new jtis are refused (fail closed) until entries expire.
+    const ROOMY: ReplayLimits = ReplayLimits {
+        capacity: 10,
+        per_key: 10,
+    };
+
+    /// (jkt, jti, expires_at, now, expected)
+    type Row<'a> = (&'a str, &'a str, i64, i64, Result<(), ReplayError>);
+
+    /// Each row spends one proof at `now` against the same store and limits.
+    fn run(limits: ReplayLimits, rows: &[Row]) {
+        let store = MemoryReplayStore::new();
+        for (i, (jkt, jti, expires_at, now, expected)) in rows.iter().enumerate() {
+            assert_eq!(
+                store.spend_now(&proof(jkt, jti, *expires_at), limits, *now),
+                *expected,
+                "row {i}: {jkt}/{jti} at {now}"
+            );
+        }
+    }
+
+    /// A jti is refused while remembered, through its expiry second included (the proof is
+    /// still acceptable then), and admitted again once expired; the same jti under another key
+    /// is another proof.
+    #[test]
+    fn replay_then_expiry() {
+        use ReplayError::*;
+        run(
+            ROOMY,
+            &[
+                ("k", "a", 100, 0, Ok(())),
+                ("k", "a", 100, 50, Err(Replayed)),
+                ("k", "a", 100, 100, Err(Replayed)),
+                ("other", "a", 100, 100, Ok(())),
+                ("k", "a", 200, 101, Ok(())),
+            ],
+        );
+    }
+
+    /// Case 68: at capacity new proofs are refused (fail closed) until entries expire.
     #[test]
     fn full_fails_closed() {
-        let cache = ReplayCache::new(2);
-        cache.check_and_insert("a", 10, 0).unwrap();
-        cache.check_and_insert("b", 20, 0).unwrap();
-        assert_eq!(cache.check_and_insert("c", 30, 10), Err(ReplayError::Full));
-        assert_eq!(cache.check_and_insert("c", 30, 11), Ok(()));
-        assert_eq!(cache.len(), 2);
+        use ReplayError::*;
+        let limits = ReplayLimits {
+            capacity: 2,
+            per_key: 2,
+        };
+        run(
+            limits,
+            &[
+                ("k1", "a", 10, 0, Ok(())),
+                ("k2", "b", 20, 0, Ok(())),
+                ("k3", "c", 30, 10, Err(Full)),
+                ("k3", "c", 30, 11, Ok(())),
+            ],
+        );
+    }
+
+    /// Case 72: one key fills only its share; other keys still get in, and the key gets room
+    /// back as its own entries expire.
+    #[test]
+    fn per_key_share() {
+        use ReplayError::*;
+        let limits = ReplayLimits {
+            capacity: 10,
+            per_key: 2,
+        };
+        run(
+            limits,
+            &[
+                ("greedy", "1", 10, 0, Ok(())),
+                ("greedy", "2", 20, 0, Ok(())),
+                ("greedy", "3", 30, 0, Err(KeyFull)),
+                ("other", "1", 30, 0, Ok(())),
+                ("other", "2", 30, 0, Ok(())),
+                ("other", "3", 30, 0, Err(KeyFull)),
+                ("greedy", "3", 30, 11, Ok(())),
+                ("greedy", "4", 30, 11, Err(KeyFull)),
+            ],
+        );
+    }
+
+    /// Limits are read per call: a store shared across a reload follows the new limits.
+    #[test]
+    fn limits_per_call() {
+        let store = MemoryReplayStore::new();
+        let tight = ReplayLimits {
+            capacity: 1,
+            per_key: 1,
+        };
+        store.spend_now(&proof("k", "a", 10), tight, 0).unwrap();
+        assert_eq!(
+            store.spend_now(&proof("k", "b", 10), tight, 0),
+            Err(ReplayError::Full)
+        );
+        store.spend_now(&proof("k", "b", 10), ROOMY, 0).unwrap();
+        assert_eq!(store.entries(), 2);
     }
 
     /// Extreme expiry values neither panic nor wrap.
     #[test]
     fn extreme_times() {
-        let cache = ReplayCache::new(4);
-        cache.check_and_insert("max", i64::MAX, i64::MIN).unwrap();
-        cache.check_and_insert("min", i64::MIN, i64::MAX).unwrap();
+        let store = MemoryReplayStore::new();
+        store
+            .spend_now(&proof("k", "max", i64::MAX), ROOMY, i64::MIN)
+            .unwrap();
+        store
+            .spend_now(&proof("k", "min", i64::MIN), ROOMY, i64::MAX)
+            .unwrap();
         assert_eq!(
-            cache.check_and_insert("max", 0, i64::MAX),
+            store.spend_now(&proof("k", "max", 0), ROOMY, i64::MAX),
             Err(ReplayError::Replayed)
         );
-        assert_eq!(cache.check_and_insert("min", 0, i64::MAX), Ok(()));
+        assert_eq!(
+            store.spend_now(&proof("k", "min", 0), ROOMY, i64::MAX),
+            Ok(())
+        );
     }
 }

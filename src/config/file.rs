@@ -155,6 +155,12 @@ pub struct DpopFile {
     pub nonce_secret: Option<Secret>,
     /// How long a server nonce stays valid.
     pub nonce_lifetime: String,
+    /// Spent proofs the replay store may hold, all keys together.
+    #[serde(deserialize_with = "count")]
+    pub replay_capacity: usize,
+    /// Spent proofs one DPoP key may hold in the replay store.
+    #[serde(deserialize_with = "count")]
+    pub replay_per_key: usize,
 }
 
 impl Default for DpopFile {
@@ -164,7 +170,26 @@ impl Default for DpopFile {
             require_nonce: false,
             nonce_secret: None,
             nonce_lifetime: "5m".into(),
+            replay_capacity: 100_000,
+            replay_per_key: 1_000,
         }
+    }
+}
+
+/// A count written as a YAML integer, or as the decimal text an environment override gives.
+fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Number(usize),
+        Text(String),
+    }
+    match Count::deserialize(deserializer)? {
+        Count::Number(n) => Ok(n),
+        Count::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a whole number"))),
     }
 }
 
@@ -280,6 +305,8 @@ pub const KEY_NAMES: &[&str] = &[
     "dpop",
     "proofLifetime",
     "requireNonce",
+    "replayCapacity",
+    "replayPerKey",
     "claims",
     "plan",
     "license",

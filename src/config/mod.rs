@@ -27,8 +27,6 @@ use file::FileConfig;
 
 /// Where the configuration is read from when neither `--config` nor the environment says.
 pub const DEFAULT_PATH: &str = "config/registry-token.yaml";
-/// Capacity of the DPoP `jti` replay cache.
-const REPLAY_CAPACITY: usize = 100_000;
 /// Actions a plan may grant.
 const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
 
@@ -590,6 +588,15 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
     let proof_lifetime = p.duration("authority.dpop.proofLifetime", &a.dpop.proof_lifetime);
     let nonce_lifetime = p.duration("authority.dpop.nonceLifetime", &a.dpop.nonce_lifetime);
+    if a.dpop.replay_capacity == 0 {
+        p.add("authority.dpop.replayCapacity", "must be at least 1");
+    }
+    if !(1..=a.dpop.replay_capacity.max(1)).contains(&a.dpop.replay_per_key) {
+        p.add(
+            "authority.dpop.replayPerKey",
+            "must be at least 1 and at most replayCapacity",
+        );
+    }
     let nonce = match (a.dpop.require_nonce, &a.dpop.nonce_secret) {
         (false, _) => None,
         (true, Some(secret)) if secret.0.len() >= 32 => Some(NonceConfig {
@@ -666,7 +673,8 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         plan_claim: a.claims.plan.clone(),
         license_claim: a.claims.license.clone(),
         realm: realm.to_string(),
-        replay_capacity: REPLAY_CAPACITY,
+        replay_capacity: a.dpop.replay_capacity,
+        replay_per_key: a.dpop.replay_per_key,
         nonce,
     };
     let public_host = match realm.port() {
@@ -966,5 +974,49 @@ mod tests {
         )];
         let errors = parse(MINIMAL, vars).unwrap_err();
         assert!(errors[0].message.contains("audience"), "{errors:?}");
+    }
+
+    /// The replay store's limits: defaults, from the file or the environment; bad values are
+    /// problems under their own paths.
+    #[rstest]
+    #[case::defaults("", &[], (100_000, 1_000), &[])]
+    #[case::file("    replayCapacity: 50\n    replayPerKey: 5\n", &[], (50, 5), &[])]
+    #[case::env("", &[("REGISTRY_TOKEN_AUTHORITY__DPOP__REPLAYCAPACITY", "7"), ("REGISTRY_TOKEN_AUTHORITY__DPOP__REPLAYPERKEY", "3")], (7, 3), &[])]
+    #[case::zero("    replayCapacity: 0\n    replayPerKey: 0\n", &[], (0, 0), &["authority.dpop.replayCapacity", "authority.dpop.replayPerKey"])]
+    #[case::share_above_total("    replayCapacity: 5\n    replayPerKey: 6\n", &[], (5, 6), &["authority.dpop.replayPerKey"])]
+    fn replay_limits(
+        #[case] dpop: &str,
+        #[case] env: &[(&str, &str)],
+        #[case] limits: (usize, usize),
+        #[case] problems: &[&str],
+    ) {
+        let text = MINIMAL.replacen(
+            "  issuer: http://127.0.0.1:9\n",
+            &format!("  issuer: http://127.0.0.1:9\n  dpop:\n{dpop}"),
+            usize::from(!dpop.is_empty()),
+        );
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let file = parse(&text, env).unwrap();
+        let dpop = &file.authority.dpop;
+        assert_eq!((dpop.replay_capacity, dpop.replay_per_key), limits);
+        // MINIMAL lacks keys and more: keep only the problems of the replay limits.
+        let errors = validate(file).err().unwrap_or_default();
+        let found: Vec<&str> = errors
+            .iter()
+            .map(|e| e.path.as_str())
+            .filter(|path| path.starts_with("authority.dpop.replay"))
+            .collect();
+        assert_eq!(found, problems);
+    }
+
+    /// A count that is not a whole number is refused at parse time.
+    #[test]
+    fn replay_limit_not_a_number() {
+        let vars = vec![(
+            "REGISTRY_TOKEN_AUTHORITY__DPOP__REPLAYPERKEY".to_string(),
+            "lots".to_string(),
+        )];
+        let errors = parse(MINIMAL, vars).unwrap_err();
+        assert!(errors[0].message.contains("whole number"), "{errors:?}");
     }
 }

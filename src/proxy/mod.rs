@@ -173,10 +173,11 @@ impl Sidecar {
         };
         let mut audit = realm::Audit::default();
         let outcome = realm::issue(settings, &self.authority, &request, now(), &mut audit).await;
-        let (sub, plan, license) = (
+        let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
             audit.license_hash(),
+            audit.scheme,
         );
         match outcome {
             Ok(issued) => {
@@ -184,7 +185,7 @@ impl Sidecar {
                     .issued
                     .with_label_values(&[&issued.plan])
                     .inc();
-                tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, requested = ?audit.requested, granted = ?issued.granted, "token issued");
+                tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, scheme, requested = ?audit.requested, granted = ?issued.granted, "token issued");
                 let nonce: Vec<_> = issued
                     .dpop_nonce
                     .iter()
@@ -197,7 +198,7 @@ impl Sidecar {
                     .rejected
                     .with_label_values(&[rejection.reason])
                     .inc();
-                tracing::info!(decision = "rejected", route = "token", status = rejection.status, reason = rejection.reason, sub, plan, license, requested = ?audit.requested, "token refused");
+                tracing::info!(decision = "rejected", route = "token", status = rejection.status, reason = rejection.reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 respond::rejection(session, &rejection).await
             }
         }

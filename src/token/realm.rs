@@ -1,12 +1,14 @@
 //! The token realm (SPEC section 4): `GET /token` and the OAuth2 `POST /token` form.
 //!
 //! service → scopes → Authority token and its sender constraint → revocation → plan → grant →
-//! signed registry token. Each refusal is a `Rejection` carrying its status and `reason`.
+//! DPoP proof spent → signed registry token. Each refusal is a `Rejection` carrying its status
+//! and `reason`. The proof is spent last, so a refused request leaves no trace in the replay
+//! store (SPEC section 7).
 
 use serde::Serialize;
 
 use super::{AccessEntry, IssuedClaims};
-use crate::authority::{Authority, Caller, Presented};
+use crate::authority::{AuthError, Authority, Caller, Presented, SenderConstraint};
 use crate::config::Settings;
 use crate::registry::{parse_scopes, ResourceType, Scope};
 
@@ -179,6 +181,8 @@ pub struct Audit {
     pub plan: Option<String>,
     pub license: Option<String>,
     pub requested: Vec<String>,
+    /// How the OpTok was presented (`dpop`, `bearer`, `basic`, `form`).
+    pub scheme: Option<&'static str>,
 }
 
 impl Audit {
@@ -237,22 +241,11 @@ pub async fn issue(
     let caller = authority
         .authenticate(&presented, now)
         .await
-        .map_err(|e| Rejection {
-            status: e.status(),
-            reason: e.reason(),
-            error: e.oauth_error().unwrap_or("invalid_request"),
-            description: e.to_string(),
-            www_authenticate: Some(e.www_authenticate(constraint)),
-            retry_after: (e.status() == 503).then_some(10),
-            dpop_nonce: e
-                .needs_nonce()
-                .then(|| authority.fresh_nonce(now))
-                .flatten(),
-        })?;
+        .map_err(|e| refused(e, authority, constraint, now))?;
     let policy = &settings.policy;
     let anonymous = caller.is_none();
     let missing = || {
-        let e = crate::authority::AuthError::MissingCredentials;
+        let e = AuthError::MissingCredentials;
         Rejection {
             www_authenticate: Some(e.www_authenticate(constraint)),
             ..Rejection::new(
@@ -269,10 +262,13 @@ pub async fn issue(
             subject: "anonymous".into(),
             plan: policy.anonymous_plan.clone(),
             license: None,
+            scheme: None,
+            proof: None,
         },
         None => return Err(missing()),
     };
     audit.subject = Some(caller.subject.clone());
+    audit.scheme = caller.scheme.map(|s| s.as_str());
     audit.license = caller.license.clone();
     audit.plan = caller.plan.clone().or_else(|| policy.default_plan.clone());
     if policy.is_revoked(caller.license.as_deref()) {
@@ -301,6 +297,13 @@ pub async fn issue(
                 "the plan grants none of the requested scopes",
             )
         });
+    }
+    // Last check: spend the DPoP proof only now that the request is granted.
+    if let Some(proof) = &caller.proof {
+        authority
+            .spend(proof, now)
+            .await
+            .map_err(|e| refused(e, authority, constraint, now))?;
     }
     let granted = access
         .iter()
@@ -351,6 +354,27 @@ pub async fn issue(
         granted,
         dpop_nonce: authority.fresh_nonce(now),
     })
+}
+
+/// The refusal for an Authority error (authentication, binding, or spending the proof).
+fn refused(
+    e: AuthError,
+    authority: &Authority,
+    constraint: SenderConstraint,
+    now: i64,
+) -> Rejection {
+    Rejection {
+        status: e.status(),
+        reason: e.reason(),
+        error: e.oauth_error().unwrap_or("invalid_request"),
+        description: e.to_string(),
+        www_authenticate: Some(e.www_authenticate(constraint)),
+        retry_after: (e.status() == 503).then_some(10),
+        dpop_nonce: e
+            .needs_nonce()
+            .then(|| authority.fresh_nonce(now))
+            .flatten(),
+    }
 }
 
 /// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
