@@ -19,7 +19,9 @@ pub mod jwks;
 pub mod nonce;
 pub mod optok;
 pub mod replay;
+pub mod succession;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -31,6 +33,7 @@ pub use jwks::{JwksError, JwksTuning, KeysStatus};
 pub use nonce::NonceConfig;
 pub use optok::OpTokError;
 pub use replay::{ReplayCache, ReplayError};
+pub use succession::Succession;
 
 use jwks::KeyCache;
 use optok::Binding;
@@ -44,8 +47,9 @@ pub enum SenderConstraint {
     None,
 }
 
-/// The `authority` section, resolved.
-#[derive(Clone, Debug)]
+/// The `authority` section, resolved. Compared at reload: any difference builds a new
+/// [`Authority`] (see [`Succession`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorityConfig {
     pub issuer: String,
     /// Already resolved: issuer + `/.well-known/openid-configuration` when not set.
@@ -312,8 +316,9 @@ pub struct Authority {
     config: AuthorityConfig,
     /// The Authority's signing keys.
     keys: KeyCache,
-    /// DPoP `jti`s already accepted.
-    replay: ReplayCache,
+    /// DPoP `jti`s already accepted; shared with the Authority's successors after a reload, so
+    /// that a proof spent here stays spent.
+    replay: Arc<ReplayCache>,
 }
 
 impl Authority {
@@ -326,7 +331,17 @@ impl Authority {
     pub fn with_tuning(config: AuthorityConfig, tuning: JwksTuning) -> Self {
         Authority {
             keys: KeyCache::new(&config, tuning),
-            replay: ReplayCache::new(config.replay_capacity),
+            replay: Arc::new(ReplayCache::new(config.replay_capacity)),
+            config,
+        }
+    }
+
+    /// The Authority for a reloaded `config`: new keys (none yet, no I/O), the same DPoP replay
+    /// store, the same key-cache limits.
+    pub fn successor(&self, config: AuthorityConfig) -> Self {
+        Authority {
+            keys: KeyCache::new(&config, self.keys.tuning().clone()),
+            replay: self.replay.clone(),
             config,
         }
     }
