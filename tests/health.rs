@@ -21,11 +21,14 @@ use serde_json::{json, Value};
 /// How long a change of the upstream's state may take to show (the probe cache is 2 s).
 const SHOWS_WITHIN: Duration = Duration::from_secs(15);
 
+/// What the sidecar wrote on one upstream connection.
+type Record = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay in front of the registry: keeps what the sidecar sent on each connection, and
 /// while `down`, closes every connection at once (the registry "does not answer").
 struct Relay {
     addr: SocketAddr,
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Record>>>,
     down: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
