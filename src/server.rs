@@ -69,12 +69,16 @@ struct AuthorityKeys {
 #[async_trait]
 impl BackgroundService for AuthorityKeys {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut due = tokio::time::Instant::now();
         loop {
             let wanted = self.settings.load().authority.clone();
-            let wait = self.authority.tend(&wanted).await;
+            // A reload that left `authority` as it was costs no fetch.
+            if tokio::time::Instant::now() >= due || !self.authority.settled(&wanted) {
+                due = tokio::time::Instant::now() + self.authority.tend(&wanted).await;
+            }
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(due) => {}
                 _ = self.reloaded.notified() => {}
             }
         }

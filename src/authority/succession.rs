@@ -50,6 +50,12 @@ impl Succession {
         self.slot().clone()
     }
 
+    /// True when `wanted` is the configuration in force and no successor waits: nothing to do
+    /// until the next regular refresh.
+    pub fn settled(&self, wanted: &AuthorityConfig) -> bool {
+        self.current().config() == wanted && self.slot().is_none()
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Authority>>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -168,8 +174,11 @@ mod tests {
     async fn a_waiting_successor_follows_the_latest_reload() {
         let in_force = unreachable(SenderConstraint::Dpop);
         let succession = Succession::new(with_keys(in_force.clone()));
+        assert!(succession.settled(&in_force));
         let first = unreachable(SenderConstraint::None);
+        assert!(!succession.settled(&first));
         succession.tend(&first).await;
+        assert!(!succession.settled(&in_force), "a successor waits");
         let waiting = succession.pending().unwrap();
         succession.tend(&first).await;
         assert!(Arc::ptr_eq(&waiting, &succession.pending().unwrap()));
@@ -179,6 +188,7 @@ mod tests {
         assert_eq!(succession.pending().unwrap().config(), &second);
 
         succession.tend(&in_force).await;
+        assert!(succession.settled(&in_force));
         assert!(succession.pending().is_none());
         assert_eq!(succession.current().config(), &in_force);
     }
