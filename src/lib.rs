@@ -24,6 +24,8 @@ pub mod authority;
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.
 pub mod config;
+/// Readiness: what keeps the sidecar from serving, for both listeners.
+pub mod health;
 /// Every exported metric.
 pub mod metrics;
 /// Plans: repository patterns and the grants they make.

@@ -1,9 +1,9 @@
 //! Builds the pingora `Server`: the main listener (proxy + realm), the admin listener
-//! (`/metrics`), and the background services (Authority keys, configuration reload).
+//! (`/metrics`, detailed `/readyz`), and the background services (Authority keys and
+//! succession, configuration reload).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -16,28 +16,38 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use tokio::sync::Notify;
 
-use crate::authority::Authority;
+use crate::authority::{Authority, Succession};
 use crate::config::watch::Reloader;
 use crate::config::Settings;
+use crate::health::Health;
 use crate::metrics;
 use crate::proxy::Sidecar;
 
-/// How often the Authority's keys are fetched again when all is well.
-const KEYS_REFRESH: Duration = Duration::from_secs(300);
-/// How soon a failed fetch is retried.
-const KEYS_RETRY: Duration = Duration::from_secs(5);
-
-/// The admin listener: Prometheus metrics.
-struct Admin;
+/// The admin listener: Prometheus metrics, and `/readyz` with the details (URLs, errors).
+struct Admin {
+    settings: Arc<ArcSwap<Settings>>,
+    authority: Arc<Succession>,
+    health: Arc<Health>,
+}
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
-        let (status, content_type, body) = if session.req_header().uri.path() == "/metrics" {
-            (200, "text/plain; version=0.0.4", metrics::get().render())
-        } else {
-            (404, "text/plain", b"not found".to_vec())
+        let (status, content_type, body) = match session.req_header().uri.path() {
+            "/metrics" => (200, "text/plain; version=0.0.4", metrics::get().render()),
+            "/readyz" => {
+                let (settings, authority) = (self.settings.load_full(), self.authority.current());
+                let waiting = self.authority.pending();
+                let report = self
+                    .health
+                    .check(&settings, &authority, waiting.as_deref())
+                    .await;
+                let body = serde_json::to_vec(&report.detailed()).unwrap_or_default();
+                (report.status(), "application/json", body)
+            }
+            _ => (404, "text/plain", b"not found".to_vec()),
         };
         http::Response::builder()
             .status(status)
@@ -48,26 +58,28 @@ impl ServeHttp for Admin {
     }
 }
 
-/// Keeps the Authority's keys fresh: at start, then every few minutes, sooner after a failure.
-struct KeysRefresher(Arc<Authority>);
+/// Keeps the keys of the Authority in force fresh (at start, then every few minutes, sooner
+/// after a failure), and brings in the Authority a reload asks for as soon as it is reloaded.
+struct AuthorityKeys {
+    settings: Arc<ArcSwap<Settings>>,
+    authority: Arc<Succession>,
+    reloaded: Arc<Notify>,
+}
 
 #[async_trait]
-impl BackgroundService for KeysRefresher {
+impl BackgroundService for AuthorityKeys {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut due = tokio::time::Instant::now();
         loop {
-            let wait = match self.0.refresh().await {
-                Ok(count) => {
-                    tracing::debug!(keys = count, "authority keys fetched");
-                    KEYS_REFRESH
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "authority keys could not be fetched; keeping the last good ones");
-                    KEYS_RETRY
-                }
-            };
+            let wanted = self.settings.load().authority.clone();
+            // A reload that left `authority` as it was costs no fetch.
+            if tokio::time::Instant::now() >= due || !self.authority.settled(&wanted) {
+                due = tokio::time::Instant::now() + self.authority.tend(&wanted).await;
+            }
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(due) => {}
+                _ = self.reloaded.notified() => {}
             }
         }
     }
@@ -119,25 +131,6 @@ fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String
     Ok(tls)
 }
 
-/// The `/readyz` client: trusts the upstream as the proxy does.
-fn probe_client(settings: &Settings) -> reqwest::Client {
-    let upstream = &settings.upstream;
-    let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .redirect(reqwest::redirect::Policy::none())
-        .danger_accept_invalid_certs(upstream.insecure_skip_verify);
-    for cert in upstream.ca.iter().flat_map(|certs| certs.iter()) {
-        if let Some(cert) = cert
-            .to_der()
-            .ok()
-            .and_then(|der| reqwest::Certificate::from_der(&der).ok())
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().expect("HTTP client")
-}
-
 /// Runs the sidecar until a signal stops it. With `upgrade`, takes the listening sockets over
 /// from a running instance (which is then sent SIGQUIT) instead of binding them.
 pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
@@ -150,7 +143,9 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     metrics::get()
         .config_generation
         .set(settings.generation as i64);
-    let authority = Arc::new(Authority::new(settings.authority.clone()));
+    let authority = Arc::new(Succession::new(Authority::new(settings.authority.clone())));
+    let health = Arc::new(Health::default());
+    let reloaded = Arc::new(Notify::new());
     let settings = Arc::new(ArcSwap::from_pointee(settings));
 
     let conf = ServerConf {
@@ -172,7 +167,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     let sidecar = Sidecar {
         settings: settings.clone(),
         authority: authority.clone(),
-        probe: probe_client(&settings.load()),
+        health: health.clone(),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, sidecar);
@@ -187,20 +182,30 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     } else {
         proxy.add_tcp(&listen.to_string());
     }
-    let mut admin = Service::new("admin".to_string(), Admin);
+    let admin = Admin {
+        settings: settings.clone(),
+        authority: authority.clone(),
+        health,
+    };
+    let mut admin = Service::new("admin".to_string(), admin);
     admin.add_tcp(&admin_listen.to_string());
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(background_service(
         "authority keys",
-        KeysRefresher(authority),
+        AuthorityKeys {
+            settings: settings.clone(),
+            authority,
+            reloaded: reloaded.clone(),
+        },
     ));
     server.add_service(background_service(
         "config reload",
         Reloader {
             path: config_path,
             settings,
+            reloaded,
         },
     ));
     tracing::info!(%listen, %admin_listen, "serving");

@@ -243,6 +243,11 @@ impl KeyCache {
         Ok(self.store(keys_from_document(&document)?))
     }
 
+    /// The limits this cache was built with.
+    pub fn tuning(&self) -> &JwksTuning {
+        &self.tuning
+    }
+
     pub fn status(&self) -> KeysStatus {
         let state = self.read();
         KeysStatus {

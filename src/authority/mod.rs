@@ -22,6 +22,7 @@ pub mod jwks;
 pub mod nonce;
 pub mod optok;
 pub mod replay;
+pub mod succession;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use jwks::{JwksError, JwksTuning, KeysStatus};
 pub use nonce::NonceConfig;
 pub use optok::OpTokError;
 pub use replay::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
+pub use succession::Succession;
 
 use jwks::KeyCache;
 use optok::Binding;
@@ -48,8 +50,9 @@ pub enum SenderConstraint {
     None,
 }
 
-/// The `authority` section, resolved.
-#[derive(Clone, Debug)]
+/// The `authority` section, resolved. Compared at reload: any difference builds a new
+/// [`Authority`] (see [`Succession`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorityConfig {
     pub issuer: String,
     /// Already resolved: issuer + `/.well-known/openid-configuration` when not set.
@@ -388,7 +391,8 @@ pub struct Authority {
     config: AuthorityConfig,
     /// The Authority's signing keys.
     keys: KeyCache,
-    /// DPoP proofs already spent.
+    /// DPoP proofs already spent; shared with the Authority's successors after a reload, so
+    /// that a proof spent here stays spent.
     replay: Arc<dyn ReplayStore>,
 }
 
@@ -414,6 +418,16 @@ impl Authority {
         Authority {
             keys: KeyCache::new(&config, tuning),
             replay,
+            config,
+        }
+    }
+
+    /// The Authority for a reloaded `config`: new keys (none yet, no I/O), the same DPoP replay
+    /// store, the same key-cache limits.
+    pub fn successor(&self, config: AuthorityConfig) -> Self {
+        Authority {
+            keys: KeyCache::new(&config, self.keys.tuning().clone()),
+            replay: self.replay.clone(),
             config,
         }
     }

@@ -22,7 +22,7 @@ const MAC_BYTES: usize = 16;
 pub const NONCE_CHARS: usize = 32;
 
 /// Server nonces on: the shared secret and how long a nonce stays good.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NonceConfig {
     /// The HMAC key shared by every replica (≥ 32 bytes, checked by the config).
     pub secret: Vec<u8>,

@@ -183,6 +183,9 @@ pub struct Settings {
     pub service: String,
     /// `service` and `allowedServices`.
     pub services: Vec<String>,
+    /// The Authority these settings ask for. The running sidecar reads the one in force
+    /// (`Succession::current().config()`), which takes over from a reload once its keys are
+    /// fetched; only the keys loop and the CLI read this.
     pub authority: AuthorityConfig,
     pub signing_issuer: String,
     pub lifetime: Duration,
@@ -811,14 +814,12 @@ fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
 }
 
 /// The sections that differ between two files and only take effect after a restart: the
-/// listeners, and the Authority whose keys are cached for the process's life.
+/// listeners. (A changed `authority` section builds a new Authority beside the one in force:
+/// see [`crate::authority::Succession`].)
 pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if old.server != new.server {
         changed.push("server");
-    }
-    if old.authority != new.authority {
-        changed.push("authority");
     }
     changed
 }

@@ -15,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::Settings;
 use crate::metrics;
@@ -29,6 +29,8 @@ const POLL: Duration = Duration::from_secs(1);
 pub struct Reloader {
     pub path: PathBuf,
     pub settings: Arc<ArcSwap<Settings>>,
+    /// Notified after each reload that took effect (the Authority keys loop waits on it).
+    pub reloaded: Arc<Notify>,
 }
 
 fn fingerprint(path: &PathBuf) -> Option<[u8; 32]> {
@@ -52,6 +54,7 @@ impl Reloader {
                 next.generation = current.generation + 1;
                 let generation = next.generation;
                 self.settings.store(Arc::new(next));
+                self.reloaded.notify_one();
                 metrics::get()
                     .config_reloads
                     .with_label_values(&["ok"])

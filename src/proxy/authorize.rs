@@ -1,7 +1,8 @@
 //! The `/v2/` decision (SPEC section 5), a plain function: route → needed scopes → the
 //! sidecar-issued bearer token → live revocation → allow, or the response that refuses.
 
-use crate::config::Settings;
+use crate::authority::AuthorityConfig;
+use crate::config::{Policy, Settings};
 use crate::registry::{route, Access, ResourceType, RouteError, Routed};
 
 /// A request the registry may see.
@@ -101,8 +102,28 @@ fn route_denied(e: RouteError) -> Denied {
     }
 }
 
-/// Decides one `/v2/` request at Unix time `now`.
-pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<Allowed, Denied> {
+/// Whether a token the sidecar issued names a revoked license. Every claim copied from the OpTok
+/// but the plan is checked, not only the one `claims.license` names now: a token issued before
+/// that name was changed by a reload carries its license under the old name (fail closed).
+fn license_revoked(
+    extra: &serde_json::Map<String, serde_json::Value>,
+    plan_claim: &str,
+    policy: &Policy,
+) -> bool {
+    extra
+        .iter()
+        .filter(|(name, _)| *name != plan_claim)
+        .any(|(_, value)| policy.is_revoked(value.as_str()))
+}
+
+/// Decides one `/v2/` request at Unix time `now`; `authority` is the settings of the Authority
+/// in force (clock skew, claim names).
+pub fn authorize(
+    settings: &Settings,
+    authority: &AuthorityConfig,
+    req: &V2Request<'_>,
+    now: i64,
+) -> Result<Allowed, Denied> {
     let routed = route(req.method, req.path, req.query).map_err(route_denied)?;
     let is_form = req.content_type.is_some_and(|c| {
         c.trim()
@@ -156,7 +177,7 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
             })
         }
     };
-    let leeway = settings.authority.clock_skew.as_secs() as i64;
+    let leeway = authority.clock_skew.as_secs() as i64;
     // Verified once per token, then from the cache; revocation and scope are checked below on
     // every request.
     let claims = crate::token::cache::shared()
@@ -177,11 +198,7 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
                 "the token is not valid here",
             )
         })?;
-    let license = claims
-        .extra
-        .get(&settings.authority.license_claim)
-        .and_then(|l| l.as_str());
-    if settings.policy.is_revoked(license) {
+    if license_revoked(&claims.extra, &authority.plan_claim, &settings.policy) {
         return Err(unauthorized(
             settings,
             &routed.needs,
@@ -214,4 +231,50 @@ pub fn authorize(settings: &Settings, req: &V2Request<'_>, now: i64) -> Result<A
         routed,
         subject: claims.sub.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A license is found under the claim name in force or any other copied claim but the plan.
+    #[test]
+    fn revocation_reads_every_copied_claim_but_the_plan() {
+        let policy = Policy {
+            revoked: ["LIC-R".to_string()].into(),
+            ..Policy::default()
+        };
+        // (issued extra claims, plan claim in force, revoked)
+        let rows = [
+            (
+                json!({"stellaops:plan": "gold", "stellaops:license": "LIC-R"}),
+                "stellaops:plan",
+                true,
+            ),
+            (
+                json!({"stellaops:plan": "gold", "stellaops:license": "LIC-OK"}),
+                "stellaops:plan",
+                false,
+            ),
+            (json!({"stellaops:plan": "gold"}), "stellaops:plan", false),
+            // Issued before `claims.license` was renamed: still found.
+            (
+                json!({"tier": "gold", "stellaops:license": "LIC-R"}),
+                "tier",
+                true,
+            ),
+            // A plan named like a revoked license is not a license.
+            (json!({"tier": "LIC-R", "lic": "LIC-OK"}), "tier", false),
+            (json!({"tier": "gold", "lic": 5}), "tier", false),
+        ];
+        for (i, (extra, plan_claim, revoked)) in rows.into_iter().enumerate() {
+            let extra = extra.as_object().unwrap();
+            assert_eq!(
+                license_revoked(extra, plan_claim, &policy),
+                revoked,
+                "row {i}"
+            );
+        }
+    }
 }

@@ -22,8 +22,9 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use authorize::{authorize, Allowed, Denied, V2Request};
 
 use crate::authority::edge::forwarded_certificate;
-use crate::authority::Authority;
+use crate::authority::{Authority, Succession};
 use crate::config::Settings;
+use crate::health::Health;
 use crate::metrics;
 use crate::token::realm::{self, TokenRequest};
 
@@ -51,14 +52,17 @@ const STRIPPED: &[&str] = &[
 /// The sidecar's proxy service.
 pub struct Sidecar {
     pub settings: Arc<ArcSwap<Settings>>,
-    pub authority: Arc<Authority>,
-    /// For `/readyz`: does the registry answer?
-    pub probe: reqwest::Client,
+    /// The Authority in force (and the one a reload is bringing in).
+    pub authority: Arc<Succession>,
+    /// `/readyz`, shared with the admin listener (one probe cache).
+    pub health: Arc<Health>,
 }
 
 /// Per-request state: one configuration version for the whole request.
 pub struct Ctx {
     settings: Arc<Settings>,
+    /// The Authority in force when the request came, with its own settings.
+    authority: Arc<Authority>,
     started: Instant,
     /// Route label for `/v2/` requests the sidecar forwards or refuses; `None` elsewhere.
     route: Option<&'static str>,
@@ -110,28 +114,19 @@ fn client_certificate(session: &Session, settings: &Settings) -> Option<[u8; 32]
 }
 
 impl Sidecar {
-    async fn readiness(&self, session: &mut Session, settings: &Settings) -> Result<()> {
-        let mut waiting = Vec::new();
-        let keys = self.authority.status();
-        if !keys.usable {
-            let why = keys
-                .last_error
-                .unwrap_or_else(|| "no keys fetched yet".into());
-            waiting.push(format!("authority: {why}"));
-        }
-        let url = format!("{}/v2/", settings.upstream.origin);
-        if let Err(e) = self.probe.get(&url).send().await {
-            waiting.push(format!("upstream: {url} does not answer ({e})"));
-        }
-        if waiting.is_empty() {
-            respond::text(session, 200, "ready").await
-        } else {
-            // SPEC: a JSON list of what is not ready.
-            respond::json(session, 503, &waiting, &[]).await
-        }
+    /// Status only: this listener may face the internet (details are on the admin listener).
+    async fn readiness(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
+        let report = self.health.check(&ctx.settings, &ctx.authority, None).await;
+        let no_store = [("Cache-Control", "no-store".to_string())];
+        respond::json(session, report.status(), &report.public(), &no_store).await
     }
 
-    async fn token(&self, session: &mut Session, settings: &Settings) -> Result<()> {
+    async fn token(
+        &self,
+        session: &mut Session,
+        settings: &Settings,
+        authority: &Authority,
+    ) -> Result<()> {
         let method = session.req_header().method.as_str().to_string();
         if method != "GET" && method != "POST" {
             return respond::send(
@@ -172,7 +167,7 @@ impl Sidecar {
             client_cert_sha256: client_certificate(session, settings),
         };
         let mut audit = realm::Audit::default();
-        let outcome = realm::issue(settings, &self.authority, &request, now(), &mut audit).await;
+        let outcome = realm::issue(settings, authority, &request, now(), &mut audit).await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -224,7 +219,7 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             content_type,
         };
-        match authorize(&ctx.settings, &request, now()) {
+        match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
             Ok(allowed) => {
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject);
@@ -270,6 +265,7 @@ impl ProxyHttp for Sidecar {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             settings: self.settings.load_full(),
+            authority: self.authority.current(),
             started: Instant::now(),
             route: None,
             subject: None,
@@ -320,11 +316,14 @@ impl ProxyHttp for Sidecar {
         };
         match path.as_str() {
             "/healthz" => respond::text(session, 200, "ok").await?,
-            "/readyz" => self.readiness(session, &settings).await?,
+            "/readyz" => self.readiness(session, ctx).await?,
             "/.well-known/jwks.json" => {
                 respond::json(session, 200, &settings.keys.jwks(), &[]).await?
             }
-            "/token" => self.token(session, &settings).await?,
+            "/token" => {
+                let authority = ctx.authority.clone();
+                self.token(session, &settings, &authority).await?
+            }
             p if p == "/v2" || p.starts_with("/v2/") => {
                 return self.v2(session, ctx, p, query.as_deref()).await
             }

@@ -199,7 +199,8 @@ impl Audit {
     }
 }
 
-/// Runs the realm for one request. `now` is the Unix time in seconds.
+/// Runs the realm for one request. `now` is the Unix time in seconds. `authority` is the one in
+/// force: its own settings (sender constraint, claim names) apply, never `settings.authority`.
 pub async fn issue(
     settings: &Settings,
     authority: &Authority,
@@ -237,7 +238,7 @@ pub async fn issue(
         form_password: params.password.as_deref(),
         client_cert_sha256: req.client_cert_sha256,
     };
-    let constraint = settings.authority.sender_constraint;
+    let constraint = authority.config().sender_constraint;
     let caller = authority
         .authenticate(&presented, now)
         .await
@@ -313,12 +314,12 @@ pub async fn issue(
     let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let mut extra = serde_json::Map::new();
     extra.insert(
-        settings.authority.plan_claim.clone(),
+        authority.config().plan_claim.clone(),
         plan.name.clone().into(),
     );
     if let Some(license) = &caller.license {
         extra.insert(
-            settings.authority.license_claim.clone(),
+            authority.config().license_claim.clone(),
             license.clone().into(),
         );
     }

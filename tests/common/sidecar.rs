@@ -286,6 +286,42 @@ pub struct Sidecar {
 impl Sidecar {
     /// Writes the config, starts `registry-token --config PATH serve` and waits for `/readyz` 200.
     pub fn start(config: SidecarConfig) -> Sidecar {
+        let mut sidecar = Sidecar::launch(config);
+        let http = client();
+        let readyz = format!("{}/readyz", sidecar.url());
+        poll(
+            START_DEADLINE,
+            "registry-token /readyz to answer 200",
+            || {
+                if let Ok(Some(status)) = sidecar.child.try_wait() {
+                    panic!("registry-token exited ({status}):\n{}", sidecar.log_tail());
+                }
+                (http.get(&readyz).send().ok()?.status() == 200).then_some(())
+            },
+        );
+        sidecar
+    }
+
+    /// Like `start`, but waits only for `/healthz` 200 (the process serves), not for readiness.
+    pub fn start_unready(config: SidecarConfig) -> Sidecar {
+        let mut sidecar = Sidecar::launch(config);
+        let http = client();
+        let healthz = format!("{}/healthz", sidecar.url());
+        poll(
+            START_DEADLINE,
+            "registry-token /healthz to answer 200",
+            || {
+                if let Ok(Some(status)) = sidecar.child.try_wait() {
+                    panic!("registry-token exited ({status}):\n{}", sidecar.log_tail());
+                }
+                (http.get(&healthz).send().ok()?.status() == 200).then_some(())
+            },
+        );
+        sidecar
+    }
+
+    /// Writes the config and starts `registry-token --config PATH serve`; waits for nothing.
+    fn launch(config: SidecarConfig) -> Sidecar {
         let dir = tempfile::Builder::new()
             .prefix("e2e-sidecar")
             .tempdir()
@@ -315,7 +351,7 @@ impl Sidecar {
             .stderr(log)
             .spawn()
             .expect("run registry-token serve");
-        let mut sidecar = Sidecar {
+        Sidecar {
             child,
             port,
             admin_port,
@@ -323,20 +359,7 @@ impl Sidecar {
             config_path,
             dir,
             writes: AtomicUsize::new(0),
-        };
-        let http = client();
-        let readyz = format!("{}/readyz", sidecar.url());
-        poll(
-            START_DEADLINE,
-            "registry-token /readyz to answer 200",
-            || {
-                if let Ok(Some(status)) = sidecar.child.try_wait() {
-                    panic!("registry-token exited ({status}):\n{}", sidecar.log_tail());
-                }
-                (http.get(&readyz).send().ok()?.status() == 200).then_some(())
-            },
-        );
-        sidecar
+        }
     }
 
     /// `http(s)://127.0.0.1:PORT` (main listener).
