@@ -257,6 +257,8 @@ mod tests {
     const REALM: &str = "https://sidecar.test/token";
     const SERVICE: &str = "registry.test";
 
+    type Headers<'a> = Vec<(&'a str, String)>;
+
     fn text(reply: &Reply) -> String {
         String::from_utf8(reply.body.clone()).unwrap()
     }
@@ -266,7 +268,7 @@ mod tests {
     fn realm_refusals_render_unchanged() {
         let dpop_challenge = format!(r#"DPoP algs="{}""#, algs());
         // (refusal, nonce, status, headers, body)
-        let rows: Vec<(Refusal, Option<&str>, u16, Vec<(&str, String)>, &str)> = vec![
+        let rows: Vec<(Refusal, Option<&str>, u16, Headers, &str)> = vec![
             (
                 Refusal::LicenseRevoked,
                 None,
@@ -337,7 +339,7 @@ mod tests {
         };
         let scope = "repository:acme/app:pull".to_string();
         // (denial, body pending, status, headers, body, close)
-        let rows: Vec<(Denial, bool, u16, Vec<(&str, String)>, &str, bool)> = vec![
+        let rows: Vec<(Denial, bool, u16, Headers, &str, bool)> = vec![
             (
                 Denial::InsufficientScope {
                     scope: scope.clone(),
