@@ -285,9 +285,9 @@ impl ProxyHttp for Sidecar {
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
         let checked = hygiene::check(session.req_header(), raw.as_deref());
-        let target = checked.and_then(|()| target(session.req_header()).ok_or(Denial::PathNotUtf8));
-        let (path, query) = match target {
-            Ok(target) => target,
+        let split = checked.and_then(|()| target(session.req_header()).ok_or(Denial::PathNotUtf8));
+        let (path, query) = match split {
+            Ok(split) => split,
             Err(denial) => {
                 metrics::get()
                     .proxy_denied
