@@ -1286,3 +1286,202 @@ fn authority_down_at_start_means_not_ready_and_no_tokens() {
         "SECURITY 58: still not ready"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Turn 2: form bodies on uploads (SECURITY 71)
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a blob straight into the registry's `victim/private` (no sidecar) and returns its digest.
+fn seed_victim_blob(registry: &Registry) -> String {
+    let secret = format!("victim secret {}", rand::random::<u64>());
+    let digest = format!(
+        "sha256:{}",
+        hash(MessageDigest::sha256(), secret.as_bytes())
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let http = client();
+    let upload = http
+        .post(format!(
+            "{}/v2/victim/private/blobs/uploads/",
+            registry.url()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(upload.status(), 202, "seeding victim/private");
+    let location = upload.headers()["location"].to_str().unwrap().to_string();
+    let put = http
+        .put(format!("{location}&digest={digest}"))
+        .body(secret)
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201, "seeding victim/private");
+    digest
+}
+
+/// A `multipart/form-data` body with boundary `B` and one part per `(name, value)`.
+fn multipart(parts: &[(&str, &str)]) -> String {
+    let mut body = String::new();
+    for (name, value) in parts {
+        body.push_str(&format!(
+            "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str("--B--\r\n");
+    body
+}
+
+/// SECURITY 71: Distribution reads `mount`/`from` (and `digest`) from a form body as well as
+/// from the query, so a push token for `acme/app` could mount `victim/private`'s blob through
+/// a multipart upload start. Every form media type, in any case and spacing and with any
+/// parameters, on POST, PUT and PATCH, is refused with 400 `form_body`, never forwarded, and
+/// the connection is not reused (its body is unread); the victim's blob stays unreachable.
+#[test]
+fn form_bodies_on_uploads_are_refused() {
+    let bed = Bed::start();
+    let (sidecar, registry) = (&bed.sidecar, &bed.registry);
+    let (key, optok) = bed.caller("enterprise");
+    let token = sidecar.token(&["repository:acme/app:pull,push"], &optok, &key);
+    let bearer = format!("Bearer {token}");
+    let digest = seed_victim_blob(registry);
+    let blob_in_app = format!("{}/v2/acme/app/blobs/{digest}", registry.url());
+    assert_eq!(
+        client().get(&blob_in_app).send().unwrap().status(),
+        404,
+        "baseline: the blob is not in acme/app"
+    );
+
+    // An upload session of acme/app to aim PUT and PATCH at.
+    let started = raw_http(
+        &sidecar.addr(),
+        &raw(
+            "POST",
+            b"/v2/acme/app/blobs/uploads/",
+            &[("Authorization", &bearer)],
+            b"",
+        ),
+    );
+    assert_eq!(started.status, 202, "upload session: {}", started.text());
+    let location = started.header("location").unwrap_or_default();
+    let session = location
+        .strip_prefix(&sidecar.url())
+        .unwrap_or(location)
+        .to_string();
+    let session = session.split('?').next().unwrap().to_string();
+    assert!(
+        session.starts_with("/v2/acme/app/blobs/uploads/"),
+        "{session}"
+    );
+
+    let mount = multipart(&[("mount", &digest), ("from", "victim/private")]);
+    let complete = multipart(&[("digest", &digest)]);
+    let form = format!("mount={digest}&from=victim/private");
+    let uploads = "/v2/acme/app/blobs/uploads/";
+    // (method, path, Content-Type, body)
+    let rows: [(&str, &str, &str, &str); 9] = [
+        ("POST", uploads, "multipart/form-data; boundary=B", &mount),
+        ("POST", uploads, "Multipart/Form-Data ; boundary=B", &mount),
+        ("POST", uploads, "MULTIPART/FORM-DATA;boundary=B", &mount),
+        (
+            "POST",
+            uploads,
+            "multipart/form-data\t;  charset=utf-8; boundary=\"B\"",
+            &mount,
+        ),
+        ("POST", uploads, " multipart/form-data ; boundary=B", &mount),
+        (
+            "POST",
+            uploads,
+            "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            &form,
+        ),
+        (
+            "PUT",
+            &session,
+            "multipart/form-data; boundary=B",
+            &complete,
+        ),
+        (
+            "PATCH",
+            &session,
+            "Multipart/Form-Data; boundary=B",
+            &complete,
+        ),
+        ("PUT", &session, "application/x-www-form-urlencoded", &form),
+    ];
+    let denied = || sidecar.metric("registry_proxy_denied_total", &[("reason", "form_body")]);
+    for (method, path, content_type, body) in rows {
+        let case = format!("71 {method} {content_type:?}");
+        let before = denied();
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", content_type),
+        ];
+        let response = bed.refused_locally(
+            &case,
+            &raw(method, path.as_bytes(), &headers, body.as_bytes()),
+            &[400],
+        );
+        assert_eq!(
+            denied(),
+            before + 1.0,
+            "SECURITY {case}: counted as form_body"
+        );
+        assert!(
+            response
+                .header("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("close")),
+            "SECURITY {case}: the connection is not reused, got {:?}",
+            response.headers
+        );
+    }
+
+    // Kept alive by the client, the refused request still ends its connection: a request
+    // pipelined behind the unread body is never read as a second request.
+    let mut request = format!(
+        "POST {uploads} HTTP/1.1\r\nHost: sidecar.test\r\nAuthorization: {bearer}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n{mount}",
+        mount.len()
+    );
+    request.push_str(&format!(
+        "GET /v2/acme/app/tags/list HTTP/1.1\r\nHost: sidecar.test\r\nAuthorization: {bearer}\r\n\r\n"
+    ));
+    let before = bed.tap.heads().len();
+    let mut stream = TcpStream::connect(sidecar.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("SECURITY 71: the sidecar closes the connection after the refusal");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "SECURITY 71: {answer}");
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "SECURITY 71: one answer only: {answer}"
+    );
+    assert_eq!(
+        bed.tap.heads().len(),
+        before,
+        "SECURITY 71: nothing forwarded"
+    );
+
+    // The registry never saw a form: the blob is still not in acme/app, and its log holds only
+    // the upload start above.
+    assert_eq!(
+        client().get(&blob_in_app).send().unwrap().status(),
+        404,
+        "SECURITY 71: the victim's blob was not mounted into acme/app"
+    );
+    bed.registry_barrier();
+    assert_eq!(
+        registry.requests_for("/v2/acme/app/blobs/uploads"),
+        1,
+        "SECURITY 71: only the upload start reached the registry"
+    );
+    sidecar.assert_log_free_of(&[&token, &optok]);
+}

@@ -1,27 +1,23 @@
-//! The `/v2/` decision (SPEC section 5), a plain function: route → needed scopes → the
-//! sidecar-issued bearer token → live revocation → allow, or the response that refuses.
+//! The `/v2/` decision (SPEC section 5), a plain function: route → form bodies → needed scopes →
+//! the sidecar-issued bearer token → live revocation → allow, or the [`Denial`] that refuses.
 
+use super::denial::Denial;
 use crate::authority::AuthorityConfig;
 use crate::config::{Policy, Settings};
-use crate::registry::{route, Access, ResourceType, RouteError, Routed};
+use crate::registry::{route, Access, ResourceType, Routed};
+
+/// The media types Distribution reads form values (`mount`, `from`, `digest`) from, on POST,
+/// PUT and PATCH (Go's `Request.FormValue`).
+const FORM_TYPES: [&str; 2] = ["application/x-www-form-urlencoded", "multipart/form-data"];
+
+/// What Go's `strings.TrimSpace` trims in ASCII (`\x0b` too, unlike `trim_ascii`).
+const GO_SPACE: [char; 6] = [' ', '\t', '\n', '\x0b', '\x0c', '\r'];
 
 /// A request the registry may see.
 #[derive(Debug)]
 pub struct Allowed {
     pub routed: Routed,
     pub subject: String,
-}
-
-/// A refusal, written by the sidecar; nothing is forwarded.
-#[derive(Debug, PartialEq)]
-pub struct Denied {
-    pub status: u16,
-    /// Label of `registry_proxy_denied_total`.
-    pub reason: &'static str,
-    /// Docker error code (`UNAUTHORIZED`, `DENIED`, `NAME_INVALID`...).
-    pub code: &'static str,
-    pub message: String,
-    pub www_authenticate: Option<String>,
 }
 
 /// What the decision needs of the request.
@@ -31,7 +27,22 @@ pub struct V2Request<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub authorization: Vec<&'a str>,
-    pub content_type: Option<&'a str>,
+    /// Every `Content-Type` field value.
+    pub content_types: Vec<&'a str>,
+}
+
+/// True when the registry may read a body with this `Content-Type` as a form: its media type
+/// (before any `;`, whitespace trimmed, case ignored) is a form type. A value that is not plain
+/// ASCII counts as one too: Go lower-cases Unicode (`İ` becomes `i`), so refuse rather than guess.
+pub fn is_form(content_type: &str) -> bool {
+    if !content_type.is_ascii() {
+        return true;
+    }
+    let media = content_type.split(';').next().unwrap_or_default();
+    let media = media.trim_matches(GO_SPACE);
+    FORM_TYPES
+        .iter()
+        .any(|form| media.eq_ignore_ascii_case(form))
 }
 
 fn scope_text(needs: &[Access]) -> String {
@@ -57,51 +68,6 @@ fn scope_text(needs: &[Access]) -> String {
         .join(" ")
 }
 
-fn challenge(settings: &Settings, needs: &[Access], error: Option<&str>) -> String {
-    let mut header = format!(
-        "Bearer realm=\"{}\",service=\"{}\"",
-        settings.realm, settings.service
-    );
-    if !needs.is_empty() {
-        header.push_str(&format!(",scope=\"{}\"", scope_text(needs)));
-    }
-    if let Some(error) = error {
-        header.push_str(&format!(",error=\"{error}\""));
-    }
-    header
-}
-
-fn unauthorized(
-    settings: &Settings,
-    needs: &[Access],
-    error: Option<&str>,
-    reason: &'static str,
-    message: &str,
-) -> Denied {
-    Denied {
-        status: 401,
-        reason,
-        code: "UNAUTHORIZED",
-        message: message.to_string(),
-        www_authenticate: Some(challenge(settings, needs, error)),
-    }
-}
-
-fn route_denied(e: RouteError) -> Denied {
-    let code = match e.status() {
-        404 => "NOT_FOUND",
-        405 => "UNSUPPORTED",
-        _ => "NAME_INVALID",
-    };
-    Denied {
-        status: e.status(),
-        reason: e.reason(),
-        code,
-        message: e.to_string(),
-        www_authenticate: None,
-    }
-}
-
 /// Whether a token the sidecar issued names a revoked license. Every claim copied from the OpTok
 /// but the plan is checked, not only the one `claims.license` names now: a token issued before
 /// that name was changed by a reload carries its license under the old name (fail closed).
@@ -123,59 +89,26 @@ pub fn authorize(
     authority: &AuthorityConfig,
     req: &V2Request<'_>,
     now: i64,
-) -> Result<Allowed, Denied> {
-    let routed = route(req.method, req.path, req.query).map_err(route_denied)?;
-    let is_form = req.content_type.is_some_and(|c| {
-        c.trim()
-            .to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    });
-    if req.method == "POST" && is_form {
-        // Distribution reads `mount`/`from` from the form too: refuse rather than parse bodies.
-        return Err(Denied {
-            status: 400,
-            reason: "form_body",
-            code: "UNSUPPORTED",
-            message: "form-encoded bodies are not accepted on /v2/".into(),
-            www_authenticate: None,
-        });
+) -> Result<Allowed, Denial> {
+    let routed = route(req.method, req.path, req.query)?;
+    // Distribution reads `mount`/`from`/`digest` from form bodies too: refuse rather than parse.
+    let has_form = req.content_types.iter().any(|c| is_form(c));
+    if matches!(req.method, "POST" | "PUT" | "PATCH") && has_form {
+        return Err(Denial::FormBody);
     }
 
+    let scope = || scope_text(&routed.needs);
     let token = match req.authorization.as_slice() {
-        [] => {
-            return Err(unauthorized(
-                settings,
-                &routed.needs,
-                None,
-                "missing_token",
-                "authentication required",
-            ))
-        }
+        [] => return Err(Denial::NoToken { scope: scope() }),
         [one] => match one.split_once(' ') {
             Some((scheme, token))
                 if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
             {
                 token.trim()
             }
-            _ => {
-                return Err(unauthorized(
-                    settings,
-                    &routed.needs,
-                    None,
-                    "missing_token",
-                    "a bearer token from the realm is required",
-                ))
-            }
+            _ => return Err(Denial::NotBearer { scope: scope() }),
         },
-        _ => {
-            return Err(Denied {
-                status: 400,
-                reason: "duplicate_authorization",
-                code: "UNAUTHORIZED",
-                message: "more than one Authorization header".into(),
-                www_authenticate: None,
-            })
-        }
+        _ => return Err(Denial::DuplicateAuthorization),
     };
     let leeway = authority.clock_skew.as_secs() as i64;
     // Verified once per token, then from the cache; revocation and scope are checked below on
@@ -189,23 +122,9 @@ pub fn authorize(
             now,
             leeway,
         )
-        .map_err(|_| {
-            unauthorized(
-                settings,
-                &routed.needs,
-                Some("invalid_token"),
-                "invalid_token",
-                "the token is not valid here",
-            )
-        })?;
+        .map_err(|_| Denial::InvalidToken { scope: scope() })?;
     if license_revoked(&claims.extra, &authority.plan_claim, &settings.policy) {
-        return Err(unauthorized(
-            settings,
-            &routed.needs,
-            Some("invalid_token"),
-            "license_revoked",
-            "the token's license has been revoked",
-        ));
+        return Err(Denial::LicenseRevoked { scope: scope() });
     }
     let type_name = |t: &ResourceType| match t {
         ResourceType::Repository => "repository",
@@ -219,13 +138,7 @@ pub fn authorize(
         })
     });
     if !covered {
-        return Err(unauthorized(
-            settings,
-            &routed.needs,
-            Some("insufficient_scope"),
-            "insufficient_scope",
-            "the token does not grant this access",
-        ));
+        return Err(Denial::InsufficientScope { scope: scope() });
     }
     Ok(Allowed {
         routed,
@@ -236,7 +149,313 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authority::dpop::tests::NOW;
+    use crate::registry::RouteError;
+    use crate::token::realm::tests::{settings, SERVICE};
+    use crate::token::{AccessEntry, IssuedClaims};
+    use rstest::rstest;
     use serde_json::json;
+
+    /// A registry token as the realm signs it, for `access` (`name`, actions) and `license`.
+    fn token(settings: &Settings, access: &[(&str, &[&str])], license: &str) -> String {
+        let mut extra = serde_json::Map::new();
+        extra.insert("stellaops:license".into(), license.into());
+        let claims = IssuedClaims {
+            iss: settings.signing_issuer.clone(),
+            sub: "alice".into(),
+            aud: SERVICE.into(),
+            exp: NOW + 300,
+            nbf: NOW,
+            iat: NOW,
+            jti: format!("j{}", rand::random::<u64>()),
+            access: access
+                .iter()
+                .map(|(name, actions)| AccessEntry {
+                    resource_type: "repository".into(),
+                    name: (*name).into(),
+                    actions: actions.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            extra,
+        };
+        settings.keys.sign(&claims).unwrap()
+    }
+
+    /// Every `/v2/` reason, in the order of the checks, and what passes.
+    #[test]
+    fn authorize_each_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path(), "dpop", "");
+        let push = format!(
+            "Bearer {}",
+            token(&settings, &[("acme/app", &["pull", "push"])], "LIC-1")
+        );
+        let pull = format!(
+            "Bearer {}",
+            token(&settings, &[("acme/app", &["pull"])], "LIC-1")
+        );
+        let revoked = format!(
+            "Bearer {}",
+            token(&settings, &[("acme/app", &["pull"])], "LIC-REVOKED")
+        );
+        let scope = |s: &str| s.to_string();
+        let pull_scope = scope("repository:acme/app:pull");
+        let push_scope = scope("repository:acme/app:pull,push");
+        let manifest = "/v2/acme/app/manifests/latest";
+        let uploads = "/v2/acme/app/blobs/uploads/";
+        let session = "/v2/acme/app/blobs/uploads/3f1c0a2e-1b7d-4c39-9f0e-8f1f5a0e2b11";
+        let multipart = "multipart/form-data; boundary=x";
+        let mount = &format!("mount=sha256:{}&from=victim/private", "a".repeat(64));
+        let urlencoded = "application/x-www-form-urlencoded";
+        // (case, method, path, query, Authorization, Content-Type, outcome)
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Vec<&'a str>,
+            Vec<&'a str>,
+            Result<(), Denial>,
+        );
+        let rows: Vec<Row> = vec![
+            ("pull", "GET", manifest, None, vec![&push], vec![], Ok(())),
+            (
+                "upload",
+                "POST",
+                uploads,
+                None,
+                vec![&push],
+                vec!["application/octet-stream"],
+                Ok(()),
+            ),
+            (
+                "a form type on GET is not a form body",
+                "GET",
+                manifest,
+                None,
+                vec![&push],
+                vec![multipart],
+                Ok(()),
+            ),
+            (
+                "dot segment",
+                "GET",
+                "/v2/acme/../app/manifests/latest",
+                None,
+                vec![&push],
+                vec![],
+                Err(Denial::Route(RouteError::BadPath("dot segment"))),
+            ),
+            (
+                "OPTIONS",
+                "OPTIONS",
+                manifest,
+                None,
+                vec![&push],
+                vec![],
+                Err(Denial::Route(RouteError::MethodNotAllowed)),
+            ),
+            (
+                "no such route",
+                "GET",
+                "/v2/acme/app/nothing/here",
+                None,
+                vec![&push],
+                vec![],
+                Err(Denial::Route(RouteError::NotFound)),
+            ),
+            (
+                "`;` in the query",
+                "POST",
+                uploads,
+                Some("mount=a;from=b"),
+                vec![&push],
+                vec![],
+                Err(Denial::Route(RouteError::BadQuery("`;` is not accepted"))),
+            ),
+            (
+                "multipart POST",
+                "POST",
+                uploads,
+                None,
+                vec![&push],
+                vec![multipart],
+                Err(Denial::FormBody),
+            ),
+            (
+                "multipart POST before any token",
+                "POST",
+                uploads,
+                None,
+                vec![],
+                vec![multipart],
+                Err(Denial::FormBody),
+            ),
+            (
+                "urlencoded PUT",
+                "PUT",
+                session,
+                None,
+                vec![&push],
+                vec![urlencoded],
+                Err(Denial::FormBody),
+            ),
+            (
+                "multipart PATCH",
+                "PATCH",
+                session,
+                None,
+                vec![&push],
+                vec!["Multipart/Form-Data ; boundary=x"],
+                Err(Denial::FormBody),
+            ),
+            (
+                "form type in a second Content-Type",
+                "POST",
+                uploads,
+                None,
+                vec![&push],
+                vec!["application/octet-stream", multipart],
+                Err(Denial::FormBody),
+            ),
+            (
+                "no token",
+                "GET",
+                manifest,
+                None,
+                vec![],
+                vec![],
+                Err(Denial::NoToken {
+                    scope: pull_scope.clone(),
+                }),
+            ),
+            (
+                "Basic",
+                "GET",
+                manifest,
+                None,
+                vec!["Basic YTpi"],
+                vec![],
+                Err(Denial::NotBearer {
+                    scope: pull_scope.clone(),
+                }),
+            ),
+            (
+                "empty Bearer",
+                "GET",
+                manifest,
+                None,
+                vec!["Bearer "],
+                vec![],
+                Err(Denial::NotBearer {
+                    scope: pull_scope.clone(),
+                }),
+            ),
+            (
+                "two Authorization fields",
+                "GET",
+                manifest,
+                None,
+                vec![&push, &push],
+                vec![],
+                Err(Denial::DuplicateAuthorization),
+            ),
+            (
+                "forged token",
+                "GET",
+                manifest,
+                None,
+                vec!["Bearer a.b.c"],
+                vec![],
+                Err(Denial::InvalidToken {
+                    scope: pull_scope.clone(),
+                }),
+            ),
+            (
+                "license revoked",
+                "GET",
+                manifest,
+                None,
+                vec![&revoked],
+                vec![],
+                Err(Denial::LicenseRevoked {
+                    scope: pull_scope.clone(),
+                }),
+            ),
+            (
+                "push with a pull token",
+                "POST",
+                uploads,
+                None,
+                vec![&pull],
+                vec![],
+                Err(Denial::InsufficientScope { scope: push_scope }),
+            ),
+            (
+                "another repository",
+                "GET",
+                "/v2/victim/private/manifests/latest",
+                None,
+                vec![&push],
+                vec![],
+                Err(Denial::InsufficientScope {
+                    scope: scope("repository:victim/private:pull"),
+                }),
+            ),
+            (
+                "mount needs pull on from",
+                "POST",
+                uploads,
+                Some(mount),
+                vec![&push],
+                vec![],
+                Err(Denial::InsufficientScope {
+                    scope: scope("repository:acme/app:pull,push repository:victim/private:pull"),
+                }),
+            ),
+            (
+                "catalog",
+                "GET",
+                "/v2/_catalog",
+                None,
+                vec![&push],
+                vec![],
+                Err(Denial::InsufficientScope {
+                    scope: scope("registry:catalog:*"),
+                }),
+            ),
+        ];
+        for (case, method, path, query, authorization, content_types, outcome) in rows {
+            let req = V2Request {
+                method,
+                path,
+                query,
+                authorization,
+                content_types,
+            };
+            let got = authorize(&settings, &settings.authority, &req, NOW).map(|_| ());
+            assert_eq!(got, outcome, "{case}");
+        }
+    }
+
+    /// The media type is read as Go's `mime.ParseMediaType` reads it, failing closed.
+    #[rstest]
+    #[case::urlencoded("application/x-www-form-urlencoded", true)]
+    #[case::multipart("multipart/form-data; boundary=x", true)]
+    #[case::any_case("Multipart/Form-Data ; boundary=x", true)]
+    #[case::upper("APPLICATION/X-WWW-FORM-URLENCODED;charset=utf-8", true)]
+    #[case::spaces("  multipart/form-data\t;boundary=\"a b\"", true)]
+    #[case::vertical_tab("\x0bmultipart/form-data\x0b; boundary=x", true)]
+    #[case::no_parameters("multipart/form-data", true)]
+    #[case::non_ascii("multİpart/form-data; boundary=x", true)]
+    #[case::octet_stream("application/octet-stream", false)]
+    #[case::manifest("application/vnd.oci.image.manifest.v1+json", false)]
+    #[case::mixed("multipart/mixed; boundary=x", false)]
+    #[case::prefix_only("multipart/form-datax", false)]
+    #[case::empty("", false)]
+    fn form_media_types(#[case] content_type: &str, #[case] form: bool) {
+        assert_eq!(is_form(content_type), form);
+    }
 
     /// A license is found under the claim name in force or any other copied claim but the plan.
     #[test]

@@ -4,26 +4,12 @@
 use http::Version;
 use pingora::http::RequestHeader;
 
+use super::denial::Denial;
+
 /// Longest request target accepted (414 beyond).
 pub const MAX_TARGET: usize = 8 * 1024;
 /// Largest header section accepted (431 beyond).
 pub const MAX_HEADERS: usize = 64 * 1024;
-
-/// A request refused before routing; the connection is closed after the answer.
-#[derive(Debug, PartialEq)]
-pub struct Refused {
-    pub status: u16,
-    pub reason: &'static str,
-    pub message: &'static str,
-}
-
-fn refuse(status: u16, reason: &'static str, message: &'static str) -> Result<(), Refused> {
-    Err(Refused {
-        status,
-        reason,
-        message,
-    })
-}
 
 /// True when the raw HTTP/1 header block names `Content-Length` (pingora drops it from the
 /// parsed headers when `Transfer-Encoding` is present, so only the raw bytes still show it).
@@ -34,10 +20,11 @@ fn raw_has_content_length(raw: &[u8]) -> bool {
     })
 }
 
-/// Checks one request; `raw_headers` is the HTTP/1 header block as received, if any.
-pub fn check(req: &RequestHeader, raw_headers: Option<&[u8]>) -> Result<(), Refused> {
+/// Checks one request; `raw_headers` is the HTTP/1 header block as received, if any. Every
+/// refusal here closes the connection after the answer.
+pub fn check(req: &RequestHeader, raw_headers: Option<&[u8]>) -> Result<(), Denial> {
     if req.raw_path().len() > MAX_TARGET {
-        return refuse(414, "uri_too_long", "the request target is too long");
+        return Err(Denial::UriTooLong);
     }
     let header_bytes: usize = req
         .headers
@@ -45,22 +32,14 @@ pub fn check(req: &RequestHeader, raw_headers: Option<&[u8]>) -> Result<(), Refu
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if header_bytes > MAX_HEADERS {
-        return refuse(
-            431,
-            "headers_too_large",
-            "the request headers are too large",
-        );
+        return Err(Denial::HeadersTooLarge);
     }
     let codings: Vec<_> = req.headers.get_all("transfer-encoding").iter().collect();
     let has_length = req.headers.contains_key("content-length")
         || raw_headers.is_some_and(raw_has_content_length);
     if !codings.is_empty() {
         if has_length {
-            return refuse(
-                400,
-                "ambiguous_framing",
-                "Content-Length and Transfer-Encoding together",
-            );
+            return Err(Denial::AmbiguousFraming);
         }
         let only_chunked = codings.len() == 1
             && codings[0]
@@ -68,18 +47,14 @@ pub fn check(req: &RequestHeader, raw_headers: Option<&[u8]>) -> Result<(), Refu
                 .trim_ascii()
                 .eq_ignore_ascii_case(b"chunked");
         if !only_chunked {
-            return refuse(
-                400,
-                "bad_transfer_encoding",
-                "only a single `Transfer-Encoding: chunked` is accepted",
-            );
+            return Err(Denial::BadTransferEncoding);
         }
     }
     if req.version == Version::HTTP_10 && (!codings.is_empty() || content_length(req) > 0) {
-        return refuse(400, "http10_body", "HTTP/1.0 requests may not carry a body");
+        return Err(Denial::Http10Body);
     }
     if req.headers.contains_key("upgrade") || req.headers.contains_key("http2-settings") {
-        return refuse(400, "upgrade_refused", "protocol upgrades are not accepted");
+        return Err(Denial::UpgradeRefused);
     }
     Ok(())
 }
@@ -112,22 +87,19 @@ mod tests {
     #[case::chunked(Version::HTTP_11, &[("transfer-encoding", "chunked")], None)]
     #[case::chunked_any_case(Version::HTTP_11, &[("transfer-encoding", "Chunked")], None)]
     #[case::http10_no_body(Version::HTTP_10, &[], None)]
-    #[case::both(Version::HTTP_11, &[("content-length", "5"), ("transfer-encoding", "chunked")], Some(400))]
-    #[case::two_codings(Version::HTTP_11, &[("transfer-encoding", "chunked, identity")], Some(400))]
-    #[case::repeated(Version::HTTP_11, &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")], Some(400))]
-    #[case::unknown(Version::HTTP_11, &[("transfer-encoding", "gzip")], Some(400))]
-    #[case::http10_body(Version::HTTP_10, &[("content-length", "3")], Some(400))]
-    #[case::websocket(Version::HTTP_11, &[("upgrade", "websocket"), ("connection", "upgrade")], Some(400))]
-    #[case::h2c(Version::HTTP_11, &[("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQAAP__")], Some(400))]
+    #[case::both(Version::HTTP_11, &[("content-length", "5"), ("transfer-encoding", "chunked")], Some(Denial::AmbiguousFraming))]
+    #[case::two_codings(Version::HTTP_11, &[("transfer-encoding", "chunked, identity")], Some(Denial::BadTransferEncoding))]
+    #[case::repeated(Version::HTTP_11, &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")], Some(Denial::BadTransferEncoding))]
+    #[case::unknown(Version::HTTP_11, &[("transfer-encoding", "gzip")], Some(Denial::BadTransferEncoding))]
+    #[case::http10_body(Version::HTTP_10, &[("content-length", "3")], Some(Denial::Http10Body))]
+    #[case::websocket(Version::HTTP_11, &[("upgrade", "websocket"), ("connection", "upgrade")], Some(Denial::UpgradeRefused))]
+    #[case::h2c(Version::HTTP_11, &[("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQAAP__")], Some(Denial::UpgradeRefused))]
     fn framing(
         #[case] version: Version,
         #[case] headers: &[(&str, &str)],
-        #[case] refused: Option<u16>,
+        #[case] refused: Option<Denial>,
     ) {
-        let got = check(&request(version, headers), None)
-            .err()
-            .map(|r| r.status);
-        assert_eq!(got, refused);
+        assert_eq!(check(&request(version, headers), None).err(), refused);
     }
 
     /// pingora removes Content-Length when Transfer-Encoding is present; the raw block still shows it.
@@ -136,8 +108,8 @@ mod tests {
         let req = request(Version::HTTP_11, &[("transfer-encoding", "chunked")]);
         let raw = b"POST /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(
-            check(&req, Some(raw)).unwrap_err().reason,
-            "ambiguous_framing"
+            check(&req, Some(raw)).unwrap_err(),
+            Denial::AmbiguousFraming
         );
         let raw = b"POST /v2/ HTTP/1.1\r\nHost: x\r\nX-Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(check(&req, Some(raw)).is_ok());
@@ -148,7 +120,7 @@ mod tests {
     fn sizes() {
         let long = format!("/v2/{}", "a".repeat(MAX_TARGET));
         let req = RequestHeader::build("GET", long.as_bytes(), None).unwrap();
-        assert_eq!(check(&req, None).unwrap_err().status, 414);
+        assert_eq!(check(&req, None).unwrap_err(), Denial::UriTooLong);
         let big = "v".repeat(8 * 1024);
         let headers: Vec<(String, &str)> =
             (0..9).map(|i| (format!("x-h{i}"), big.as_str())).collect();
@@ -156,6 +128,6 @@ mod tests {
         for (name, value) in &headers {
             req.append_header(name.clone(), *value).unwrap();
         }
-        assert_eq!(check(&req, None).unwrap_err().status, 431);
+        assert_eq!(check(&req, None).unwrap_err(), Denial::HeadersTooLarge);
     }
 }

@@ -5,6 +5,7 @@
 //! pick the upstream, clean the forwarded headers, fix `Location`, and count.
 
 mod authorize;
+mod denial;
 mod hygiene;
 pub mod respond;
 
@@ -19,7 +20,8 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-pub use authorize::{authorize, Allowed, Denied, V2Request};
+pub use authorize::{authorize, is_form, Allowed, V2Request};
+pub use denial::{Challenge, Denial};
 
 use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
@@ -188,13 +190,16 @@ impl Sidecar {
                     .collect();
                 respond::json(session, 200, &issued, &nonce).await
             }
-            Err(rejection) => {
-                metrics::get()
-                    .rejected
-                    .with_label_values(&[rejection.reason])
-                    .inc();
-                tracing::info!(decision = "rejected", route = "token", status = rejection.status, reason = rejection.reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
-                respond::rejection(session, &rejection).await
+            Err(refusal) => {
+                let reason = refusal.as_str();
+                metrics::get().rejected.with_label_values(&[reason]).inc();
+                tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
+                let nonce = refusal
+                    .needs_nonce()
+                    .then(|| authority.fresh_nonce(now()))
+                    .flatten();
+                let constraint = authority.config().sender_constraint;
+                respond::refusal(session, &refusal, constraint, nonce).await
             }
         }
     }
@@ -208,16 +213,12 @@ impl Sidecar {
         query: Option<&str>,
     ) -> Result<bool> {
         let req = session.req_header();
-        let content_type = req
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok());
         let request = V2Request {
             method: req.method.as_str(),
             path,
             query,
             authorization: header_values(req, "authorization"),
-            content_type,
+            content_types: header_values(req, "content-type"),
         };
         match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
             Ok(allowed) => {
@@ -226,16 +227,16 @@ impl Sidecar {
                 ctx.upstream_query = allowed.routed.upstream_query;
                 Ok(false)
             }
-            Err(denied) => {
+            Err(denial) => {
                 metrics::get()
                     .proxy_denied
-                    .with_label_values(&[denied.reason])
+                    .with_label_values(&[denial.as_str()])
                     .inc();
                 tracing::info!(
                     decision = "denied",
                     route = "v2",
-                    status = denied.status,
-                    reason = denied.reason,
+                    status = denial.status(),
+                    reason = denial.as_str(),
                     method = request.method,
                     path,
                     "request refused"
@@ -243,12 +244,12 @@ impl Sidecar {
                 // A refused upload may leave its body unread: close rather than misparse it.
                 let has_body = req.headers.contains_key("content-length")
                     || req.headers.contains_key("transfer-encoding");
-                respond::docker_error(
+                let settings = &ctx.settings;
+                respond::denial(
                     session,
-                    denied.status,
-                    denied.code,
-                    &denied.message,
-                    denied.www_authenticate.as_deref(),
+                    &denial,
+                    &settings.realm,
+                    &settings.service,
                     has_body,
                 )
                 .await?;
@@ -280,39 +281,25 @@ impl ProxyHttp for Sidecar {
             .as_downstream()
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
-        if let Err(refused) = hygiene::check(session.req_header(), raw.as_deref()) {
-            metrics::get()
-                .proxy_denied
-                .with_label_values(&[refused.reason])
-                .inc();
-            tracing::info!(
-                decision = "denied",
-                status = refused.status,
-                reason = refused.reason,
-                "request refused before routing"
-            );
-            respond::docker_error(
-                session,
-                refused.status,
-                "UNSUPPORTED",
-                refused.message,
-                None,
-                true,
-            )
-            .await?;
-            return Ok(true);
-        }
-        let Some((path, query)) = target(session.req_header()) else {
-            respond::docker_error(
-                session,
-                400,
-                "NAME_INVALID",
-                "the request path is not UTF-8",
-                None,
-                true,
-            )
-            .await?;
-            return Ok(true);
+        let checked = hygiene::check(session.req_header(), raw.as_deref());
+        let split = checked.and_then(|()| target(session.req_header()).ok_or(Denial::PathNotUtf8));
+        let (path, query) = match split {
+            Ok(split) => split,
+            Err(denial) => {
+                metrics::get()
+                    .proxy_denied
+                    .with_label_values(&[denial.as_str()])
+                    .inc();
+                tracing::info!(
+                    decision = "denied",
+                    status = denial.status(),
+                    reason = denial.as_str(),
+                    "request refused before routing"
+                );
+                let (realm, service) = (&settings.realm, &settings.service);
+                respond::denial(session, &denial, realm, service, true).await?;
+                return Ok(true);
+            }
         };
         match path.as_str() {
             "/healthz" => respond::text(session, 200, "ok").await?,

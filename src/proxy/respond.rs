@@ -1,4 +1,8 @@
 //! Responses the sidecar writes itself: JSON bodies, Docker `errors` envelopes, problems.
+//!
+//! Every refusal becomes HTTP here and only here: [`refusal_reply`] for the token realm's
+//! [`Refusal`], [`denial_reply`] for the main listener's [`Denial`]. Both are pure (a [`Reply`]
+//! tests can read); [`refusal`] and [`denial`] write them.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -6,7 +10,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Serialize;
 
-use crate::token::realm::Rejection;
+use super::denial::Denial;
+use crate::authority::SenderConstraint;
+use crate::token::realm::{quote_safe, RealmChallenge, Refusal};
 
 /// One entry of the Docker registry `errors` array.
 #[derive(Serialize)]
@@ -118,32 +124,295 @@ pub async fn docker_error(
     .await
 }
 
-/// The realm's refusal.
-pub async fn rejection(session: &mut Session, r: &Rejection) -> Result<()> {
-    let code = match r.status {
-        401 => "UNAUTHORIZED",
-        403 => "DENIED",
-        503 => "UNAVAILABLE",
-        _ => "INVALID_REQUEST",
-    };
+/// A response before it is written: status, headers after the fixed ones, body, and whether
+/// the connection closes afterwards.
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    pub close: bool,
+}
+
+impl Reply {
+    /// Writes it as `application/json`.
+    pub async fn write(self, session: &mut Session) -> Result<()> {
+        send(
+            session,
+            self.status,
+            "application/json",
+            &self.headers,
+            self.body.into(),
+            self.close,
+        )
+        .await
+    }
+}
+
+/// The realm's refusal: RFC 6750 problem with `reason` and the Docker `errors` array, the
+/// challenge under `constraint`, `Retry-After`, and `nonce` as `DPoP-Nonce` when given.
+pub fn refusal_reply(r: &Refusal, constraint: SenderConstraint, nonce: Option<String>) -> Reply {
+    let description = r.to_string();
     let body = Problem {
-        error: r.error,
-        error_description: &r.description,
-        reason: r.reason,
+        error: r.error(),
+        error_description: &description,
+        reason: r.as_str(),
         errors: [DockerError {
-            code,
-            message: &r.description,
+            code: r.docker_code(),
+            message: &description,
         }],
     };
     let mut headers = Vec::new();
-    if let Some(challenge) = &r.www_authenticate {
-        headers.push(("WWW-Authenticate", challenge.clone()));
+    match r.challenge() {
+        RealmChallenge::None => {}
+        RealmChallenge::Authority(e) => {
+            headers.push(("WWW-Authenticate", e.www_authenticate(constraint)))
+        }
+        RealmChallenge::Bearer => headers.push((
+            "WWW-Authenticate",
+            format!(
+                "Bearer error=\"{}\", error_description=\"{}\"",
+                r.error(),
+                quote_safe(&description)
+            ),
+        )),
     }
-    if let Some(secs) = r.retry_after {
+    if let Some(secs) = r.retry_after() {
         headers.push(("Retry-After", secs.to_string()));
     }
-    if let Some(nonce) = &r.dpop_nonce {
-        headers.push(("DPoP-Nonce", nonce.clone()));
+    if let Some(nonce) = nonce {
+        headers.push(("DPoP-Nonce", nonce));
     }
-    json(session, r.status, &body, &headers).await
+    Reply {
+        status: r.status(),
+        headers,
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+        close: false,
+    }
+}
+
+/// Writes the realm's refusal (see [`refusal_reply`]).
+pub async fn refusal(
+    session: &mut Session,
+    r: &Refusal,
+    constraint: SenderConstraint,
+    nonce: Option<String>,
+) -> Result<()> {
+    refusal_reply(r, constraint, nonce).write(session).await
+}
+
+/// A refusal on the main listener: the Docker `errors` body, the Bearer challenge of a 401
+/// (`realm`, `service` and the scope the route needs), and `Connection: close` when the
+/// variant asks for it or `body_pending` (a body may be left unread).
+pub fn denial_reply(d: &Denial, realm: &str, service: &str, body_pending: bool) -> Reply {
+    let message = d.to_string();
+    let body = serde_json::to_vec(&DockerErrors {
+        errors: [DockerError {
+            code: d.code(),
+            message: &message,
+        }],
+    })
+    .unwrap_or_default();
+    let mut headers = vec![(
+        "Docker-Distribution-API-Version",
+        "registry/2.0".to_string(),
+    )];
+    if let Some(challenge) = d.challenge() {
+        let mut header = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
+        if !challenge.scope.is_empty() {
+            header.push_str(&format!(",scope=\"{}\"", challenge.scope));
+        }
+        if let Some(error) = challenge.error {
+            header.push_str(&format!(",error=\"{error}\""));
+        }
+        headers.push(("WWW-Authenticate", header));
+    }
+    Reply {
+        status: d.status(),
+        headers,
+        body,
+        close: d.closes() || body_pending,
+    }
+}
+
+/// Writes a refusal of the main listener (see [`denial_reply`]).
+pub async fn denial(
+    session: &mut Session,
+    d: &Denial,
+    realm: &str,
+    service: &str,
+    body_pending: bool,
+) -> Result<()> {
+    denial_reply(d, realm, service, body_pending)
+        .write(session)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::{algs, AuthError};
+    use crate::registry::RouteError;
+
+    const REALM: &str = "https://sidecar.test/token";
+    const SERVICE: &str = "registry.test";
+
+    type Headers<'a> = Vec<(&'a str, String)>;
+
+    fn text(reply: &Reply) -> String {
+        String::from_utf8(reply.body.clone()).unwrap()
+    }
+
+    /// The realm's refusals as written before the refusal model, byte for byte.
+    #[test]
+    fn realm_refusals_render_unchanged() {
+        let dpop_challenge = format!(r#"DPoP algs="{}""#, algs());
+        // (refusal, nonce, status, headers, body)
+        let rows: Vec<(Refusal, Option<&str>, u16, Headers, &str)> = vec![
+            (
+                Refusal::LicenseRevoked,
+                None,
+                403,
+                vec![("WWW-Authenticate", r#"Bearer error="invalid_token", error_description="this license has been revoked""#.into())],
+                r#"{"error":"invalid_token","error_description":"this license has been revoked","reason":"license_revoked","errors":[{"code":"DENIED","message":"this license has been revoked"}]}"#,
+            ),
+            (
+                Refusal::UnknownPlan,
+                None,
+                403,
+                vec![("WWW-Authenticate", r#"Bearer error="insufficient_scope", error_description="the caller's plan is not known to this registry""#.into())],
+                r#"{"error":"insufficient_scope","error_description":"the caller's plan is not known to this registry","reason":"unknown_plan","errors":[{"code":"DENIED","message":"the caller's plan is not known to this registry"}]}"#,
+            ),
+            (
+                Refusal::MissingCredentials,
+                None,
+                401,
+                vec![("WWW-Authenticate", dpop_challenge.clone())],
+                r#"{"error":"invalid_token","error_description":"credentials are required for this scope","reason":"missing_credentials","errors":[{"code":"UNAUTHORIZED","message":"credentials are required for this scope"}]}"#,
+            ),
+            (
+                Refusal::Authority(AuthError::Unavailable),
+                None,
+                503,
+                vec![("WWW-Authenticate", dpop_challenge.clone()), ("Retry-After", "10".into())],
+                r#"{"error":"invalid_request","error_description":"the Authority's signing keys are not available; retry later","reason":"authority_unavailable","errors":[{"code":"UNAVAILABLE","message":"the Authority's signing keys are not available; retry later"}]}"#,
+            ),
+            (
+                Refusal::Authority(AuthError::UseNonce),
+                Some("n1"),
+                401,
+                vec![
+                    ("WWW-Authenticate", format!(r#"DPoP error="use_dpop_nonce", algs="{}""#, algs())),
+                    ("DPoP-Nonce", "n1".into()),
+                ],
+                r#"{"error":"use_dpop_nonce","error_description":"the DPoP proof must carry a fresh server nonce","reason":"invalid_dpop_proof","errors":[{"code":"UNAUTHORIZED","message":"the DPoP proof must carry a fresh server nonce"}]}"#,
+            ),
+            (
+                Refusal::MissingService,
+                None,
+                400,
+                vec![],
+                r#"{"error":"invalid_request","error_description":"service is missing","reason":"service_not_allowed","errors":[{"code":"INVALID_REQUEST","message":"service is missing"}]}"#,
+            ),
+        ];
+        for (refusal, nonce, status, headers, body) in rows {
+            let reply = refusal_reply(&refusal, SenderConstraint::Dpop, nonce.map(String::from));
+            assert_eq!(reply.status, status, "{refusal}");
+            assert_eq!(reply.headers, headers, "{refusal}");
+            assert_eq!(text(&reply), body, "{refusal}");
+            assert!(!reply.close);
+        }
+    }
+
+    /// The main listener's refusals as written before the refusal model, byte for byte.
+    #[test]
+    fn denials_render_unchanged() {
+        let api = (
+            "Docker-Distribution-API-Version",
+            "registry/2.0".to_string(),
+        );
+        let challenge = |rest: &str| {
+            (
+                "WWW-Authenticate",
+                format!(r#"Bearer realm="{REALM}",service="{SERVICE}"{rest}"#),
+            )
+        };
+        let scope = "repository:acme/app:pull".to_string();
+        // (denial, body pending, status, headers, body, close)
+        let rows: Vec<(Denial, bool, u16, Headers, &str, bool)> = vec![
+            (
+                Denial::InsufficientScope {
+                    scope: scope.clone(),
+                },
+                false,
+                401,
+                vec![
+                    api.clone(),
+                    challenge(r#",scope="repository:acme/app:pull",error="insufficient_scope""#),
+                ],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"the token does not grant this access"}]}"#,
+                false,
+            ),
+            (
+                Denial::NoToken {
+                    scope: String::new(),
+                },
+                true,
+                401,
+                vec![api.clone(), challenge("")],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                true,
+            ),
+            (
+                Denial::InvalidToken { scope },
+                false,
+                401,
+                vec![
+                    api.clone(),
+                    challenge(r#",scope="repository:acme/app:pull",error="invalid_token""#),
+                ],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"the token is not valid here"}]}"#,
+                false,
+            ),
+            (
+                Denial::Route(RouteError::BadPath("dot segment")),
+                false,
+                400,
+                vec![api.clone()],
+                r#"{"errors":[{"code":"NAME_INVALID","message":"invalid path: dot segment"}]}"#,
+                false,
+            ),
+            (
+                Denial::FormBody,
+                false,
+                400,
+                vec![api.clone()],
+                r#"{"errors":[{"code":"UNSUPPORTED","message":"form-encoded bodies are not accepted on /v2/"}]}"#,
+                true,
+            ),
+            (
+                Denial::AmbiguousFraming,
+                false,
+                400,
+                vec![api.clone()],
+                r#"{"errors":[{"code":"UNSUPPORTED","message":"Content-Length and Transfer-Encoding together"}]}"#,
+                true,
+            ),
+            (
+                Denial::PathNotUtf8,
+                false,
+                400,
+                vec![api],
+                r#"{"errors":[{"code":"NAME_INVALID","message":"the request path is not UTF-8"}]}"#,
+                true,
+            ),
+        ];
+        for (denial, pending, status, headers, body, close) in rows {
+            let reply = denial_reply(&denial, REALM, SERVICE, pending);
+            assert_eq!(reply.status, status, "{denial}");
+            assert_eq!(reply.headers, headers, "{denial}");
+            assert_eq!(text(&reply), body, "{denial}");
+            assert_eq!(reply.close, close, "{denial}");
+        }
+    }
 }

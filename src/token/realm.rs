@@ -1,16 +1,16 @@
 //! The token realm (SPEC section 4): `GET /token` and the OAuth2 `POST /token` form.
 //!
 //! service → scopes → Authority token and its sender constraint → revocation → plan → grant →
-//! DPoP proof spent → signed registry token. Each refusal is a `Rejection` carrying its status
-//! and `reason`. The proof is spent last, so a refused request leaves no trace in the replay
-//! store (SPEC section 7).
+//! DPoP proof spent → signed registry token. The proof is spent last, so a refused request
+//! leaves no trace in the replay store (SPEC section 7). Each refusal is a [`Refusal`] variant:
+//! its `as_str()` is the SPEC `reason` (metric label and body), and `respond::refusal` writes it.
 
 use serde::Serialize;
 
 use super::{AccessEntry, IssuedClaims};
-use crate::authority::{AuthError, Authority, Caller, Presented, SenderConstraint};
+use crate::authority::{AuthError, Authority, Caller, Presented};
 use crate::config::Settings;
-use crate::registry::{parse_scopes, ResourceType, Scope};
+use crate::registry::{parse_scopes, ResourceType, Scope, ScopeError};
 
 /// `expires_in` is never below this many seconds (Docker clients refuse shorter).
 const MIN_EXPIRES_IN: i64 = 60;
@@ -42,57 +42,128 @@ pub struct TokenResponse {
     pub dpop_nonce: Option<String>,
 }
 
-/// A refusal, ready to be written as an RFC 6750 problem with a Docker `errors` array.
-#[derive(Debug)]
-pub struct Rejection {
-    pub status: u16,
-    pub reason: &'static str,
-    /// RFC 6750 / 9449 `error` code.
-    pub error: &'static str,
-    pub description: String,
-    pub www_authenticate: Option<String>,
-    pub retry_after: Option<u64>,
-    /// A fresh server nonce, when the proof lacked a valid one (RFC 9449 section 8).
-    pub dpop_nonce: Option<String>,
+/// Why the realm refused a token request. `Display` is the `error_description`: it never
+/// quotes a token, proof or key.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("grant_type `{0}` is not supported; use password, or GET")]
+    UnsupportedGrant(String),
+    #[error("password is repeated")]
+    RepeatedPassword,
+    #[error("an access token is never accepted in the query or form; send it in the Authorization header")]
+    TokenInQuery,
+    #[error("service is repeated")]
+    RepeatedService,
+    #[error("service is missing")]
+    MissingService,
+    #[error("this realm does not issue tokens for that service")]
+    ServiceNotAllowed,
+    #[error(transparent)]
+    MalformedScope(#[from] ScopeError),
+    /// The OpTok or its binding (SPEC 4, steps 3 and 4).
+    #[error(transparent)]
+    Authority(#[from] AuthError),
+    /// No credentials, and the scopes need some (anonymous access grants none of them).
+    #[error("credentials are required for this scope")]
+    MissingCredentials,
+    #[error("this license has been revoked")]
+    LicenseRevoked,
+    #[error("the caller's plan is not known to this registry")]
+    UnknownPlan,
+    #[error("the plan grants none of the requested scopes")]
+    PlanDenied,
+    #[error("the token could not be signed")]
+    SigningFailed,
 }
 
-impl Rejection {
-    fn new(
-        status: u16,
-        reason: &'static str,
-        error: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
-        Rejection {
-            status,
-            reason,
-            error,
-            description: description.into(),
-            www_authenticate: None,
-            retry_after: None,
-            dpop_nonce: None,
+impl Refusal {
+    /// The SPEC `reason`: metric label and the body's `reason`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::UnsupportedGrant(_) | Refusal::RepeatedPassword | Refusal::TokenInQuery => {
+                "invalid_request"
+            }
+            Refusal::RepeatedService | Refusal::MissingService | Refusal::ServiceNotAllowed => {
+                "service_not_allowed"
+            }
+            Refusal::MalformedScope(_) => "malformed_scope",
+            Refusal::Authority(e) => e.reason(),
+            Refusal::MissingCredentials => "missing_credentials",
+            Refusal::LicenseRevoked => "license_revoked",
+            Refusal::UnknownPlan => "unknown_plan",
+            Refusal::PlanDenied => "plan_denied",
+            Refusal::SigningFailed => "signing_failed",
         }
     }
 
-    fn malformed(reason: &'static str, description: impl Into<String>) -> Self {
-        Rejection::new(400, reason, "invalid_request", description)
-    }
-
-    /// A 403 with its `WWW-Authenticate` (RFC 6750 section 3).
-    fn forbidden(
-        reason: &'static str,
-        error: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
-        let description = description.into();
-        Rejection {
-            www_authenticate: Some(format!(
-                "Bearer error=\"{error}\", error_description=\"{}\"",
-                quote_safe(&description)
-            )),
-            ..Rejection::new(403, reason, error, description)
+    /// The HTTP status (RFC 6750: 400 malformed, 401 credentials, 403 plan or revocation).
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Authority(e) => e.status(),
+            Refusal::MissingCredentials => 401,
+            Refusal::LicenseRevoked | Refusal::UnknownPlan | Refusal::PlanDenied => 403,
+            Refusal::SigningFailed => 500,
+            _ => 400,
         }
     }
+
+    /// The RFC 6750 / RFC 9449 `error` code of the body.
+    pub fn error(&self) -> &'static str {
+        match self {
+            Refusal::MalformedScope(_) => "invalid_scope",
+            Refusal::Authority(e) => e.oauth_error().unwrap_or("invalid_request"),
+            Refusal::MissingCredentials | Refusal::LicenseRevoked => "invalid_token",
+            Refusal::UnknownPlan | Refusal::PlanDenied => "insufficient_scope",
+            Refusal::SigningFailed => "server_error",
+            _ => "invalid_request",
+        }
+    }
+
+    /// The Docker `errors` code, so clients print a sentence.
+    pub fn docker_code(&self) -> &'static str {
+        match self.status() {
+            401 => "UNAUTHORIZED",
+            403 => "DENIED",
+            503 => "UNAVAILABLE",
+            _ => "INVALID_REQUEST",
+        }
+    }
+
+    /// The challenge the refusal needs: the Authority's (which schemes the sender constraint
+    /// accepts) for credential problems, a Bearer `error` for the plan's 403s, none for a
+    /// malformed request.
+    pub fn challenge(&self) -> RealmChallenge<'_> {
+        match self {
+            Refusal::Authority(e) => RealmChallenge::Authority(e),
+            Refusal::MissingCredentials => {
+                RealmChallenge::Authority(&AuthError::MissingCredentials)
+            }
+            Refusal::LicenseRevoked | Refusal::UnknownPlan | Refusal::PlanDenied => {
+                RealmChallenge::Bearer
+            }
+            _ => RealmChallenge::None,
+        }
+    }
+
+    /// Seconds for `Retry-After`: when the Authority's keys cannot be had.
+    pub fn retry_after(&self) -> Option<u64> {
+        (self.status() == 503).then_some(10)
+    }
+
+    /// True when the answer must carry a fresh `DPoP-Nonce` (RFC 9449 section 8).
+    pub fn needs_nonce(&self) -> bool {
+        matches!(self, Refusal::Authority(e) if e.needs_nonce())
+    }
+}
+
+/// The `WWW-Authenticate` a [`Refusal`] needs.
+#[derive(Debug)]
+pub enum RealmChallenge<'a> {
+    None,
+    /// `AuthError::www_authenticate` under the configured sender constraint.
+    Authority(&'a AuthError),
+    /// `Bearer error="…", error_description="…"` (RFC 6750 section 3).
+    Bearer,
 }
 
 /// Keeps a description usable inside a quoted header parameter.
@@ -110,8 +181,7 @@ struct Params {
     password: Option<String>,
 }
 
-#[allow(clippy::result_large_err)] // built once per refused request; boxing buys nothing here
-fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
+fn params(req: &TokenRequest<'_>) -> Result<Params, Refusal> {
     let mut p = Params::default();
     let mut services = 0;
     let mut pairs: Vec<(String, String)> = req
@@ -129,18 +199,10 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
             .map(|(_, v)| v.as_str());
         match grant {
             Some("password") | None => {}
-            Some(other) => {
-                return Err(Rejection::malformed(
-                    "invalid_request",
-                    format!("grant_type `{other}` is not supported; use password, or GET"),
-                ))
-            }
+            Some(other) => return Err(Refusal::UnsupportedGrant(other.to_string())),
         }
         if form.iter().filter(|(k, _)| k == "password").count() > 1 {
-            return Err(Rejection::malformed(
-                "invalid_request",
-                "password is repeated",
-            ));
+            return Err(Refusal::RepeatedPassword);
         }
         p.password = form
             .iter()
@@ -155,20 +217,12 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Rejection> {
                 p.service = Some(value);
             }
             "scope" => p.scopes.push(value),
-            "access_token" => {
-                return Err(Rejection::malformed(
-                    "invalid_request",
-                    "an access token is never accepted in the query or form; send it in the Authorization header",
-                ))
-            }
+            "access_token" => return Err(Refusal::TokenInQuery),
             _ => {}
         }
     }
     if services > 1 {
-        return Err(Rejection::malformed(
-            "service_not_allowed",
-            "service is repeated",
-        ));
+        return Err(Refusal::RepeatedService);
     }
     Ok(p)
 }
@@ -207,27 +261,16 @@ pub async fn issue(
     req: &TokenRequest<'_>,
     now: i64,
     audit: &mut Audit,
-) -> Result<TokenResponse, Rejection> {
+) -> Result<TokenResponse, Refusal> {
     let params = params(req)?;
     let service = match params.service.as_deref() {
-        None | Some("") => {
-            return Err(Rejection::malformed(
-                "service_not_allowed",
-                "service is missing",
-            ))
-        }
+        None | Some("") => return Err(Refusal::MissingService),
         Some(s) if !settings.services.iter().any(|allowed| allowed == s) => {
-            return Err(Rejection::malformed(
-                "service_not_allowed",
-                "this realm does not issue tokens for that service",
-            ))
+            return Err(Refusal::ServiceNotAllowed)
         }
         Some(s) => s.to_string(),
     };
-    let scopes = parse_scopes(params.scopes.iter().map(String::as_str)).map_err(|e| Rejection {
-        error: "invalid_scope",
-        ..Rejection::malformed("malformed_scope", e.to_string())
-    })?;
+    let scopes = parse_scopes(params.scopes.iter().map(String::as_str))?;
 
     audit.requested = scopes.iter().map(Scope::to_string).collect();
 
@@ -238,25 +281,9 @@ pub async fn issue(
         form_password: params.password.as_deref(),
         client_cert_sha256: req.client_cert_sha256,
     };
-    let constraint = authority.config().sender_constraint;
-    let caller = authority
-        .authenticate(&presented, now)
-        .await
-        .map_err(|e| refused(e, authority, constraint, now))?;
+    let caller = authority.authenticate(&presented, now).await?;
     let policy = &settings.policy;
     let anonymous = caller.is_none();
-    let missing = || {
-        let e = AuthError::MissingCredentials;
-        Rejection {
-            www_authenticate: Some(e.www_authenticate(constraint)),
-            ..Rejection::new(
-                401,
-                "missing_credentials",
-                "invalid_token",
-                "credentials are required for this scope",
-            )
-        }
-    };
     let caller = match caller {
         Some(c) => c,
         None if policy.anonymous_plan.is_some() && !scopes.is_empty() => Caller {
@@ -266,45 +293,30 @@ pub async fn issue(
             scheme: None,
             proof: None,
         },
-        None => return Err(missing()),
+        None => return Err(Refusal::MissingCredentials),
     };
     audit.subject = Some(caller.subject.clone());
     audit.scheme = caller.scheme.map(|s| s.as_str());
     audit.license = caller.license.clone();
     audit.plan = caller.plan.clone().or_else(|| policy.default_plan.clone());
     if policy.is_revoked(caller.license.as_deref()) {
-        return Err(Rejection::forbidden(
-            "license_revoked",
-            "invalid_token",
-            "this license has been revoked",
-        ));
+        return Err(Refusal::LicenseRevoked);
     }
     let Some(plan) = policy.plan_for(caller.plan.as_deref()) else {
-        return Err(Rejection::forbidden(
-            "unknown_plan",
-            "insufficient_scope",
-            "the caller's plan is not known to this registry",
-        ));
+        return Err(Refusal::UnknownPlan);
     };
 
     let access = grant(plan, &scopes);
     if !scopes.is_empty() && access.is_empty() {
         return Err(if anonymous {
-            missing()
+            Refusal::MissingCredentials
         } else {
-            Rejection::forbidden(
-                "plan_denied",
-                "insufficient_scope",
-                "the plan grants none of the requested scopes",
-            )
+            Refusal::PlanDenied
         });
     }
     // Last check: spend the DPoP proof only now that the request is granted.
     if let Some(proof) = &caller.proof {
-        authority
-            .spend(proof, now)
-            .await
-            .map_err(|e| refused(e, authority, constraint, now))?;
+        authority.spend(proof, now).await?;
     }
     let granted = access
         .iter()
@@ -336,12 +348,7 @@ pub async fn issue(
     };
     let token = settings.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
-        Rejection::new(
-            500,
-            "signing_failed",
-            "server_error",
-            "the token could not be signed",
-        )
+        Refusal::SigningFailed
     })?;
     Ok(TokenResponse {
         access_token: token.clone(),
@@ -355,27 +362,6 @@ pub async fn issue(
         granted,
         dpop_nonce: authority.fresh_nonce(now),
     })
-}
-
-/// The refusal for an Authority error (authentication, binding, or spending the proof).
-fn refused(
-    e: AuthError,
-    authority: &Authority,
-    constraint: SenderConstraint,
-    now: i64,
-) -> Rejection {
-    Rejection {
-        status: e.status(),
-        reason: e.reason(),
-        error: e.oauth_error().unwrap_or("invalid_request"),
-        description: e.to_string(),
-        www_authenticate: Some(e.www_authenticate(constraint)),
-        retry_after: (e.status() == 503).then_some(10),
-        dpop_nonce: e
-            .needs_nonce()
-            .then(|| authority.fresh_nonce(now))
-            .flatten(),
-    }
 }
 
 /// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
@@ -401,4 +387,459 @@ fn new_jti() -> String {
     use base64::Engine;
     let bytes: [u8; 16] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::authority::dpop::access_token_hash;
+    use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW, REALM};
+    use crate::authority::jwks::tests::jwks;
+    use serde_json::{json, Value};
+
+    /// The Authority's issuer in test settings: nothing listens there.
+    pub const ISSUER: &str = "http://127.0.0.1:9";
+    pub const SERVICE: &str = "registry.test";
+
+    /// Settings as `config::load` makes them, with a fresh keygen'd signing key in `dir`: realm
+    /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
+    /// `LIC-REVOKED` revoked, and `extra` YAML appended.
+    pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
+        crate::token::keygen(
+            crate::token::KeyAlg::Es256,
+            dir,
+            REALM,
+            SERVICE,
+            "registry-token",
+        )
+        .unwrap();
+        let d = dir.display();
+        let yaml = format!(
+            r#"server: {{listen: "127.0.0.1:8085", adminListen: "127.0.0.1:9091"}}
+upstream: {{url: "http://127.0.0.1:5000"}}
+authority: {{issuer: "{ISSUER}", audiences: [registry], requiredScopes: [registry.token.issue], senderConstraint: {constraint}}}
+signing: {{issuer: registry-token, keyPath: {d}/signing.pem, certificateChain: {d}/signing-chain.crt}}
+registry: {{realm: "{REALM}", service: {SERVICE}}}
+plans:
+  - {{name: enterprise, repositories: [{{pattern: "acme/*", actions: [pull, push]}}]}}
+  - {{name: nothing, repositories: []}}
+defaultPlan: enterprise
+revokedLicenses: [LIC-REVOKED]
+{extra}"#
+        );
+        std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+        crate::config::load(&dir.join("config.yaml")).unwrap()
+    }
+
+    /// Settings, an Authority holding `key` as kid `a1`, and a caller's DPoP key.
+    struct Fixture {
+        settings: Settings,
+        authority: Authority,
+        key: TestKey,
+        client: TestKey,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = settings(dir.path(), "dpop", "");
+            let authority = Authority::new(settings.authority.clone());
+            let key = TestKey::p256();
+            assert_eq!(authority.load_jwks(&jwks(&[("a1", &key)])), Ok(1));
+            Fixture {
+                settings,
+                authority,
+                key,
+                client: TestKey::p256(),
+                _dir: dir,
+            }
+        }
+
+        /// A DPoP-bound OpTok with plan and license, and `change` applied to its claims.
+        fn optok(&self, change: impl FnOnce(&mut Value)) -> String {
+            let mut claims = json!({"iss":ISSUER,"aud":["registry"],"sub":"alice",
+                "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
+                "stellaops:plan":"enterprise","stellaops:license":"LIC-1",
+                "cnf":{"jkt":self.client.jkt()}});
+            change(&mut claims);
+            self.key.jws(
+                &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
+                &claims.to_string(),
+            )
+        }
+
+        /// A fresh proof for `token` (`jti` random).
+        fn proof(&self, token: &str) -> String {
+            let mut c = proof_claims();
+            c["ath"] = json!(access_token_hash(token));
+            c["jti"] = json!(format!("j{}", rand::random::<u64>()));
+            proof(&self.client, "ES256", &c)
+        }
+
+        /// Runs the realm; `req.dpop` `None` means a fresh proof for the first credential.
+        async fn issue(&self, req: &Req) -> Result<TokenResponse, Refusal> {
+            let fresh = req.authorization.first().and_then(|a| a.split_once(' '));
+            let dpop = match (&req.dpop, fresh) {
+                (Some(given), _) => given.clone(),
+                (None, Some((_, token))) => vec![self.proof(token)],
+                (None, None) => vec![],
+            };
+            let request = TokenRequest {
+                method: &req.method,
+                query: Some(&req.query),
+                form: req.form.as_deref().map(str::as_bytes),
+                authorization: req.authorization.iter().map(String::as_str).collect(),
+                dpop: dpop.iter().map(String::as_str).collect(),
+                client_cert_sha256: None,
+            };
+            issue(
+                &self.settings,
+                &self.authority,
+                &request,
+                NOW,
+                &mut Audit::default(),
+            )
+            .await
+        }
+    }
+
+    /// A token request, owned.
+    #[derive(Clone)]
+    struct Req {
+        method: String,
+        query: String,
+        form: Option<String>,
+        authorization: Vec<String>,
+        /// `None`: a fresh proof at each use.
+        dpop: Option<Vec<String>>,
+    }
+
+    impl Req {
+        /// `GET /token?service=registry.test&scope=...` with `Authorization: DPoP <token>` and a
+        /// fresh proof.
+        fn dpop(token: &str, scope: &str) -> Req {
+            Req {
+                method: "GET".into(),
+                query: format!("service={SERVICE}&scope={scope}"),
+                form: None,
+                authorization: vec![format!("DPoP {token}")],
+                dpop: None,
+            }
+        }
+
+        fn query(mut self, query: &str) -> Req {
+            self.query = query.into();
+            self
+        }
+    }
+
+    /// Every realm reason, in the order of the checks: (case, request, status, reason, error).
+    #[tokio::test]
+    async fn issue_refuses_each_reason() {
+        let f = Fixture::new();
+        let good = f.optok(|_| {});
+        let pull = "repository:acme/app:pull";
+        let ok = Req::dpop(&good, pull);
+        let anonymous = Req {
+            authorization: vec![],
+            ..ok.clone()
+        };
+        let post = |form: &str| Req {
+            method: "POST".into(),
+            query: String::new(),
+            form: Some(form.into()),
+            ..ok.clone()
+        };
+        let replayed = Req {
+            dpop: Some(vec![f.proof(&good)]),
+            ..ok.clone()
+        };
+        assert!(f.issue(&replayed).await.is_ok(), "first use of the proof");
+        let no_scope = f.optok(|c| c["scope"] = json!("openid"));
+        let revoked = f.optok(|c| c["stellaops:license"] = json!("LIC-REVOKED"));
+        let ghost_plan = f.optok(|c| c["stellaops:plan"] = json!("ghost"));
+        let nothing = f.optok(|c| c["stellaops:plan"] = json!("nothing"));
+        let bearer = Req {
+            authorization: vec![format!("Bearer {good}")],
+            dpop: Some(vec![]),
+            ..ok.clone()
+        };
+        let no_proof = Req {
+            dpop: Some(vec![]),
+            ..ok.clone()
+        };
+        let garbage = Req {
+            authorization: vec!["DPoP not.a.jwt".into()],
+            ..ok.clone()
+        };
+        let rows: Vec<(&str, Req, u16, &str, &str)> = vec![
+            ("ok", ok.clone(), 200, "", ""),
+            (
+                "no scope: an empty grant",
+                ok.clone().query(&format!("service={SERVICE}")),
+                200,
+                "",
+                "",
+            ),
+            (
+                "service missing",
+                ok.clone().query(&format!("scope={pull}")),
+                400,
+                "service_not_allowed",
+                "invalid_request",
+            ),
+            (
+                "other service",
+                ok.clone().query(&format!("service=other&scope={pull}")),
+                400,
+                "service_not_allowed",
+                "invalid_request",
+            ),
+            (
+                "service repeated",
+                ok.clone()
+                    .query(&format!("service={SERVICE}&service={SERVICE}")),
+                400,
+                "service_not_allowed",
+                "invalid_request",
+            ),
+            (
+                "malformed scope",
+                ok.clone()
+                    .query(&format!("service={SERVICE}&scope=repository:ACME/app:pull")),
+                400,
+                "malformed_scope",
+                "invalid_scope",
+            ),
+            (
+                "access_token in the query",
+                ok.clone()
+                    .query(&format!("service={SERVICE}&access_token=x")),
+                400,
+                "invalid_request",
+                "invalid_request",
+            ),
+            (
+                "grant_type",
+                post(&format!("grant_type=client_credentials&service={SERVICE}")),
+                400,
+                "invalid_request",
+                "invalid_request",
+            ),
+            (
+                "password repeated",
+                post(&format!(
+                    "grant_type=password&service={SERVICE}&password=a&password=b"
+                )),
+                400,
+                "invalid_request",
+                "invalid_request",
+            ),
+            (
+                "two Authorization fields",
+                Req {
+                    authorization: vec![format!("DPoP {good}"), format!("DPoP {good}")],
+                    ..ok.clone()
+                },
+                400,
+                "invalid_request",
+                "invalid_request",
+            ),
+            (
+                "no credentials",
+                anonymous,
+                401,
+                "missing_credentials",
+                "invalid_token",
+            ),
+            ("not a JWT", garbage, 401, "invalid_optok", "invalid_token"),
+            (
+                "DPoP without a proof",
+                no_proof,
+                401,
+                "invalid_dpop_proof",
+                "invalid_dpop_proof",
+            ),
+            (
+                "proof replayed",
+                replayed,
+                401,
+                "dpop_replay",
+                "invalid_dpop_proof",
+            ),
+            (
+                "DPoP-bound OpTok as Bearer",
+                bearer,
+                401,
+                "sender_constraint_mismatch",
+                "invalid_token",
+            ),
+            (
+                "OpTok without registry.token.issue",
+                Req::dpop(&no_scope, pull),
+                403,
+                "insufficient_optok_scope",
+                "insufficient_scope",
+            ),
+            (
+                "license revoked",
+                Req::dpop(&revoked, pull),
+                403,
+                "license_revoked",
+                "invalid_token",
+            ),
+            (
+                "unknown plan",
+                Req::dpop(&ghost_plan, pull),
+                403,
+                "unknown_plan",
+                "insufficient_scope",
+            ),
+            (
+                "plan grants nothing",
+                Req::dpop(&nothing, pull),
+                403,
+                "plan_denied",
+                "insufficient_scope",
+            ),
+            (
+                "scope outside the plan",
+                Req::dpop(&good, "repository:victim/private:pull"),
+                403,
+                "plan_denied",
+                "insufficient_scope",
+            ),
+        ];
+        for (case, req, status, reason, error) in rows {
+            match f.issue(&req).await {
+                Ok(issued) => assert_eq!(
+                    (200, "", ""),
+                    (status, reason, error),
+                    "{case}: issued {:?}",
+                    issued.granted
+                ),
+                Err(r) => assert_eq!(
+                    (r.status(), r.as_str(), r.error()),
+                    (status, reason, error),
+                    "{case}: {r}"
+                ),
+            }
+        }
+    }
+
+    /// Without usable Authority keys the realm answers 503 with `Retry-After`.
+    #[tokio::test]
+    async fn issue_without_authority_keys_is_unavailable() {
+        let f = Fixture::new();
+        let token = f.optok(|_| {});
+        let empty = Fixture {
+            authority: Authority::new(f.settings.authority.clone()),
+            ..Fixture::new()
+        };
+        let refused = empty
+            .issue(&Req::dpop(&token, "repository:acme/app:pull"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.as_str(), refused.retry_after()),
+            (503, "authority_unavailable", Some(10))
+        );
+    }
+
+    /// The refusal model per variant: status, `error`, Docker code and challenge kind.
+    #[test]
+    fn refusal_variants() {
+        use crate::registry::ScopeError;
+        let rows: Vec<(Refusal, u16, &str, &str, &str)> = vec![
+            (
+                Refusal::UnsupportedGrant("x".into()),
+                400,
+                "invalid_request",
+                "INVALID_REQUEST",
+                "none",
+            ),
+            (
+                Refusal::MissingService,
+                400,
+                "invalid_request",
+                "INVALID_REQUEST",
+                "none",
+            ),
+            (
+                Refusal::MalformedScope(ScopeError::TooMany),
+                400,
+                "invalid_scope",
+                "INVALID_REQUEST",
+                "none",
+            ),
+            (
+                Refusal::Authority(AuthError::Replay),
+                401,
+                "invalid_dpop_proof",
+                "UNAUTHORIZED",
+                "authority",
+            ),
+            (
+                Refusal::Authority(AuthError::Unavailable),
+                503,
+                "invalid_request",
+                "UNAVAILABLE",
+                "authority",
+            ),
+            (
+                Refusal::MissingCredentials,
+                401,
+                "invalid_token",
+                "UNAUTHORIZED",
+                "authority",
+            ),
+            (
+                Refusal::LicenseRevoked,
+                403,
+                "invalid_token",
+                "DENIED",
+                "bearer",
+            ),
+            (
+                Refusal::UnknownPlan,
+                403,
+                "insufficient_scope",
+                "DENIED",
+                "bearer",
+            ),
+            (
+                Refusal::PlanDenied,
+                403,
+                "insufficient_scope",
+                "DENIED",
+                "bearer",
+            ),
+            (
+                Refusal::SigningFailed,
+                500,
+                "server_error",
+                "INVALID_REQUEST",
+                "none",
+            ),
+        ];
+        for (refusal, status, error, code, challenge) in rows {
+            let kind = match refusal.challenge() {
+                RealmChallenge::None => "none",
+                RealmChallenge::Authority(_) => "authority",
+                RealmChallenge::Bearer => "bearer",
+            };
+            assert_eq!(
+                (
+                    refusal.status(),
+                    refusal.error(),
+                    refusal.docker_code(),
+                    kind
+                ),
+                (status, error, code, challenge),
+                "{}",
+                refusal.as_str()
+            );
+        }
+    }
 }
