@@ -1,5 +1,12 @@
 //! Builds the pingora `Server`: the main listener (proxy + realm), the admin listener
 //! (`/metrics`), and the background services (Authority keys, configuration reload).
+//!
+//! `connections` guards the main listener's connections (`server.limits`), `shutdown` claims
+//! the ports and ends the process once drained, `upgrade` keeps the upgrade socket private.
+
+pub mod connections;
+pub mod shutdown;
+pub mod upgrade;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,12 +15,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::tls::TlsRef;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -143,14 +151,33 @@ fn probe_client(settings: &Settings) -> reqwest::Client {
 pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     let listen = settings.listen;
     let admin_listen = settings.admin_listen;
-    let (grace_period, upgrade_socket) = (settings.grace_period, settings.upgrade_socket.clone());
+    let (grace_period, drain_delay) = (settings.grace_period, settings.drain_delay);
     if settings.upstream.insecure_skip_verify {
         tracing::warn!(upstream = %settings.upstream.url, "upstream.insecureSkipVerify is on: the registry's certificate is NOT verified");
+    }
+    let upgrade_socket = match upgrade::socket_path(settings.upgrade_socket.as_deref()) {
+        Ok(path) => Some(path),
+        // Only a configured path, or an upgrade now, needs the socket; else serve without.
+        Err(e) if !upgrade && settings.upgrade_socket.is_none() => {
+            tracing::warn!(error = %e, "zero-downtime upgrade unavailable: SIGQUIT will shut down instead");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the upgrade socket (server.upgradeSocket)");
+            std::process::exit(2);
+        }
+    };
+    if !upgrade {
+        if let Err(e) = shutdown::claim_ports(&[listen, admin_listen], shutdown::PORT_WAIT) {
+            tracing::error!("{e} (tried for {:?})", shutdown::PORT_WAIT);
+            std::process::exit(2);
+        }
     }
     metrics::get()
         .config_generation
         .set(settings.generation as i64);
     let authority = Arc::new(Authority::new(settings.authority.clone()));
+    let idle_timeout = settings.limits.idle_timeout;
     let settings = Arc::new(ArcSwap::from_pointee(settings));
 
     let conf = ServerConf {
@@ -159,7 +186,10 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             .unwrap_or(2),
         grace_period_seconds: Some(grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
-        upgrade_sock: upgrade_socket,
+        upgrade_sock: upgrade_socket
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -175,7 +205,21 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         probe: probe_client(&settings.load()),
     };
     let tls = settings.load().tls.is_some();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, sidecar);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(idle_timeout);
+    proxy.server_options = Some(options);
+    let tally = Arc::new(connections::Tally::default());
+    let guarded = connections::Guarded {
+        proxy: Arc::new(proxy),
+        tally: tally.clone(),
+        settings: settings.clone(),
+    };
+    let mut proxy = Service::new("proxy".to_string(), guarded);
+    proxy.set_connection_filter(Arc::new(connections::Admission {
+        tally: tally.clone(),
+        settings: settings.clone(),
+    }));
     if tls {
         match tls_settings(&settings) {
             Ok(tls) => proxy.add_tls_with_settings(&listen.to_string(), None, tls),
@@ -203,6 +247,13 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             settings,
         },
     ));
+    shutdown::exit_when_drained(server.watch_execution_phase(), tally, grace_period);
     tracing::info!(%listen, %admin_listen, "serving");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::Signals {
+            drain_delay,
+            can_upgrade: upgrade_socket.is_some(),
+        }),
+    });
+    std::process::exit(0)
 }
