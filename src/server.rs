@@ -157,8 +157,8 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     }
     let upgrade_socket = match upgrade::socket_path(settings.upgrade_socket.as_deref()) {
         Ok(path) => Some(path),
-        // Only a configured path, or an upgrade now, needs the socket; else serve without.
-        Err(e) if !upgrade && settings.upgrade_socket.is_none() => {
+        // No place for the default at all: serve without upgrades rather than not at all.
+        Err(e @ upgrade::UpgradeDirError::NoPlace(_)) if !upgrade => {
             tracing::warn!(error = %e, "zero-downtime upgrade unavailable: SIGQUIT will shut down instead");
             None
         }

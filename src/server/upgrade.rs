@@ -181,10 +181,10 @@ mod tests {
         assert_eq!(path, dir.join(SOCKET_NAME));
         assert_eq!(mode(&dir), 0o700);
         // Again: the existing private directory is used as it is.
-        assert_eq!(first_private(&[dir.clone()]).unwrap(), path);
+        assert_eq!(first_private(std::slice::from_ref(&dir)).unwrap(), path);
 
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        let refused = first_private(&[dir.clone()]).unwrap_err();
+        let refused = first_private(std::slice::from_ref(&dir)).unwrap_err();
         assert!(
             matches!(refused, UpgradeDirError::Writable { .. }),
             "{refused}"
