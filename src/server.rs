@@ -1,6 +1,13 @@
 //! Builds the pingora `Server`: the main listener (proxy + realm), the admin listener
 //! (`/metrics`, detailed `/readyz`), and the background services (Authority keys and
 //! succession, configuration reload).
+//!
+//! `connections` guards the main listener's connections (`server.limits`), `shutdown` claims
+//! the ports and ends the process once drained, `upgrade` keeps the upgrade socket private.
+
+pub mod connections;
+pub mod shutdown;
+pub mod upgrade;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,12 +15,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::tls::TlsRef;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use tokio::sync::Notify;
@@ -136,9 +144,27 @@ fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String
 pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     let listen = settings.listen;
     let admin_listen = settings.admin_listen;
-    let (grace_period, upgrade_socket) = (settings.grace_period, settings.upgrade_socket.clone());
+    let (grace_period, drain_delay) = (settings.grace_period, settings.drain_delay);
     if settings.upstream.insecure_skip_verify {
         tracing::warn!(upstream = %settings.upstream.url, "upstream.insecureSkipVerify is on: the registry's certificate is NOT verified");
+    }
+    let upgrade_socket = match upgrade::socket_path(settings.upgrade_socket.as_deref()) {
+        Ok(path) => Some(path),
+        // No place for the default at all: serve without upgrades rather than not at all.
+        Err(e @ upgrade::UpgradeDirError::NoPlace(_)) if !upgrade => {
+            tracing::warn!(error = %e, "zero-downtime upgrade unavailable: SIGQUIT will shut down instead");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the upgrade socket (server.upgradeSocket)");
+            std::process::exit(2);
+        }
+    };
+    if !upgrade {
+        if let Err(e) = shutdown::claim_ports(&[listen, admin_listen], shutdown::PORT_WAIT) {
+            tracing::error!("{e} (tried for {:?})", shutdown::PORT_WAIT);
+            std::process::exit(2);
+        }
     }
     metrics::get()
         .config_generation
@@ -146,6 +172,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     let authority = Arc::new(Succession::new(Authority::new(settings.authority.clone())));
     let health = Arc::new(Health::default());
     let reloaded = Arc::new(Notify::new());
+    let idle_timeout = settings.limits.idle_timeout;
     let settings = Arc::new(ArcSwap::from_pointee(settings));
 
     let conf = ServerConf {
@@ -154,7 +181,10 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             .unwrap_or(2),
         grace_period_seconds: Some(grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
-        upgrade_sock: upgrade_socket,
+        upgrade_sock: upgrade_socket
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -170,7 +200,21 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         health: health.clone(),
     };
     let tls = settings.load().tls.is_some();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, sidecar);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(idle_timeout);
+    proxy.server_options = Some(options);
+    let tally = Arc::new(connections::Tally::default());
+    let guarded = connections::Guarded {
+        proxy: Arc::new(proxy),
+        tally: tally.clone(),
+        settings: settings.clone(),
+    };
+    let mut proxy = Service::new("proxy".to_string(), guarded);
+    proxy.set_connection_filter(Arc::new(connections::Admission {
+        tally: tally.clone(),
+        settings: settings.clone(),
+    }));
     if tls {
         match tls_settings(&settings) {
             Ok(tls) => proxy.add_tls_with_settings(&listen.to_string(), None, tls),
@@ -208,6 +252,13 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             reloaded,
         },
     ));
+    shutdown::exit_when_drained(server.watch_execution_phase(), tally, grace_period);
     tracing::info!(%listen, %admin_listen, "serving");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::Signals {
+            drain_delay,
+            can_upgrade: upgrade_socket.is_some(),
+        }),
+    });
+    std::process::exit(0)
 }

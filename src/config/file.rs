@@ -45,8 +45,13 @@ pub struct ServerFile {
     pub tls: Option<TlsFile>,
     /// How long in-flight requests may run after SIGTERM or an upgrade.
     pub grace_period: String,
-    /// The socket listeners are handed over on during a zero-downtime upgrade.
-    pub upgrade_socket: String,
+    /// How long the listeners keep accepting after SIGTERM, before they close.
+    pub drain_delay: String,
+    /// The socket listeners are handed over on during a zero-downtime upgrade; unset, one in a
+    /// private directory (see `server::upgrade`).
+    pub upgrade_socket: Option<String>,
+    /// Caps and deadlines on client connections.
+    pub limits: LimitsFile,
     /// A TLS-terminating edge in front of the sidecar, trusted to report client certificates.
     pub trusted_edge: Option<TrustedEdgeFile>,
 }
@@ -72,8 +77,52 @@ impl Default for ServerFile {
             admin_listen: "127.0.0.1:9091".into(),
             tls: None,
             grace_period: "10s".into(),
-            upgrade_socket: "/tmp/registry-token-upgrade.sock".into(),
+            drain_delay: "0s".into(),
+            upgrade_socket: None,
+            limits: LimitsFile::default(),
             trusted_edge: None,
+        }
+    }
+}
+
+impl ServerFile {
+    /// True when both name the same listeners and process settings, the part of `server` that
+    /// only a restart applies (`limits` applies on reload).
+    pub fn same_listeners(&self, other: &ServerFile) -> bool {
+        let limits = LimitsFile::default();
+        ServerFile {
+            limits: limits.clone(),
+            ..self.clone()
+        } == ServerFile {
+            limits,
+            ..other.clone()
+        }
+    }
+}
+
+/// `server.limits`: what one client, and all of them, may hold open.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LimitsFile {
+    /// Open client connections in all; past it new ones are closed at accept.
+    #[serde(deserialize_with = "count")]
+    pub max_connections: usize,
+    /// Open client connections from one address (IPv6: one /64).
+    #[serde(deserialize_with = "count")]
+    pub max_connections_per_ip: usize,
+    /// Time for the whole request head to arrive.
+    pub header_timeout: String,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: String,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            header_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
         }
     }
 }
@@ -279,7 +328,13 @@ pub const KEY_NAMES: &[&str] = &[
     "adminListen",
     "tls",
     "gracePeriod",
+    "drainDelay",
     "upgradeSocket",
+    "limits",
+    "maxConnections",
+    "maxConnectionsPerIp",
+    "headerTimeout",
+    "idleTimeout",
     "nonceSecret",
     "nonceLifetime",
     "trustedEdge",

@@ -114,6 +114,17 @@ pub struct Upstream {
     pub read_timeout: Duration,
 }
 
+/// `server.limits`: caps on open client connections and deadlines on slow ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// The whole request head must arrive within it.
+    pub header_timeout: Duration,
+    /// A kept-alive connection is closed after this long without a next request.
+    pub idle_timeout: Duration,
+}
+
 /// The edge proxies whose client-certificate header is believed.
 #[derive(Debug, Clone)]
 pub struct TrustedEdge {
@@ -172,7 +183,11 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     pub tls: Option<Arc<ServerTls>>,
     pub grace_period: Duration,
-    pub upgrade_socket: String,
+    /// How long the listeners keep accepting after SIGTERM.
+    pub drain_delay: Duration,
+    /// `server.upgradeSocket` as written; `None`: the private default (`server::upgrade`).
+    pub upgrade_socket: Option<PathBuf>,
+    pub limits: Limits,
     pub trusted_edge: Option<TrustedEdge>,
     pub upstream: Upstream,
     /// `scheme://host[:port]` of the sidecar as clients reach it (from `registry.realm`).
@@ -481,6 +496,16 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let admin_listen = p.socket("server.adminListen", &file.server.admin_listen);
     let tls = file.server.tls.as_ref().and_then(|t| server_tls(t, &mut p));
     let grace_period = p.duration("server.gracePeriod", &file.server.grace_period);
+    let drain_delay = p.duration("server.drainDelay", &file.server.drain_delay);
+    let limits = limits(&file.server.limits, &mut p);
+    if file
+        .server
+        .upgrade_socket
+        .as_deref()
+        .is_some_and(|s| !Path::new(s).is_absolute())
+    {
+        p.add("server.upgradeSocket", "must be an absolute path");
+    }
     let trusted_edge = file.server.trusted_edge.as_ref().map(|edge| TrustedEdge {
         peers: edge
             .peers
@@ -689,7 +714,9 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         admin_listen,
         tls,
         grace_period,
-        upgrade_socket: file.server.upgrade_socket.clone(),
+        drain_delay,
+        upgrade_socket: file.server.upgrade_socket.as_ref().map(PathBuf::from),
+        limits,
         trusted_edge,
         upstream,
         public_origin: origin(&realm),
@@ -706,6 +733,34 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         file,
         generation: 1,
     })
+}
+
+/// `server.limits`, each problem under its path.
+fn limits(l: &file::LimitsFile, p: &mut Problems) -> Limits {
+    let mut positive_count = |path: &str, n: usize| {
+        if n == 0 {
+            p.add(path, "must be at least 1");
+        }
+        n
+    };
+    let max_connections = positive_count("server.limits.maxConnections", l.max_connections);
+    let max_connections_per_ip = positive_count(
+        "server.limits.maxConnectionsPerIp",
+        l.max_connections_per_ip,
+    );
+    let mut positive_duration = |path: &str, text: &str| {
+        let d = p.duration(path, text);
+        if d.is_zero() && humantime::parse_duration(text).is_ok() {
+            p.add(path, "must be longer than 0s");
+        }
+        d
+    };
+    Limits {
+        max_connections,
+        max_connections_per_ip,
+        header_timeout: positive_duration("server.limits.headerTimeout", &l.header_timeout),
+        idle_timeout: positive_duration("server.limits.idleTimeout", &l.idle_timeout),
+    }
 }
 
 /// Every certificate in a PEM file.
@@ -818,7 +873,7 @@ fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
 /// see [`crate::authority::Succession`].)
 pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
-    if old.server != new.server {
+    if !old.server.same_listeners(&new.server) {
         changed.push("server");
     }
     changed
@@ -958,6 +1013,65 @@ mod tests {
         assert!(policy.plan_for(Some("gold")).is_none());
         assert!(policy.is_revoked(Some("L1")));
         assert!(!policy.is_revoked(None));
+    }
+
+    /// `server.limits`: the SPEC 7 defaults; counts from the environment (strings) are read
+    /// as numbers; zero and bad values are reported under their paths.
+    #[test]
+    fn server_limits() {
+        let file = parse(MINIMAL, no_env()).unwrap();
+        let mut p = Problems::default();
+        let defaults = limits(&file.server.limits, &mut p);
+        assert!(p.0.is_empty(), "{:?}", p.0);
+        assert_eq!(
+            defaults,
+            Limits {
+                max_connections: 10_000,
+                max_connections_per_ip: 256,
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+            }
+        );
+        assert_eq!(file.server.drain_delay, "0s");
+        assert_eq!(file.server.upgrade_socket, None);
+
+        let vars = vec![(
+            "REGISTRY_TOKEN_SERVER__LIMITS__MAXCONNECTIONSPERIP".to_string(),
+            "3".to_string(),
+        )];
+        let file = parse(MINIMAL, vars).unwrap();
+        assert_eq!(file.server.limits.max_connections_per_ip, 3);
+
+        let text = format!("{MINIMAL}server:\n  limits:\n    maxConnections: 0\n    maxConnectionsPerIp: 2\n    headerTimeout: 0s\n    idleTimeout: soon\n");
+        let file = parse(&text, no_env()).unwrap();
+        let mut p = Problems::default();
+        limits(&file.server.limits, &mut p);
+        let paths: Vec<&str> = p.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.limits.maxConnections",
+                "server.limits.headerTimeout",
+                "server.limits.idleTimeout"
+            ]
+        );
+
+        for bad in ["-1", "many", "1.5"] {
+            let text = format!("{MINIMAL}server:\n  limits:\n    maxConnections: {bad}\n");
+            let errors = parse(&text, no_env()).unwrap_err();
+            assert_eq!(errors[0].path, "server.limits.maxConnections", "{bad}");
+        }
+    }
+
+    /// A change of `server.limits` applies on reload; one of the listeners needs a restart.
+    #[test]
+    fn limits_reload_listeners_restart() {
+        let old = parse(MINIMAL, no_env()).unwrap();
+        let mut new = old.clone();
+        new.server.limits.max_connections = 5;
+        assert!(restart_only_changes(&old, &new).is_empty());
+        new.server.listen = "0.0.0.0:9".into();
+        assert_eq!(restart_only_changes(&old, &new), ["server"]);
     }
 
     /// Environment overrides apply before typing, so they are validated like the file.

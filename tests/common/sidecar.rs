@@ -476,6 +476,13 @@ impl Sidecar {
         assert_eq!(rc, 0, "kill -HUP {}", self.child.id());
     }
 
+    /// Polls until the process has exited, for at most `deadline`; its exit status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        poll(deadline, "registry-token to exit", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
     /// `GET /metrics` on the admin listener.
     pub fn metrics(&self) -> String {
         let response = client()
