@@ -36,5 +36,7 @@ pub mod proxy;
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;
+/// State replicas share: plan-limit counters (memory, or Redis with `state.redis`).
+pub mod state;
 /// Registry tokens: signing keys, claims, the realm, keygen.
 pub mod token;
