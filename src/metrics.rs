@@ -29,6 +29,8 @@ pub struct Metrics {
     pub authority_refresh: IntCounterVec,
     /// Spent DPoP proofs the replay store holds (bounded by `authority.dpop.replayCapacity`).
     pub dpop_replay_entries: IntGauge,
+    /// Refresh tokens issued (`issued`) and redeemed (`ok`, or the refusal's reason).
+    pub refresh: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -120,6 +122,12 @@ impl Metrics {
                 &["result"],
             ),
             dpop_replay_entries,
+            refresh: counter(
+                &registry,
+                "registry_token_refresh_total",
+                "Refresh tokens issued and redeemed",
+                &["result"],
+            ),
             registry,
         }
     }

@@ -532,7 +532,7 @@ fn check(nonce: bool) -> ProofCheck<'static> {
     ProofCheck {
         method: "GET",
         htu: REALM,
-        access_token: TOKEN,
+        access_token: Some(TOKEN),
         now: NOW,
         lifetime: Duration::from_secs(60),
         skew: Duration::from_secs(30),

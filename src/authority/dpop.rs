@@ -29,8 +29,9 @@ pub struct ProofCheck<'a> {
     pub method: &'a str,
     /// The configured realm URL, compared with `htu` after normalisation.
     pub htu: &'a str,
-    /// The OpTok presented with the proof (`ath` is its SHA-256).
-    pub access_token: &'a str,
+    /// The OpTok presented with the proof (`ath` is its SHA-256); `None` for a refresh grant,
+    /// where no access token accompanies the proof and `ath` is not checked (RFC 9449 section 5).
+    pub access_token: Option<&'a str>,
     /// Unix seconds.
     pub now: i64,
     /// Accepted age of `iat`.
@@ -163,8 +164,10 @@ pub fn verify_proof(proof: &str, check: &ProofCheck) -> Result<ProofOutcome, Dpo
     if jti.is_empty() || jti.len() > MAX_JTI_BYTES {
         return Err(DpopError::Claim("jti is empty or longer than 256 bytes"));
     }
-    if text("ath", "ath is missing")? != access_token_hash(check.access_token) {
-        return Err(DpopError::AccessTokenHash);
+    if let Some(token) = check.access_token {
+        if text("ath", "ath is missing")? != access_token_hash(token) {
+            return Err(DpopError::AccessTokenHash);
+        }
     }
     let jkt = key.thumbprint();
     if check
@@ -374,7 +377,7 @@ pub(crate) mod tests {
         ProofCheck {
             method: "GET",
             htu: REALM,
-            access_token: TOKEN,
+            access_token: Some(TOKEN),
             now: NOW,
             lifetime: Duration::from_secs(60),
             skew: Duration::from_secs(30),
@@ -398,7 +401,7 @@ pub(crate) mod tests {
         let check = ProofCheck {
             method: "GET",
             htu: "https://resource.example.org/protectedresource",
-            access_token: RFC_TOKEN,
+            access_token: Some(RFC_TOKEN),
             now: 1562262618,
             lifetime: Duration::from_secs(60),
             skew: Duration::ZERO,

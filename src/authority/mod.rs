@@ -105,6 +105,8 @@ pub struct Caller {
     pub scheme: Option<Scheme>,
     /// The verified DPoP proof's use, to [`Authority::spend`] once everything else passed.
     pub proof: Option<ProofUse>,
+    /// What the OpTok is bound to (`cnf`), carried into a refresh token.
+    pub binding: Binding,
 }
 
 /// How the OpTok was presented, as logs name it (`scheme=bearer`).
@@ -524,6 +526,7 @@ impl Authority {
             license: claims.license,
             scheme: Some(credential.scheme),
             proof,
+            binding: claims.binding,
         }))
     }
 
@@ -585,7 +588,7 @@ impl Authority {
         let check = ProofCheck {
             method: presented.method,
             htu: &self.config.realm,
-            access_token: credential.token,
+            access_token: Some(credential.token),
             now,
             lifetime: self.config.proof_lifetime,
             skew: self.config.clock_skew,
@@ -745,6 +748,7 @@ pub(crate) mod tests {
                 license: Some("LIC-1".into()),
                 scheme: Some(Scheme::Dpop),
                 proof: Some(spend.clone()),
+                binding: Binding::Jkt(f.client.jkt()),
             }
         );
         assert_eq!(f.authority.replay_entries(), 0);

@@ -35,6 +35,28 @@ pub struct FileConfig {
     pub default_plan: Option<String>,
     #[serde(default)]
     pub revoked_licenses: Vec<String>,
+    /// Refresh tokens for stock clients (SPEC section 9).
+    #[serde(default)]
+    pub refresh_tokens: RefreshTokensFile,
+    /// The `jti`s of single refresh tokens no longer honoured.
+    #[serde(default)]
+    pub revoked_refresh_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RefreshTokensFile {
+    pub enabled: bool,
+    pub lifetime: String,
+}
+
+impl Default for RefreshTokensFile {
+    fn default() -> Self {
+        RefreshTokensFile {
+            enabled: false,
+            lifetime: "720h".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -385,4 +407,7 @@ pub const KEY_NAMES: &[&str] = &[
     "actions",
     "defaultPlan",
     "revokedLicenses",
+    "refreshTokens",
+    "enabled",
+    "revokedRefreshTokens",
 ];

@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
 use crate::policy::{Pattern, Plan, Rule};
+use crate::token::refresh::RefreshSettings;
 use crate::token::{KeyIdFormat, KeySet, SigningConfig};
 use file::FileConfig;
 
@@ -206,6 +207,8 @@ pub struct Settings {
     pub lifetime: Duration,
     pub keys: Arc<KeySet>,
     pub policy: Policy,
+    /// `refreshTokens` and `revokedRefreshTokens` (SPEC section 9).
+    pub refresh: RefreshSettings,
     /// Increases by one at every reload that takes effect.
     pub generation: u64,
 }
@@ -684,6 +687,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         .ok();
 
     let policy = policy(&file, &mut p);
+    let refresh = refresh_settings(&file, &mut p);
 
     let (Some(upstream), Some(realm), Some(keys), true) = (upstream, realm, keys, p.0.is_empty())
     else {
@@ -730,9 +734,24 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         lifetime,
         keys: Arc::new(keys),
         policy,
+        refresh,
         file,
         generation: 1,
     })
+}
+
+/// `refreshTokens` and `revokedRefreshTokens`.
+fn refresh_settings(file: &FileConfig, p: &mut Problems) -> RefreshSettings {
+    let r = &file.refresh_tokens;
+    let lifetime = p.duration("refreshTokens.lifetime", &r.lifetime);
+    if lifetime.is_zero() && humantime::parse_duration(&r.lifetime).is_ok() {
+        p.add("refreshTokens.lifetime", "must be longer than 0s");
+    }
+    RefreshSettings {
+        enabled: r.enabled,
+        lifetime,
+        revoked: file.revoked_refresh_tokens.iter().cloned().collect(),
+    }
 }
 
 /// `server.limits`, each problem under its path.

@@ -182,6 +182,11 @@ impl Sidecar {
                     .issued
                     .with_label_values(&[&issued.plan])
                     .inc();
+                if audit.refreshing {
+                    metrics::get().refresh.with_label_values(&["ok"]).inc();
+                } else if issued.refresh_token.is_some() {
+                    metrics::get().refresh.with_label_values(&["issued"]).inc();
+                }
                 tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, scheme, requested = ?audit.requested, granted = ?issued.granted, "token issued");
                 let nonce: Vec<_> = issued
                     .dpop_nonce
@@ -193,6 +198,9 @@ impl Sidecar {
             Err(refusal) => {
                 let reason = refusal.as_str();
                 metrics::get().rejected.with_label_values(&[reason]).inc();
+                if audit.refreshing {
+                    metrics::get().refresh.with_label_values(&[reason]).inc();
+                }
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod keygen;
 pub mod keys;
 pub mod realm;
+pub mod refresh;
 
 pub use claims::{AccessEntry, IssuedClaims, VerifyError};
 pub use keygen::{keygen, keygen_with, Generated, KeyAlg, KeygenOptions};

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::refresh::{self, Possession, RefreshClaims, RefreshError, RefreshToken};
 use super::{AccessEntry, IssuedClaims};
 use crate::authority::{AuthError, Authority, Caller, Presented};
 use crate::config::Settings;
@@ -33,6 +34,13 @@ pub struct TokenResponse {
     pub access_token: String,
     pub expires_in: i64,
     pub issued_at: String,
+    /// The granted scopes, space-separated: on a refresh grant (RFC 6749 section 5.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// On `offline_token=true` / `access_type=offline` a new one; on a refresh grant the one
+    /// presented (SPEC section 9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<RefreshToken>,
     #[serde(skip)]
     pub plan: String,
     #[serde(skip)]
@@ -46,7 +54,7 @@ pub struct TokenResponse {
 /// quotes a token, proof or key.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    #[error("grant_type `{0}` is not supported; use password, or GET")]
+    #[error("grant_type `{0}` is not supported here; use password, refresh_token (when refresh tokens are enabled), or GET")]
     UnsupportedGrant(String),
     #[error("password is repeated")]
     RepeatedPassword,
@@ -74,15 +82,17 @@ pub enum Refusal {
     PlanDenied,
     #[error("the token could not be signed")]
     SigningFailed,
+    /// A `grant_type=refresh_token` that is refused: `400 invalid_grant` (SPEC section 9).
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
 }
 
 impl Refusal {
     /// The SPEC `reason`: metric label and the body's `reason`.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Refusal::UnsupportedGrant(_) | Refusal::RepeatedPassword | Refusal::TokenInQuery => {
-                "invalid_request"
-            }
+            Refusal::UnsupportedGrant(_) => "unsupported_grant_type",
+            Refusal::RepeatedPassword | Refusal::TokenInQuery => "invalid_request",
             Refusal::RepeatedService | Refusal::MissingService | Refusal::ServiceNotAllowed => {
                 "service_not_allowed"
             }
@@ -93,6 +103,7 @@ impl Refusal {
             Refusal::UnknownPlan => "unknown_plan",
             Refusal::PlanDenied => "plan_denied",
             Refusal::SigningFailed => "signing_failed",
+            Refusal::Refresh(e) => e.reason(),
         }
     }
 
@@ -115,6 +126,8 @@ impl Refusal {
             Refusal::MissingCredentials | Refusal::LicenseRevoked => "invalid_token",
             Refusal::UnknownPlan | Refusal::PlanDenied => "insufficient_scope",
             Refusal::SigningFailed => "server_error",
+            Refusal::UnsupportedGrant(_) => "unsupported_grant_type",
+            Refusal::Refresh(e) => e.error(),
             _ => "invalid_request",
         }
     }
@@ -152,7 +165,11 @@ impl Refusal {
 
     /// True when the answer must carry a fresh `DPoP-Nonce` (RFC 9449 section 8).
     pub fn needs_nonce(&self) -> bool {
-        matches!(self, Refusal::Authority(e) if e.needs_nonce())
+        match self {
+            Refusal::Authority(e) => e.needs_nonce(),
+            Refusal::Refresh(e) => e.needs_nonce(),
+            _ => false,
+        }
     }
 }
 
@@ -179,6 +196,11 @@ struct Params {
     service: Option<String>,
     scopes: Vec<String>,
     password: Option<String>,
+    /// `grant_type=refresh_token`: the token presented.
+    refresh_token: Option<String>,
+    /// `offline_token=true` (GET) or `access_type=offline` (POST): a refresh token is asked for.
+    offline: bool,
+    client_id: Option<String>,
 }
 
 fn params(req: &TokenRequest<'_>) -> Result<Params, Refusal> {
@@ -199,6 +221,15 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Refusal> {
             .map(|(_, v)| v.as_str());
         match grant {
             Some("password") | None => {}
+            Some("refresh_token") => {
+                let mut given = form.iter().filter(|(k, _)| k == "refresh_token");
+                match (given.next(), given.next()) {
+                    (Some((_, token)), None) if !token.is_empty() => {
+                        p.refresh_token = Some(token.clone())
+                    }
+                    _ => return Err(RefreshError::Missing.into()),
+                }
+            }
             Some(other) => return Err(Refusal::UnsupportedGrant(other.to_string())),
         }
         if form.iter().filter(|(k, _)| k == "password").count() > 1 {
@@ -218,6 +249,9 @@ fn params(req: &TokenRequest<'_>) -> Result<Params, Refusal> {
             }
             "scope" => p.scopes.push(value),
             "access_token" => return Err(Refusal::TokenInQuery),
+            "offline_token" => p.offline |= value == "true",
+            "access_type" => p.offline |= value == "offline",
+            "client_id" => p.client_id = Some(value),
             _ => {}
         }
     }
@@ -235,8 +269,10 @@ pub struct Audit {
     pub plan: Option<String>,
     pub license: Option<String>,
     pub requested: Vec<String>,
-    /// How the OpTok was presented (`dpop`, `bearer`, `basic`, `form`).
+    /// How the OpTok was presented (`dpop`, `bearer`, `basic`, `form`), or `refresh_token`.
     pub scheme: Option<&'static str>,
+    /// A `grant_type=refresh_token` request (counted in `registry_token_refresh_total`).
+    pub refreshing: bool,
 }
 
 impl Audit {
@@ -263,6 +299,10 @@ pub async fn issue(
     audit: &mut Audit,
 ) -> Result<TokenResponse, Refusal> {
     let params = params(req)?;
+    audit.refreshing = params.refresh_token.is_some();
+    if audit.refreshing && !settings.refresh.enabled {
+        return Err(Refusal::UnsupportedGrant("refresh_token".into()));
+    }
     let service = match params.service.as_deref() {
         None | Some("") => return Err(Refusal::MissingService),
         Some(s) if !settings.services.iter().any(|allowed| allowed == s) => {
@@ -281,7 +321,23 @@ pub async fn issue(
         form_password: params.password.as_deref(),
         client_cert_sha256: req.client_cert_sha256,
     };
-    let caller = authority.authenticate(&presented, now).await?;
+    let caller = match &params.refresh_token {
+        Some(token) => {
+            let possession = Possession {
+                method: req.method,
+                dpop: &req.dpop,
+                client_cert_sha256: req.client_cert_sha256,
+            };
+            Some(refresh::redeem(
+                token,
+                settings,
+                authority.config(),
+                &possession,
+                now,
+            )?)
+        }
+        None => authority.authenticate(&presented, now).await?,
+    };
     let policy = &settings.policy;
     let anonymous = caller.is_none();
     let caller = match caller {
@@ -292,11 +348,15 @@ pub async fn issue(
             license: None,
             scheme: None,
             proof: None,
+            binding: crate::authority::optok::Binding::Unbound,
         },
         None => return Err(Refusal::MissingCredentials),
     };
     audit.subject = Some(caller.subject.clone());
     audit.scheme = caller.scheme.map(|s| s.as_str());
+    if audit.refreshing {
+        audit.scheme = Some("refresh_token");
+    }
     audit.license = caller.license.clone();
     audit.plan = caller.plan.clone().or_else(|| policy.default_plan.clone());
     if policy.is_revoked(caller.license.as_deref()) {
@@ -316,13 +376,45 @@ pub async fn issue(
     }
     // Last check: spend the DPoP proof only now that the request is granted.
     if let Some(proof) = &caller.proof {
-        authority.spend(proof, now).await?;
+        authority
+            .spend(proof, now)
+            .await
+            .map_err(|e| match audit.refreshing {
+                true => Refusal::Refresh(e.into()),
+                false => e.into(),
+            })?;
     }
     let granted = access
         .iter()
         .map(|a| format!("{}:{}:{}", a.resource_type, a.name, a.actions.join(",")))
         .collect();
 
+    let refresh_token = match params.refresh_token {
+        Some(given) => Some(RefreshToken(given)),
+        None if params.offline && settings.refresh.enabled && !anonymous => {
+            let claims = RefreshClaims::for_caller(
+                &caller,
+                &settings.signing_issuer,
+                params.client_id.as_deref(),
+                settings.refresh.lifetime,
+                now,
+                new_jti(),
+            );
+            let minted = refresh::mint(&settings.keys, &claims).map_err(|e| {
+                tracing::error!(error = %e, "signing a refresh token failed");
+                Refusal::SigningFailed
+            })?;
+            Some(minted)
+        }
+        None => None,
+    };
+    let scope = audit.refreshing.then(|| {
+        access
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.resource_type, a.name, a.actions.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
     let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let mut extra = serde_json::Map::new();
     extra.insert(
@@ -358,6 +450,8 @@ pub async fn issue(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         )
         .to_string(),
+        scope,
+        refresh_token,
         plan: plan.name.clone(),
         granted,
         dpop_nonce: authority.fresh_nonce(now),
@@ -624,8 +718,8 @@ revokedLicenses: [LIC-REVOKED]
                 "grant_type",
                 post(&format!("grant_type=client_credentials&service={SERVICE}")),
                 400,
-                "invalid_request",
-                "invalid_request",
+                "unsupported_grant_type",
+                "unsupported_grant_type",
             ),
             (
                 "password repeated",
@@ -755,7 +849,7 @@ revokedLicenses: [LIC-REVOKED]
             (
                 Refusal::UnsupportedGrant("x".into()),
                 400,
-                "invalid_request",
+                "unsupported_grant_type",
                 "INVALID_REQUEST",
                 "none",
             ),
