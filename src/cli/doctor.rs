@@ -25,6 +25,7 @@ pub const CHECKS: &[&str] = &[
     "check.upstream",
     "check.upstream-trusts-tokens",
     "check.plans",
+    "check.refresh-tokens",
 ];
 
 /// A leaf certificate ending sooner than this is a warning (SPEC 7 "Keys on disk").
@@ -207,7 +208,40 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
             ),
         });
     }
+    // Only when refresh tokens are on, or asked for by name.
+    let refresh_on = settings.is_some_and(|s| s.refresh.enabled);
+    if wanted("check.refresh-tokens") && (refresh_on || only.is_some()) {
+        findings.push(
+            settings.map_or_else(|| Finding::not_run("check.refresh-tokens"), refresh_tokens),
+        );
+    }
     findings
+}
+
+/// The signing key mints a refresh token that redeems, and that no registry would take.
+fn refresh_tokens(s: &Settings) -> Finding {
+    const CHECK: &str = "check.refresh-tokens";
+    if !s.refresh.enabled {
+        return Finding::pass(
+            CHECK,
+            "refreshTokens.enabled is false: none are issued or redeemed",
+        );
+    }
+    match crate::token::refresh::self_check(s, unix_now()) {
+        Err(e) => Finding::fail(
+            CHECK,
+            format!("refresh tokens do not work with this key: {e}"),
+            "fix check.signing-key first, or set refreshTokens.enabled: false",
+        ),
+        Ok(()) => Finding::pass(
+            CHECK,
+            format!(
+                "signed with kid {}, valid for {}; a key rotation keeps them only while the old key stays in signing.previousKeys",
+                s.keys.current.kid(),
+                humantime::format_duration(s.refresh.lifetime)
+            ),
+        ),
+    }
 }
 
 fn unix_now() -> i64 {

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::config;
+use crate::token::refresh;
 
 fn decode_part(part: &str) -> Option<Value> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -69,7 +70,12 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         Some(exp) => println!("expired: {} ({exp})", relative(exp, now)),
         None => println!("expires: never (no numeric exp: most verifiers refuse it)"),
     }
+    let refresh = header.get("typ").and_then(Value::as_str) == Some(refresh::TYP);
+    if refresh {
+        println!("kind: {}", refresh::describe(&claims));
+    }
     match claims.get("access").and_then(Value::as_array) {
+        None if refresh => {}
         Some(entries) if !entries.is_empty() => {
             println!("grants:");
             for entry in entries {
@@ -106,6 +112,34 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if refresh {
+        let checked = refresh::verify(&settings.keys, token, &settings.signing_issuer, now)
+            .and_then(|c| {
+                refresh::check(
+                    &c,
+                    &settings.refresh,
+                    &settings.policy,
+                    settings.authority.sender_constraint,
+                )
+            });
+        return match checked {
+            Ok(()) if settings.refresh.enabled => {
+                println!(
+                    "verify: valid refresh token (issuer {})",
+                    settings.signing_issuer
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(()) => {
+                println!("verify: NOT valid: refreshTokens.enabled is false");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                println!("verify: NOT valid ({}): {e}", e.reason());
+                ExitCode::from(1)
+            }
+        };
+    }
     let skew = settings.authority.clock_skew.as_secs() as i64;
     match settings.keys.verify(
         token,

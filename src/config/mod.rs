@@ -747,6 +747,16 @@ fn refresh_settings(file: &FileConfig, p: &mut Problems) -> RefreshSettings {
     if lifetime.is_zero() && humantime::parse_duration(&r.lifetime).is_ok() {
         p.add("refreshTokens.lifetime", "must be longer than 0s");
     }
+    let audience = crate::token::refresh::AUDIENCE;
+    if r.enabled
+        && (file.registry.service == audience
+            || file.registry.allowed_services.iter().any(|s| s == audience))
+    {
+        p.add(
+            "registry.service",
+            format!("`{audience}` is the audience of refresh tokens"),
+        );
+    }
     RefreshSettings {
         enabled: r.enabled,
         lifetime,

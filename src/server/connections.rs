@@ -158,6 +158,9 @@ pub fn head_complete(buf: &[u8]) -> bool {
     match httparse::Request::new(&mut headers).parse(buf) {
         Ok(httparse::Status::Complete(_)) => true,
         Ok(httparse::Status::Partial) => false,
+        // A TLS handshake on a plain listener (docker tries https first): refused at once, not
+        // at headerTimeout, so the client falls back to http without waiting.
+        Err(_) if buf.first() == Some(&0x16) => true,
         Err(_) => buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n"),
     }
 }
@@ -424,6 +427,7 @@ mod tests {
     #[case::leading_empty_lines_whole(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", true)]
     #[case::refused_target_partial(b"GET /a|b HTTP/1.1\r\nHost: a\r\n", false)]
     #[case::refused_target_whole(b"GET /a|b HTTP/1.1\r\nHost: a\r\n\r\n", true)]
+    #[case::tls_client_hello(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", true)]
     fn whole_heads(#[case] buf: &[u8], #[case] whole: bool) {
         assert_eq!(head_complete(buf), whole, "{}", buf.escape_ascii());
     }

@@ -373,6 +373,67 @@ pub fn bind(
     }
 }
 
+/// One line for `token inspect`: whose refresh token it is, what it is bound to, how to end it.
+pub fn describe(claims: &serde_json::Value) -> String {
+    let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let cnf = claims.get("cnf");
+    let bound = match (
+        cnf.and_then(|c| c.get("jkt"))
+            .and_then(serde_json::Value::as_str),
+        cnf.and_then(|c| c.get("x5t#S256"))
+            .and_then(serde_json::Value::as_str),
+    ) {
+        (Some(jkt), _) => format!("bound to the DPoP key {jkt}"),
+        (_, Some(x5t)) => format!("bound to the client certificate {x5t}"),
+        _ => "not sender-constrained (a bearer credential)".into(),
+    };
+    format!(
+        "refresh token of {} (plan {}, license {}, client {}), {bound}; end it with revokedRefreshTokens: [{}]",
+        text("sub").unwrap_or("?"),
+        text("plan").unwrap_or("default"),
+        text("license").unwrap_or("none"),
+        text("client_id").unwrap_or("?"),
+        text("jti").unwrap_or("?"),
+    )
+}
+
+/// What `doctor` checks: the signing key mints a refresh token that verifies, and the registry
+/// token verifier (the proxy's, and Distribution's `aud` check) refuses it.
+pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
+    let claims = RefreshClaims {
+        iss: settings.signing_issuer.clone(),
+        sub: "registry-token-doctor".into(),
+        aud: AUDIENCE.into(),
+        iat: now,
+        exp: now + 60,
+        jti: format!("doctor-{:016x}", rand::random::<u64>()),
+        client_id: None,
+        plan: None,
+        license: None,
+        cnf: None,
+    };
+    let token = mint(&settings.keys, &claims).map_err(|e| e.to_string())?;
+    verify(&settings.keys, &token.0, &settings.signing_issuer, now).map_err(|e| e.to_string())?;
+    if settings.services.iter().any(|s| s == AUDIENCE) {
+        return Err(format!("a registry service is named {AUDIENCE}"));
+    }
+    let leeway = 0;
+    if settings
+        .keys
+        .verify(
+            &token.0,
+            &settings.signing_issuer,
+            &settings.service,
+            now,
+            leeway,
+        )
+        .is_ok()
+    {
+        return Err("a refresh token passes as a registry token".into());
+    }
+    Ok(())
+}
+
 /// A redemption: verify, check, bind; the [`Caller`] the realm then grants as any other (its
 /// DPoP proof, if any, still to spend).
 pub fn redeem(

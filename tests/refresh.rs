@@ -1,0 +1,777 @@
+//! Refresh tokens (SPEC section 9, SECURITY 81): `docker login` once with a short-lived OpTok,
+//! then pushes and pulls long after it expired, with the real clients that keep the refresh
+//! token (the docker daemon, skopeo's `identitytoken`), revocation by config edit, the binding
+//! to a client certificate or a DPoP key, and the refusals of forged tokens.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use openssl::asn1::Asn1Time;
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
+use openssl::x509::{X509NameBuilder, X509};
+use registry_token::token::refresh::{self, RefreshClaims};
+use registry_token::token::{KeyIdFormat, KeySet, SigningConfig};
+use serde_json::{json, Value};
+
+/// How long an OpTok handed to a client lives in these tests: it expires during the test.
+const OPTOK_SECONDS: i64 = 6;
+
+/// A stack with refresh tokens on, `constraint` as sender constraint, an Authority clock skew
+/// of 1 s (so a short OpTok's expiry shows quickly), and `patch` merged over the config.
+fn refresh_stack(constraint: &str, patch: Value) -> Stack {
+    Stack::start_with(|config| {
+        config.sender_constraint = constraint.into();
+        config.patch = json!({
+            "refreshTokens": {"enabled": true},
+            "authority": {"clockSkew": "1s"},
+        });
+        common::sidecar::merge(&mut config.patch, &patch);
+    })
+}
+
+/// An OpTok for `sub` (plan enterprise, `license`), unbound, that expires in `seconds`.
+fn short_optok(authority: &Authority, sub: &str, license: &str, seconds: i64) -> String {
+    let mut claims = authority.optok_claims(sub, "enterprise", license, None);
+    claims["exp"] = json!(now() + seconds);
+    authority.mint(claims)
+}
+
+/// What `docker login` sends: `GET /token?...&offline_token=true&client_id=docker` with the
+/// OpTok as Basic password.
+fn login(http: &reqwest::blocking::Client, sidecar: &Sidecar, optok: &str) -> (u16, Value) {
+    let response = http
+        .get(sidecar.realm())
+        .query(&[
+            ("account", "x"),
+            ("client_id", "docker"),
+            ("offline_token", "true"),
+            ("service", "registry.test"),
+        ])
+        .basic_auth("x", Some(optok))
+        .send()
+        .expect("GET /token");
+    (
+        response.status().as_u16(),
+        response.json().unwrap_or(Value::Null),
+    )
+}
+
+/// `login` that must succeed: the refresh token.
+fn login_ok(sidecar: &Sidecar, optok: &str) -> String {
+    let (status, body) = login(&client(), sidecar, optok);
+    assert_eq!(status, 200, "{body}");
+    body["refresh_token"]
+        .as_str()
+        .expect("a refresh_token beside the access token")
+        .to_string()
+}
+
+/// Waits until the OpTok itself is refused at the realm (a plain `GET /token` with it as
+/// Basic password, no refresh token asked for): it has expired.
+fn wait_expired(sidecar: &Sidecar, optok: &str) {
+    poll(
+        Duration::from_secs(OPTOK_SECONDS as u64 + 30),
+        "the OpTok to expire",
+        || {
+            let status = client()
+                .get(sidecar.realm())
+                .query(&[("service", "registry.test")])
+                .basic_auth("x", Some(optok))
+                .send()
+                .expect("GET /token")
+                .status();
+            (status == 401).then_some(())
+        },
+    );
+}
+
+/// The refresh grant as containerd and docker send it: a form with `grant_type`,
+/// `refresh_token`, `service`, one space-separated `scope`, `client_id`; `extra` headers.
+fn redeem(
+    http: &reqwest::blocking::Client,
+    sidecar: &Sidecar,
+    token: &str,
+    scope: &str,
+    extra: &[(&str, String)],
+) -> (u16, Value) {
+    let mut request = http.post(sidecar.realm()).form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("service", "registry.test"),
+        ("scope", scope),
+        ("client_id", "containerd-client"),
+    ]);
+    for (name, value) in extra {
+        request = request.header(*name, value);
+    }
+    let response = request.send().expect("POST /token");
+    (
+        response.status().as_u16(),
+        response.json().unwrap_or(Value::Null),
+    )
+}
+
+/// Asserts a `400 invalid_grant` with `reason` that carries no token.
+fn assert_invalid_grant(what: &str, (status, body): (u16, Value), reason: &str) {
+    assert_eq!(
+        (status, body["error"].as_str(), body["reason"].as_str()),
+        (400, Some("invalid_grant"), Some(reason)),
+        "{what}: {body}"
+    );
+    assert!(
+        body.get("token").is_none() && body.get("access_token").is_none(),
+        "{what}: a refusal carries no token"
+    );
+}
+
+/// Writes a containers/image `auth.json` in the shape `docker login` leaves behind: for `host`,
+/// an `identitytoken` and an `auth` holding only the user name (`x:`, no password).
+/// containers/image skips an entry whose `auth` is not `user:password` shaped, so the user part
+/// is what makes it read the `identitytoken` at all.
+fn identity_authfile(dir: &Path, host: &str, token: &str) -> PathBuf {
+    let path = dir.join("auth.json");
+    let user_only = base64::engine::general_purpose::STANDARD.encode("x:");
+    let auth = json!({"auths": {host: {"auth": user_only, "identitytoken": token}}});
+    fs::write(&path, auth.to_string()).unwrap();
+    path
+}
+
+/// skopeo with only an `identitytoken` (no password) in its `--authfile` (the containers/image
+/// refresh path)
+/// pushes and pulls a 2-layer image through the sidecar after the OpTok it came from expired;
+/// every digest survives, the refresh grant is counted, and neither secret reaches the log.
+#[test]
+fn skopeo_with_only_an_identitytoken_outlives_its_optok() {
+    let stack = refresh_stack("none", json!({}));
+    let optok = short_optok(&stack.authority, "carol", "LIC-3", OPTOK_SECONDS);
+    let refresh_token = login_ok(&stack.sidecar, &optok);
+    let claims = jwt_claims(&refresh_token);
+    assert_eq!(
+        (&claims["sub"], &claims["client_id"], &claims["license"]),
+        (&json!("carol"), &json!("docker"), &json!("LIC-3"))
+    );
+    assert_eq!(jwt_header(&refresh_token)["typ"], "rt+jwt");
+    assert!(
+        claims["exp"].as_i64().unwrap() > now() + 29 * 24 * 3600,
+        "720h by default"
+    );
+    wait_expired(&stack.sidecar, &optok);
+
+    let home = tempfile::tempdir().unwrap();
+    let authfile = identity_authfile(home.path(), &stack.sidecar.addr(), &refresh_token);
+    let authfile = authfile.to_str().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let image = oci_layout(src.path(), "v1", &[1 << 20, 10 << 10]);
+    let dest = format!("docker://{}/acme/app:v1", stack.sidecar.addr());
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        "--authfile",
+        authfile,
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.path().display()),
+        &dest,
+    ]);
+    let back = tempfile::tempdir().unwrap();
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-oci-accept-uncompressed-layers",
+        "--authfile",
+        authfile,
+        "--src-tls-verify=false",
+        &dest,
+        &format!("oci:{}:v1", back.path().display()),
+    ]);
+    assert_eq!(read_oci_layout(back.path(), "v1"), image);
+    let refreshed = stack
+        .sidecar
+        .metric("registry_token_refresh_total", &[("result", "ok")]);
+    assert!(
+        refreshed >= 2.0,
+        "skopeo redeemed for push and pull: {refreshed}"
+    );
+    assert_eq!(
+        stack
+            .sidecar
+            .metric("registry_token_refresh_total", &[("result", "issued")]),
+        1.0
+    );
+    stack.sidecar.assert_log_free_of(&[&refresh_token, &optok]);
+}
+
+/// A docker daemon of the test's own: vfs storage, no iptables or bridge, its own data and
+/// exec roots and socket; stopped with SIGTERM (so its containerd stops too) on drop.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-dockerd")
+            .tempdir()
+            .unwrap();
+        let log = fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+            ])
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--host")
+            .arg(format!(
+                "unix://{}",
+                dir.path().join("docker.sock").display()
+            ))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("run dockerd (Debian's docker.io; scripts/deps installs it)");
+        let mut dockerd = Dockerd { child, dir };
+        poll(START_DEADLINE, "dockerd to answer", || {
+            if let Ok(Some(status)) = dockerd.child.try_wait() {
+                panic!("dockerd exited ({status}):\n{}", dockerd.log_tail());
+            }
+            dockerd
+                .docker(&["version"], None)
+                .status
+                .success()
+                .then_some(())
+        });
+        dockerd
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("client")
+    }
+
+    /// `docker -H unix://SOCK --config DIR ARGS`, with `stdin` piped in when given.
+    fn docker(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new("docker");
+        command
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                self.dir.path().join("docker.sock").display()
+            ))
+            .arg("--config")
+            .arg(self.config_dir())
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("DOCKER_HOST")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run docker");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("docker output")
+    }
+
+    fn docker_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.docker(args, stdin);
+        assert!(
+            out.status.success(),
+            "docker {} failed ({}):\n{}\n{}",
+            args.first().unwrap_or(&""),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log_tail(&self) -> String {
+        log_tail(&self.dir.path().join("dockerd.log"), 40)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is shared.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let stopped = (0..150).any(|_| {
+            std::thread::sleep(Duration::from_millis(100)); // waiting for our child to exit
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- dockerd log tail ----\n{}", self.log_tail());
+        }
+    }
+}
+
+/// A one-file root filesystem as a tar archive, for `docker import`.
+fn rootfs_tar(dir: &Path) -> Vec<u8> {
+    let root = dir.join("rootfs");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(
+        root.join("hello.txt"),
+        format!("refresh {}\n", rand::random::<u64>()),
+    )
+    .unwrap();
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["-cf", "-", "hello.txt"])
+        .output()
+        .expect("run tar");
+    assert!(out.status.success(), "tar failed");
+    out.stdout
+}
+
+/// The docker CLI against a daemon the test started: `docker login` once with an OpTok that
+/// lives a few seconds stores an `identitytoken` (and no password) in its config; after the
+/// OpTok expired, `docker push` and (after removing the local image) `docker pull` still work,
+/// by the daemon's refresh grant.
+#[test]
+fn docker_login_once_then_push_and_pull_after_the_optok_expired() {
+    let dockerd = Dockerd::start();
+    let stack = refresh_stack("none", json!({}));
+    let host = stack.sidecar.addr();
+    let reference = format!("{host}/acme/app:v1");
+    let work = tempfile::tempdir().unwrap();
+    let tar = rootfs_tar(work.path());
+    // An image of our own, before the clock starts: `docker import` from a tar on stdin.
+    let tar_path = work.path().join("rootfs.tar");
+    fs::write(&tar_path, &tar).unwrap();
+    dockerd.docker_ok(&["import", tar_path.to_str().unwrap(), &reference], None);
+
+    let optok = short_optok(&stack.authority, "dave", "LIC-4", OPTOK_SECONDS);
+    dockerd.docker_ok(
+        &["login", &host, "-u", "x", "--password-stdin"],
+        Some(&optok),
+    );
+    let config: Value =
+        serde_json::from_slice(&fs::read(dockerd.config_dir().join("config.json")).unwrap())
+            .unwrap();
+    let entry = &config["auths"][&host];
+    let identity = entry["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("identitytoken in config.json: {entry}"));
+    assert_eq!(jwt_header(identity)["typ"], "rt+jwt");
+    let stored_password = entry["auth"].as_str().map(|a| {
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(a).unwrap()).unwrap()
+    });
+    assert!(
+        !stored_password.unwrap_or_default().contains(&optok),
+        "the OpTok is not kept"
+    );
+    wait_expired(&stack.sidecar, &optok);
+
+    dockerd.docker_ok(&["push", &reference], None);
+    dockerd.docker_ok(&["rmi", &reference], None);
+    dockerd.docker_ok(&["pull", &reference], None);
+    assert!(
+        stack
+            .sidecar
+            .metric("registry_token_refresh_total", &[("result", "ok")])
+            >= 2.0,
+        "the daemon redeemed the refresh token for push and pull"
+    );
+    stack.sidecar.assert_log_free_of(&[identity, &optok]);
+}
+
+/// Revoking the license in the file ends its refresh tokens at the reload; listing one `jti`
+/// in `revokedRefreshTokens` ends that token only.
+#[test]
+fn revoking_the_license_or_the_jti_ends_refresh_tokens() {
+    let stack = refresh_stack("none", json!({}));
+    let sidecar = &stack.sidecar;
+    let http = client();
+    let scope = "repository:acme/app:pull";
+    let of_license = |sub: &str, license: &str| {
+        login_ok(sidecar, &short_optok(&stack.authority, sub, license, 300))
+    };
+    let revoked_license = of_license("erin", "LIC-7");
+    let single = of_license("frank", "LIC-8");
+    let sibling = of_license("frank", "LIC-8");
+    for token in [&revoked_license, &single, &sibling] {
+        assert_eq!(redeem(&http, sidecar, token, scope, &[]).0, 200);
+    }
+
+    let mut config = sidecar.config().clone();
+    config.revoked_licenses.push("LIC-7".into());
+    let generation = sidecar.generation();
+    sidecar.apply(&config);
+    sidecar.wait_generation_above(generation);
+    assert_invalid_grant(
+        "license revoked",
+        redeem(&http, sidecar, &revoked_license, scope, &[]),
+        "license_revoked",
+    );
+    assert_eq!(redeem(&http, sidecar, &single, scope, &[]).0, 200);
+
+    let jti = jwt_claims(&single)["jti"].as_str().unwrap().to_string();
+    common::sidecar::merge(&mut config.patch, &json!({"revokedRefreshTokens": [jti]}));
+    let generation = sidecar.generation();
+    sidecar.apply(&config);
+    sidecar.wait_generation_above(generation);
+    assert_invalid_grant(
+        "jti revoked",
+        redeem(&http, sidecar, &single, scope, &[]),
+        "refresh_token_revoked",
+    );
+    assert_eq!(
+        redeem(&http, sidecar, &sibling, scope, &[]).0,
+        200,
+        "another token of the same license still works"
+    );
+    assert!(
+        sidecar.metric(
+            "registry_token_refresh_total",
+            &[("result", "license_revoked")]
+        ) >= 1.0
+    );
+}
+
+fn ec_key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+/// A certificate for `cn` signed by `issuer` (self-signed when `None`): a CA, a server
+/// certificate for 127.0.0.1, or a client certificate.
+fn certificate(
+    cn: &str,
+    key: &PKey<Private>,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    kind: &str,
+) -> X509 {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let serial = BigNum::from_u32(rand::random::<u32>() >> 1).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
+        .unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    match kind {
+        "ca" => b
+            .append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap(),
+        "server" => {
+            let san = SubjectAlternativeName::new()
+                .ip("127.0.0.1")
+                .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))
+                .unwrap();
+            b.append_extension(san).unwrap();
+            b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
+                .unwrap();
+        }
+        _ => b
+            .append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
+            .unwrap(),
+    }
+    b.sign(
+        issuer.map(|(_, k)| k).unwrap_or(key),
+        MessageDigest::sha256(),
+    )
+    .unwrap();
+    b.build()
+}
+
+/// A TLS listener's certificate and client CA in `dir`; two client certificates of that CA.
+struct Pki {
+    dir: tempfile::TempDir,
+    clients: Vec<(X509, PKey<Private>)>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = ec_key();
+        let ca = certificate("test CA", &ca_key, None, "ca");
+        let server_key = ec_key();
+        let server = certificate("127.0.0.1", &server_key, Some((&ca, &ca_key)), "server");
+        fs::write(dir.path().join("server.crt"), server.to_pem().unwrap()).unwrap();
+        fs::write(
+            dir.path().join("server.key"),
+            server_key.private_key_to_pem_pkcs8().unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.path().join("clients-ca.crt"), ca.to_pem().unwrap()).unwrap();
+        let clients = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let key = ec_key();
+                (certificate(name, &key, Some((&ca, &ca_key)), "client"), key)
+            })
+            .collect();
+        Pki { dir, clients }
+    }
+
+    fn tls_patch(&self) -> Value {
+        let path = |name: &str| self.dir.path().join(name);
+        json!({"server": {"tls": {
+            "certificate": path("server.crt"),
+            "privateKey": path("server.key"),
+            "clientCa": path("clients-ca.crt"),
+        }}})
+    }
+
+    /// RFC 8705 `x5t#S256` of client `i`.
+    fn x5t(&self, i: usize) -> String {
+        b64(openssl::sha::sha256(&self.clients[i].0.to_der().unwrap()))
+    }
+
+    /// An HTTP client presenting client certificate `i`.
+    fn client(&self, i: usize) -> reqwest::blocking::Client {
+        let (cert, key) = &self.clients[i];
+        let identity = reqwest::Identity::from_pkcs8_pem(
+            &cert.to_pem().unwrap(),
+            &key.private_key_to_pem_pkcs8().unwrap(),
+        )
+        .unwrap();
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .danger_accept_invalid_certs(true)
+            .identity(identity)
+            .build()
+            .unwrap()
+    }
+}
+
+/// Over TLS with a client CA (`dpopOrMtls`): a refresh token from a certificate-bound OpTok
+/// redeems only on a connection with that certificate; one from a DPoP-bound OpTok only with a
+/// fresh DPoP proof (POST, the realm, no `ath`) by that key, and each proof only once.
+#[test]
+fn bound_refresh_tokens_need_their_certificate_or_key() {
+    let pki = Pki::new();
+    let stack = refresh_stack("dpopOrMtls", pki.tls_patch());
+    let sidecar = &stack.sidecar;
+    let realm = sidecar.realm();
+    let scope = "repository:acme/app:pull";
+
+    // Certificate-bound: login with client a's certificate and the OpTok as Bearer.
+    let mut claims = stack
+        .authority
+        .optok_claims("gina", "enterprise", "LIC-9", None);
+    claims["cnf"] = json!({"x5t#S256": pki.x5t(0)});
+    let optok = stack.authority.mint(claims);
+    let response = pki
+        .client(0)
+        .get(&realm)
+        .query(&[("service", "registry.test"), ("offline_token", "true")])
+        .bearer_auth(&optok)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().unwrap();
+    let bound = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string();
+    assert_eq!(jwt_claims(&bound)["cnf"], json!({"x5t#S256": pki.x5t(0)}));
+    assert_eq!(redeem(&pki.client(0), sidecar, &bound, scope, &[]).0, 200);
+    assert_invalid_grant(
+        "no client certificate",
+        redeem(&client(), sidecar, &bound, scope, &[]),
+        "sender_constraint_mismatch",
+    );
+    assert_invalid_grant(
+        "another client certificate",
+        redeem(&pki.client(1), sidecar, &bound, scope, &[]),
+        "sender_constraint_mismatch",
+    );
+
+    // DPoP-bound: login with the DPoP scheme and a proof.
+    let (key, optok) = stack.client("hana", "enterprise", "LIC-10");
+    let response = client()
+        .get(&realm)
+        .query(&[("service", "registry.test"), ("offline_token", "true")])
+        .header("Authorization", format!("DPoP {optok}"))
+        .header("DPoP", key.proof("GET", &realm, &optok))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().unwrap();
+    let bound = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string();
+    assert_eq!(jwt_claims(&bound)["cnf"], json!({"jkt": key.thumbprint()}));
+    let proof_by = |k: &DpopKey| k.sign(&k.header(), &k.claims("POST", &realm, None));
+    let proof = proof_by(&key);
+    let (status, body) = redeem(
+        &client(),
+        sidecar,
+        &bound,
+        scope,
+        &[("DPoP", proof.clone())],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refresh_token"].as_str(), Some(bound.as_str()));
+    assert_invalid_grant(
+        "the same proof again",
+        redeem(&client(), sidecar, &bound, scope, &[("DPoP", proof)]),
+        "dpop_replay",
+    );
+    assert_invalid_grant(
+        "no proof",
+        redeem(&client(), sidecar, &bound, scope, &[]),
+        "sender_constraint_mismatch",
+    );
+    assert_invalid_grant(
+        "a proof by another key",
+        redeem(
+            &client(),
+            sidecar,
+            &bound,
+            scope,
+            &[("DPoP", proof_by(&DpopKey::new()))],
+        ),
+        "sender_constraint_mismatch",
+    );
+    let get_proof = key.sign(&key.header(), &key.claims("GET", &realm, None));
+    assert_invalid_grant(
+        "a proof for GET",
+        redeem(&client(), sidecar, &bound, scope, &[("DPoP", get_proof)]),
+        "invalid_dpop_proof",
+    );
+    assert_eq!(
+        redeem(
+            &client(),
+            sidecar,
+            &bound,
+            scope,
+            &[("DPoP", proof_by(&key))]
+        )
+        .0,
+        200,
+        "a fresh proof by the key still redeems"
+    );
+}
+
+/// SECURITY 81: a tampered, expired, foreign (another keygen's key, even under this key's
+/// `kid`), registry-token or OpTok "refresh token" is `400 invalid_grant`, never a 500 or a
+/// token; an unknown `grant_type` is `400 unsupported_grant_type`; a refresh token opens no
+/// `/v2/` door, neither at the sidecar nor at the registry itself.
+#[test]
+fn forged_refresh_tokens_are_invalid_grant() {
+    let stack = refresh_stack("none", json!({}));
+    let sidecar = &stack.sidecar;
+    let http = client();
+    let scope = "repository:acme/app:pull,push";
+    let optok = short_optok(&stack.authority, "ivan", "LIC-11", 300);
+    let good = login_ok(sidecar, &optok);
+    let (status, body) = redeem(&http, sidecar, &good, scope, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "repository:acme/app:pull,push");
+    let access_token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(body["access_token"].as_str(), Some(access_token.as_str()));
+    assert!(body["expires_in"].as_i64().unwrap() >= 60 && body["issued_at"].is_string());
+
+    let settings = registry_token::config::load(sidecar.config_path()).unwrap();
+    let claims: RefreshClaims = serde_json::from_value(jwt_claims(&good)).unwrap();
+    let expired = refresh::mint(
+        &settings.keys,
+        &RefreshClaims {
+            iat: now() - 7200,
+            exp: now() - 3600,
+            ..claims.clone()
+        },
+    )
+    .unwrap()
+    .0;
+    let other = Keys::generate();
+    let foreign_keys = KeySet::load(&SigningConfig {
+        key_path: other.path().join("signing.pem"),
+        key_password: None,
+        certificate_chain: None,
+        key_id: Some(settings.keys.current.kid().to_string()),
+        key_id_format: KeyIdFormat::Libtrust,
+        previous_keys: vec![],
+    })
+    .unwrap();
+    let foreign = refresh::mint(&foreign_keys, &claims).unwrap().0;
+    let tampered = {
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut payload = jwt_claims(&good);
+        payload["plan"] = json!("gold");
+        payload["exp"] = json!(now() + 10 * 365 * 86400);
+        format!("{}.{}.{}", parts[0], b64(payload.to_string()), parts[2])
+    };
+    for (what, token, reason) in [
+        ("tampered", tampered.as_str(), "refresh_token_invalid"),
+        ("expired", expired.as_str(), "refresh_token_expired"),
+        ("foreign", foreign.as_str(), "refresh_token_invalid"),
+        (
+            "a registry token",
+            access_token.as_str(),
+            "refresh_token_invalid",
+        ),
+        ("the OpTok", optok.as_str(), "refresh_token_invalid"),
+        ("not a JWT", "abc.def", "refresh_token_invalid"),
+    ] {
+        assert_invalid_grant(what, redeem(&http, sidecar, token, scope, &[]), reason);
+    }
+
+    let response = http
+        .post(sidecar.realm())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("service", "registry.test"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"], "unsupported_grant_type", "{body}");
+
+    assert_eq!(
+        sidecar.v2("/v2/acme/app/tags/list", Some(&good)).status(),
+        401,
+        "the sidecar refuses a refresh token as a registry token"
+    );
+    let direct = http
+        .get(format!("{}/v2/acme/app/tags/list", stack.registry.url()))
+        .bearer_auth(&good)
+        .send()
+        .unwrap();
+    assert_eq!(direct.status(), 401, "Distribution refuses it (aud)");
+    sidecar.assert_log_free_of(&[&good, &expired, &foreign, &optok]);
+}
