@@ -317,7 +317,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                     let check = ProofCheck {
                         method: "GET",
                         htu: &settings.realm,
-                        access_token: &op,
+                        access_token: Some(&op),
                         now: t,
                         lifetime: settings.authority.proof_lifetime,
                         skew: settings.authority.clock_skew,

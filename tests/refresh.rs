@@ -774,4 +774,42 @@ fn forged_refresh_tokens_are_invalid_grant() {
         .unwrap();
     assert_eq!(direct.status(), 401, "Distribution refuses it (aud)");
     sidecar.assert_log_free_of(&[&good, &expired, &foreign, &optok]);
+
+    // `token inspect --verify` reads refresh tokens: whose, bound to what, how to end it.
+    let inspect = |token: &str| {
+        let out = Command::new(common::sidecar::BIN)
+            .arg("--config")
+            .arg(sidecar.config_path())
+            .args(["token", "inspect", token, "--verify"])
+            .output()
+            .expect("run token inspect");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), stdout)
+    };
+    let (code, stdout) = inspect(&good);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("refresh token of ivan (plan enterprise, license LIC-11, client docker)")
+            && stdout.contains(&format!("revokedRefreshTokens: [{}]", claims.jti))
+            && stdout.contains("verify: valid refresh token"),
+        "{stdout}"
+    );
+    let (code, stdout) = inspect(&expired);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("refresh_token_expired"), "{stdout}");
+    // `doctor` checks that the signing key mints refresh tokens that redeem.
+    let out = Command::new(common::sidecar::BIN)
+        .arg("--config")
+        .arg(sidecar.config_path())
+        .args(["doctor", "--check", "refresh-tokens", "--json"])
+        .output()
+        .expect("run doctor");
+    let findings: Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let check = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "check.refresh-tokens")
+        .unwrap_or_else(|| panic!("check.refresh-tokens: {findings:#}"));
+    assert_eq!(check["status"], "pass", "{check:#}");
 }

@@ -730,6 +730,15 @@ mod tests {
         }
     }
 
+    /// (case, cnf, DPoP proofs, client certificate, proof returned or reason).
+    type Row = (
+        &'static str,
+        Option<Confirmation>,
+        Vec<String>,
+        Option<[u8; 32]>,
+        Result<bool, &'static str>,
+    );
+
     /// Possession: the same certificate, or one DPoP proof (POST, the realm's htu, no `ath`)
     /// by the bound key.
     #[test]
@@ -752,13 +761,7 @@ mod tests {
             change(&mut c);
             proof(&key, "ES256", &c)
         };
-        let rows: Vec<(
-            &str,
-            Option<Confirmation>,
-            Vec<String>,
-            Option<[u8; 32]>,
-            Result<bool, &str>,
-        )> = vec![
+        let rows: Vec<Row> = vec![
             ("certificate", x5t.clone(), vec![], Some(CERT), Ok(false)),
             (
                 "no certificate",
