@@ -38,5 +38,5 @@ pub mod registry;
 pub mod server;
 /// State replicas share: plan-limit counters (memory, or Redis with `state.redis`).
 pub mod state;
-/// Registry tokens: signing keys, claims, the realm, keygen.
+/// Registry tokens: signing keys, claims, the realm, refresh tokens, keygen.
 pub mod token;

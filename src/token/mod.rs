@@ -1,6 +1,7 @@
 //! The token side of the sidecar: signing keys and `jwks.json` (`keys`), the registry JWT it
-//! issues and verifies (`claims`), and `keygen`, which writes a CA and a signing key the
-//! registry trusts. Nothing here knows of pingora.
+//! issues and verifies (`claims`), the refresh tokens that make `docker login` last
+//! (`refresh`), and `keygen`, which writes a CA and a signing key the registry trusts. Nothing
+//! here knows of pingora.
 
 pub mod cache;
 pub mod claims;
