@@ -102,6 +102,7 @@ fn realm(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    let counters = registry_token::state::memory::MemoryCounters::default();
     let issue = |authorization: &str, dpop: Option<&str>| {
         let request = TokenRequest {
             method: "GET",
@@ -110,6 +111,8 @@ fn realm(c: &mut Criterion) {
             authorization: vec![authorization],
             dpop: dpop.into_iter().collect(),
             client_cert_sha256: None,
+            client_ip: None,
+            counters: &counters,
         };
         let issued = runtime.block_on(realm::issue(
             &settings,

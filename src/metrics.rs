@@ -29,6 +29,8 @@ pub struct Metrics {
     pub authority_refresh: IntCounterVec,
     /// Spent DPoP proofs the replay store holds (bounded by `authority.dpop.replayCapacity`).
     pub dpop_replay_entries: IntGauge,
+    /// Requests refused by a plan limit (SPEC 8), by plan and kind (`pulls`, `tokens`).
+    pub rate_limited: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -120,6 +122,12 @@ impl Metrics {
                 &["result"],
             ),
             dpop_replay_entries,
+            rate_limited: counter(
+                &registry,
+                "registry_token_rate_limited_total",
+                "Requests refused by a plan limit",
+                &["plan", "kind"],
+            ),
             registry,
         }
     }

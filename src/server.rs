@@ -198,6 +198,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         settings: settings.clone(),
         authority: authority.clone(),
         health: health.clone(),
+        counters: Arc::new(crate::state::memory::MemoryCounters::default()),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);

@@ -21,6 +21,7 @@ use openssl::x509::X509;
 use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
+use crate::policy::limits::LimitText;
 use crate::policy::{Pattern, Plan, Rule};
 use crate::token::{KeyIdFormat, KeySet, SigningConfig};
 use file::FileConfig;
@@ -838,9 +839,27 @@ fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
                 }
             }
         }
+        let plan_limits = plan.limits.as_ref().map(|l| {
+            fn text(l: &Option<file::LimitFile>) -> Option<LimitText<'_>> {
+                l.as_ref().map(|l| LimitText {
+                    count: l.count,
+                    per: &l.per,
+                })
+            }
+            crate::policy::limits::compile(&at, text(&l.pulls), text(&l.tokens))
+        });
+        let plan_limits = match plan_limits {
+            Some(Ok(limits)) => limits,
+            Some(Err(problems)) => {
+                problems.into_iter().for_each(|(path, m)| p.add(path, m));
+                Default::default()
+            }
+            None => Default::default(),
+        };
         let compiled = Plan {
             name: plan.name.clone(),
             rules,
+            limits: plan_limits,
         };
         if plans.insert(plan.name.clone(), compiled).is_some() {
             p.add(

@@ -4,6 +4,7 @@
 //!
 //! Plain data compiled from the configuration ([`Pattern`]s are checked at load time).
 
+pub mod limits;
 pub mod pattern;
 
 pub use pattern::{Pattern, PatternError};
@@ -23,6 +24,8 @@ pub struct Rule {
 pub struct Plan {
     pub name: String,
     pub rules: Vec<Rule>,
+    /// `limits`: pulls and token issuances per window (SPEC 8); unset ones are unlimited.
+    pub limits: limits::PlanLimits,
 }
 
 impl Plan {
@@ -93,6 +96,7 @@ mod tests {
         Plan {
             name: name.into(),
             rules,
+            limits: Default::default(),
         }
     }
 

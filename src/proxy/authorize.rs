@@ -18,6 +18,10 @@ const GO_SPACE: [char; 6] = [' ', '\t', '\n', '\x0b', '\x0c', '\r'];
 pub struct Allowed {
     pub routed: Routed,
     pub subject: String,
+    /// The token's plan claim (what its limits are looked up by).
+    pub plan: Option<String>,
+    /// The token's license claim (what its limits are counted under).
+    pub license: Option<String>,
 }
 
 /// What the decision needs of the request.
@@ -140,9 +144,18 @@ pub fn authorize(
     if !covered {
         return Err(Denial::InsufficientScope { scope: scope() });
     }
+    let claim = |name: &str| {
+        claims
+            .extra
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
     Ok(Allowed {
         routed,
         subject: claims.sub.clone(),
+        plan: claim(&authority.plan_claim),
+        license: claim(&authority.license_claim),
     })
 }
 

@@ -7,6 +7,7 @@
 mod authorize;
 mod denial;
 mod hygiene;
+mod limit;
 pub mod respond;
 
 use std::sync::Arc;
@@ -28,7 +29,9 @@ use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
 use crate::metrics;
-use crate::token::realm::{self, TokenRequest};
+use crate::policy::limits::RateHeaders;
+use crate::state::Counters;
+use crate::token::realm::{self, Refusal, TokenRequest};
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
@@ -58,6 +61,8 @@ pub struct Sidecar {
     pub authority: Arc<Succession>,
     /// `/readyz`, shared with the admin listener (one probe cache).
     pub health: Arc<Health>,
+    /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
+    pub counters: Arc<dyn Counters>,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -71,6 +76,8 @@ pub struct Ctx {
     /// The `sub` of the token that allowed the request.
     subject: Option<String>,
     upstream_query: Option<String>,
+    /// `RateLimit-*` headers for a counted pull.
+    rate_headers: Option<RateHeaders>,
 }
 
 fn now() -> i64 {
@@ -167,6 +174,8 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             dpop: header_values(req, "dpop"),
             client_cert_sha256: client_certificate(session, settings),
+            client_ip: limit::client_ip(session, settings),
+            counters: self.counters.as_ref(),
         };
         let mut audit = realm::Audit::default();
         let outcome = realm::issue(settings, authority, &request, now(), &mut audit).await;
@@ -193,6 +202,10 @@ impl Sidecar {
             Err(refusal) => {
                 let reason = refusal.as_str();
                 metrics::get().rejected.with_label_values(&[reason]).inc();
+                if let Refusal::RateLimited { .. } = refusal {
+                    let labels = [plan.unwrap_or_default(), "tokens"];
+                    metrics::get().rate_limited.with_label_values(&labels).inc();
+                }
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()
@@ -220,8 +233,19 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             content_types: header_values(req, "content-type"),
         };
-        match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
+        let decided = match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
             Ok(allowed) => {
+                let ip = limit::client_ip(session, &ctx.settings);
+                let counters = self.counters.as_ref();
+                limit::count_pull(counters, &ctx.settings, &allowed, request.method, ip)
+                    .await
+                    .map(|headers| (allowed, headers))
+            }
+            Err(denial) => Err(denial),
+        };
+        match decided {
+            Ok((allowed, rate_headers)) => {
+                ctx.rate_headers = rate_headers;
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject);
                 ctx.upstream_query = allowed.routed.upstream_query;
@@ -271,6 +295,7 @@ impl ProxyHttp for Sidecar {
             route: None,
             subject: None,
             upstream_query: None,
+            rate_headers: None,
         }
     }
 
@@ -382,6 +407,11 @@ impl ProxyHttp for Sidecar {
         if let Some(rest) = location.and_then(|l| l.strip_prefix(origin.as_str())) {
             let fixed = format!("{}{rest}", ctx.settings.public_origin);
             response.insert_header("Location", fixed)?;
+        }
+        if let Some(rate) = &ctx.rate_headers {
+            for (name, value) in rate.headers() {
+                response.insert_header(name, value)?;
+            }
         }
         Ok(())
     }

@@ -227,6 +227,7 @@ pub fn denial_reply(d: &Denial, realm: &str, service: &str, body_pending: bool) 
         }
         headers.push(("WWW-Authenticate", header));
     }
+    headers.extend(d.headers());
     Reply {
         status: d.status(),
         headers,
@@ -397,6 +398,34 @@ mod tests {
                 vec![api.clone()],
                 r#"{"errors":[{"code":"UNSUPPORTED","message":"Content-Length and Transfer-Encoding together"}]}"#,
                 true,
+            ),
+            (
+                Denial::RateLimited {
+                    headers: crate::policy::limits::RateHeaders {
+                        limit: 3,
+                        remaining: 0,
+                        window: 3600,
+                    },
+                    retry_after: 42,
+                },
+                false,
+                429,
+                vec![
+                    api.clone(),
+                    ("Retry-After", "42".into()),
+                    ("RateLimit-Limit", "3;w=3600".into()),
+                    ("RateLimit-Remaining", "0;w=3600".into()),
+                ],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit reached: 3 manifest pulls per 3600s; retry after 42s"}]}"#,
+                false,
+            ),
+            (
+                Denial::StateUnavailable,
+                false,
+                503,
+                vec![api.clone(), ("Retry-After", "10".into())],
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"the pull could not be counted against the plan's limit; retry later"}]}"#,
+                false,
             ),
             (
                 Denial::PathNotUtf8,
