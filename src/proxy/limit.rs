@@ -79,3 +79,85 @@ pub async fn count_pull(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::limits::Limit;
+    use crate::registry::route;
+    use crate::state::memory::MemoryCounters;
+    use crate::state::{Hit, StateError};
+    use crate::token::realm::tests::settings;
+
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Counters for Down {
+        async fn hit(&self, _: &str, _: Duration) -> Result<Hit, StateError> {
+            Err(StateError("down".into()))
+        }
+    }
+
+    fn allowed(method: &str, path: &str, plan: Option<&str>, license: Option<&str>) -> Allowed {
+        Allowed {
+            routed: route(method, path, None).unwrap(),
+            subject: "alice".into(),
+            plan: plan.map(String::from),
+            license: license.map(String::from),
+        }
+    }
+
+    /// Only a manifest GET under a plan with `limits.pulls` is counted: 3 within the limit with
+    /// the headers counting down, then 429; HEAD, blobs and unlimited plans are not counted; a
+    /// plan claim the configuration no longer knows falls back to `defaultPlan`; a store that
+    /// cannot count refuses with 503 `state_unavailable`.
+    #[tokio::test]
+    async fn which_requests_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings(dir.path(), "dpop", "");
+        settings
+            .policy
+            .plans
+            .get_mut("enterprise")
+            .unwrap()
+            .limits
+            .pulls = Some(Limit {
+            count: 3,
+            per: Duration::from_secs(3600),
+        });
+        let manifest = "/v2/acme/app/manifests/v1";
+        let counters = MemoryCounters::default();
+        let ip = Some(IpAddr::from([192, 0, 2, 1]));
+        let count = |method: &'static str, path: &str, plan: &str| {
+            let a = allowed(method, path, Some(plan), Some("L1"));
+            let (counters, settings) = (&counters, &settings);
+            async move { count_pull(counters, settings, &a, method, ip).await }
+        };
+        for remaining in [2, 1, 0] {
+            let got = count("GET", manifest, "enterprise").await;
+            assert_eq!(got.unwrap().map(|h| h.remaining), Some(remaining));
+        }
+        let past = count("GET", manifest, "enterprise").await;
+        assert_eq!(past.unwrap_err().as_str(), "rate_limited");
+        // Unknown plan name: defaultPlan (enterprise) applies, under the same license.
+        let ghost = count("GET", manifest, "ghost").await;
+        assert_eq!(ghost.unwrap_err().as_str(), "rate_limited");
+
+        assert_eq!(
+            count("HEAD", manifest, "enterprise").await,
+            Ok(None),
+            "HEAD is free"
+        );
+        let blob = format!("/v2/acme/app/blobs/sha256:{}", "a".repeat(64));
+        let got = count("GET", &blob, "enterprise").await;
+        assert_eq!(got, Ok(None), "blobs are not pulls");
+        let got = count("GET", manifest, "nothing").await;
+        assert_eq!(got, Ok(None), "a plan without limits");
+
+        let a = allowed("GET", manifest, Some("enterprise"), Some("L2"));
+        let got = count_pull(&Down, &settings, &a, "GET", ip).await;
+        assert_eq!(got, Err(Denial::StateUnavailable));
+    }
+}
