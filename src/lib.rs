@@ -32,7 +32,8 @@ pub mod metrics;
 pub mod policy;
 /// The pingora proxy: dispatch, `/v2/` authorization, responses.
 pub mod proxy;
-/// Distribution's grammar: repository names, token scopes, the `/v2/` route table.
+/// Distribution's grammar and grant types: repository names, resources, accesses and scopes
+/// (one type each, one text each), the access set, the `/v2/` route table.
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;

@@ -133,7 +133,7 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::claims::AccessEntry;
+    use crate::registry::{Resource, Scope};
     use crate::token::keygen::{keygen, KeyAlg};
     use crate::token::keys::{KeyIdFormat, SigningConfig};
     use serde_json::Map;
@@ -164,11 +164,7 @@ mod tests {
             nbf: NOW,
             iat: NOW,
             jti: "j".into(),
-            access: vec![AccessEntry {
-                resource_type: "repository".into(),
-                name: "acme/app".into(),
-                actions: vec!["pull".into()],
-            }],
+            access: vec![Scope::new(Resource::repository("acme/app"), ["pull"])],
             extra: Map::new(),
         })
         .unwrap()
