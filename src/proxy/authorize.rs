@@ -5,6 +5,7 @@ use super::denial::Denial;
 use crate::authority::AuthorityConfig;
 use crate::config::{Policy, Settings};
 use crate::registry::{route, AccessSet, Routed};
+use crate::token::cache::VerifiedTokens;
 
 /// The media types Distribution reads form values (`mount`, `from`, `digest`) from, on POST,
 /// PUT and PATCH (Go's `Request.FormValue`).
@@ -60,10 +61,11 @@ fn license_revoked(
 }
 
 /// Decides one `/v2/` request at Unix time `now`; `authority` is the settings of the Authority
-/// in force (clock skew, claim names).
+/// in force (clock skew, claim names); `tokens` remembers the tokens already verified.
 pub fn authorize(
     settings: &Settings,
     authority: &AuthorityConfig,
+    tokens: &VerifiedTokens,
     req: &V2Request<'_>,
     now: i64,
 ) -> Result<Allowed, Denial> {
@@ -91,7 +93,7 @@ pub fn authorize(
     let leeway = authority.clock_skew.as_secs() as i64;
     // Verified once per token, then from the cache; revocation and scope are checked below on
     // every request.
-    let claims = crate::token::cache::shared()
+    let claims = tokens
         .verify(
             &settings.keys,
             token,
@@ -154,6 +156,7 @@ mod tests {
     fn authorize_each_reason() {
         let dir = tempfile::tempdir().unwrap();
         let settings = settings(dir.path(), "dpop", "");
+        let tokens = VerifiedTokens::default();
         let push = format!(
             "Bearer {}",
             token(&settings, &[("acme/app", &["pull", "push"])], "LIC-1")
@@ -401,7 +404,7 @@ mod tests {
                 authorization,
                 content_types,
             };
-            let got = authorize(&settings, &settings.authority, &req, NOW).map(|_| ());
+            let got = authorize(&settings, &settings.authority, &tokens, &req, NOW).map(|_| ());
             assert_eq!(got, outcome, "{case}");
         }
     }
