@@ -21,11 +21,13 @@ use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::Private;
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::is_loopback;
+use crate::registry::Scope;
 
 /// Time allowed for each HTTP request.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -718,23 +720,13 @@ fn describe_token(token: &str, body: &Value) -> String {
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    // An entry that is no grant shows as `?`.
     let grants: Vec<String> = claims["access"]
         .as_array()
         .map(|entries| {
             entries
                 .iter()
-                .map(|e| {
-                    let actions: Vec<&str> = e["actions"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    format!(
-                        "{}:{}:{}",
-                        e["type"].as_str().unwrap_or("?"),
-                        e["name"].as_str().unwrap_or("?"),
-                        actions.join(",")
-                    )
-                })
+                .map(|e| Scope::deserialize(e).map_or_else(|_| "?".into(), |s| s.to_string()))
                 .collect()
         })
         .unwrap_or_default();

@@ -45,9 +45,9 @@ impl Plan {
 
     /// Grant for one scope: `registry`-type scopes (catalog) are never granted by a plan; repository scopes use `allowed`.
     pub fn grant(&self, scope: &Scope) -> Vec<String> {
-        match scope.resource_type {
+        match scope.resource.kind {
             ResourceType::Registry => Vec::new(),
-            ResourceType::Repository => self.allowed(&scope.name, &scope.actions),
+            ResourceType::Repository => self.allowed(&scope.resource.name, &scope.actions),
         }
     }
 }

@@ -27,7 +27,8 @@ use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
-use crate::metrics;
+use crate::metrics::Metrics;
+use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, TokenRequest};
 
 /// Largest `POST /token` form accepted.
@@ -51,13 +52,17 @@ const STRIPPED: &[&str] = &[
     "x-client-cert",
 ];
 
-/// The sidecar's proxy service.
+/// The sidecar's proxy service: everything a request needs, shared, and no process global.
 pub struct Sidecar {
     pub settings: Arc<ArcSwap<Settings>>,
     /// The Authority in force (and the one a reload is bringing in).
     pub authority: Arc<Succession>,
     /// `/readyz`, shared with the admin listener (one probe cache).
     pub health: Arc<Health>,
+    /// Where requests are counted; the admin listener renders the same registry.
+    pub metrics: Arc<Metrics>,
+    /// Registry tokens already verified, so that a token's signature is checked once.
+    pub tokens: Arc<VerifiedTokens>,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -178,10 +183,7 @@ impl Sidecar {
         );
         match outcome {
             Ok(issued) => {
-                metrics::get()
-                    .issued
-                    .with_label_values(&[&issued.plan])
-                    .inc();
+                self.metrics.issued.with_label_values(&[&issued.plan]).inc();
                 tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, scheme, requested = ?audit.requested, granted = ?issued.granted, "token issued");
                 let nonce: Vec<_> = issued
                     .dpop_nonce
@@ -192,7 +194,7 @@ impl Sidecar {
             }
             Err(refusal) => {
                 let reason = refusal.as_str();
-                metrics::get().rejected.with_label_values(&[reason]).inc();
+                self.metrics.rejected.with_label_values(&[reason]).inc();
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()
@@ -220,7 +222,8 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             content_types: header_values(req, "content-type"),
         };
-        match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
+        let authority = ctx.authority.config();
+        match authorize(&ctx.settings, authority, &self.tokens, &request, now()) {
             Ok(allowed) => {
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject);
@@ -228,7 +231,7 @@ impl Sidecar {
                 Ok(false)
             }
             Err(denial) => {
-                metrics::get()
+                self.metrics
                     .proxy_denied
                     .with_label_values(&[denial.as_str()])
                     .inc();
@@ -286,7 +289,7 @@ impl ProxyHttp for Sidecar {
         let (path, query) = match split {
             Ok(split) => split,
             Err(denial) => {
-                metrics::get()
+                self.metrics
                     .proxy_denied
                     .with_label_values(&[denial.as_str()])
                     .inc();
@@ -426,7 +429,7 @@ impl ProxyHttp for Sidecar {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let m = metrics::get();
+        let m = &self.metrics;
         m.proxy_requests
             .with_label_values(&[method.as_str(), status.to_string().as_str()])
             .inc();

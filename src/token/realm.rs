@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 
-use super::{AccessEntry, IssuedClaims};
+use super::IssuedClaims;
 use crate::authority::{AuthError, Authority, Caller, Presented};
 use crate::config::Settings;
-use crate::registry::{parse_scopes, ResourceType, Scope, ScopeError};
+use crate::registry::{parse_scopes, Resource, Scope, ScopeError};
 
 /// `expires_in` is never below this many seconds (Docker clients refuse shorter).
 const MIN_EXPIRES_IN: i64 = 60;
@@ -318,10 +318,7 @@ pub async fn issue(
     if let Some(proof) = &caller.proof {
         authority.spend(proof, now).await?;
     }
-    let granted = access
-        .iter()
-        .map(|a| format!("{}:{}:{}", a.resource_type, a.name, a.actions.join(",")))
-        .collect();
+    let granted = access.iter().map(Scope::to_string).collect();
 
     let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let mut extra = serde_json::Map::new();
@@ -365,19 +362,17 @@ pub async fn issue(
 }
 
 /// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
-fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<AccessEntry> {
+/// The token names the resource without its class, as it always has.
+fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<Scope> {
     scopes
         .iter()
         .filter_map(|scope| {
             let actions = plan.grant(scope);
-            (!actions.is_empty()).then(|| AccessEntry {
-                resource_type: match scope.resource_type {
-                    ResourceType::Repository => "repository".into(),
-                    ResourceType::Registry => "registry".into(),
-                },
-                name: scope.name.clone(),
-                actions,
-            })
+            let resource = Resource {
+                class: None,
+                ..scope.resource.clone()
+            };
+            (!actions.is_empty()).then_some(Scope { resource, actions })
         })
         .collect()
 }
