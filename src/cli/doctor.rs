@@ -10,11 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::probe::{describe, http_client, Challenge};
+use super::test::{describe, http_client};
 use crate::authority::Authority;
 use crate::config::file::FileConfig;
 use crate::config::{self, Settings};
 use crate::policy::{covers, Pattern};
+use crate::registry::challenge::Challenge;
 use crate::token::IssuedClaims;
 
 /// Every check, in the order they run.

@@ -5,7 +5,7 @@
 
 pub mod doctor;
 mod inspect;
-pub mod probe;
+pub mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -234,9 +234,9 @@ pub fn run(cli: Cli) -> ExitCode {
             dpop_key,
             allow_realm_hosts,
             verbose,
-        } => probe::run(
+        } => test::run(
             &url,
-            &probe::ProbeOptions {
+            &test::ProbeOptions {
                 scopes: &scopes,
                 optok: optok.as_deref(),
                 dpop_key: dpop_key.as_deref(),
