@@ -36,5 +36,5 @@ pub mod proxy;
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;
-/// Registry tokens: signing keys, claims, the realm, keygen.
+/// Registry tokens: signing keys and key ids, claims, the realm.
 pub mod token;

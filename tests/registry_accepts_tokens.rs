@@ -12,9 +12,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{client, now, Registry, TokenAuth};
-use registry_token::token::{
-    keygen, AccessEntry, IssuedClaims, KeyAlg, KeyIdFormat, KeySet, SigningConfig,
-};
+use registry_token::cli::keygen::{keygen, KeyAlg};
+use registry_token::token::{AccessEntry, IssuedClaims, KeyIdFormat, KeySet, SigningConfig};
 use rstest::rstest;
 
 const SERVICE: &str = "registry.test";

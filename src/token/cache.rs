@@ -133,8 +133,8 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::keygen::{keygen, KeyAlg};
     use crate::token::claims::AccessEntry;
-    use crate::token::keygen::{keygen, KeyAlg};
     use crate::token::keys::{KeyIdFormat, SigningConfig};
     use serde_json::Map;
 
