@@ -30,7 +30,8 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509NameRef, X509};
 
-use crate::token::keys::{load_private_pem, read, KeyError, KeyIdFormat, KeySet, SigningConfig};
+use crate::token::keys::{load_private_pem, read, KeyError, KeySet, SigningConfig};
+use crate::token::KeyIdFormat;
 
 /// The algorithm of the signing key `keygen` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -135,7 +135,7 @@ mod tests {
     use super::*;
     use crate::cli::keygen::{keygen, KeyAlg};
     use crate::token::claims::AccessEntry;
-    use crate::token::keys::{KeyIdFormat, SigningConfig};
+    use crate::token::{KeyIdFormat, SigningConfig};
     use serde_json::Map;
 
     const NOW: i64 = 1_800_000_000;
