@@ -28,11 +28,12 @@ pub mod config;
 pub mod health;
 /// Every exported metric.
 pub mod metrics;
-/// Plans: repository patterns and the grants they make.
+/// The policy compiled from the configuration: plans, repository patterns, revocations.
 pub mod policy;
 /// The pingora proxy: dispatch, `/v2/` authorization, responses.
 pub mod proxy;
-/// Distribution's grammar: repository names, token scopes, the `/v2/` route table.
+/// Distribution's grammar: repository names, token scopes, the `/v2/` route table, the
+/// Bearer challenge.
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;
