@@ -32,16 +32,16 @@ pub mod config;
 pub mod health;
 /// Every exported metric, in one registry `server` builds and hands to whatever counts.
 pub mod metrics;
-/// Plans: repository patterns and the grants they make.
+/// The policy compiled from the configuration: plans, repository patterns, revocations.
 pub mod policy;
 /// The pingora proxy: dispatch, `/v2/` authorization, responses.
 pub mod proxy;
 /// Distribution's grammar and grant types: repository names, resources, accesses and scopes
-/// (one type each, one text each), the access set, the `/v2/` route table.
+/// (one type each, one text each), the access set, the `/v2/` route table, the Bearer challenge.
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;
 /// State replicas share: plan-limit counters (memory, or Redis with `state.redis`).
 pub mod state;
-/// Registry tokens: signing keys, claims, the realm, keygen.
+/// Registry tokens: signing keys and key ids, claims, the realm.
 pub mod token;

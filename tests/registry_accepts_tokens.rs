@@ -12,8 +12,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{client, now, Registry, TokenAuth};
+use registry_token::cli::keygen::{keygen, KeyAlg};
 use registry_token::registry::{Resource, Scope};
-use registry_token::token::{keygen, IssuedClaims, KeyAlg, KeyIdFormat, KeySet, SigningConfig};
+use registry_token::token::{IssuedClaims, KeyIdFormat, KeySet, SigningConfig};
 use rstest::rstest;
 
 const SERVICE: &str = "registry.test";

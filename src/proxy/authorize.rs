@@ -3,7 +3,8 @@
 
 use super::denial::Denial;
 use crate::authority::AuthorityConfig;
-use crate::config::{Policy, Settings};
+use crate::config::Settings;
+use crate::policy::Policy;
 use crate::registry::{route, AccessSet, Routed};
 use crate::token::cache::VerifiedTokens;
 

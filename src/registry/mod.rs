@@ -1,11 +1,13 @@
 //! Distribution's grammar, as the sidecar must read it before it trusts anything:
 //! repository names ([`name`]), what a grant is ([`access`]: resources, accesses, scopes and
 //! the access set that checks coverage), the token scopes a client asks the realm for
-//! ([`scope`]), and the `/v2/` route table that says which grants a request needs ([`route`]).
+//! ([`scope`]), the `/v2/` route table that says which grants a request needs ([`route`]), and
+//! the Bearer challenge a registry answers `/v2/` with ([`challenge`]).
 //!
 //! Plain functions over plain types: nothing here knows of pingora or of the configuration.
 
 pub mod access;
+pub mod challenge;
 pub mod name;
 pub mod route;
 pub mod scope;

@@ -135,9 +135,9 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::keygen::{keygen, KeyAlg};
     use crate::registry::{Resource, Scope};
-    use crate::token::keygen::{keygen, KeyAlg};
-    use crate::token::keys::{KeyIdFormat, SigningConfig};
+    use crate::token::{KeyIdFormat, SigningConfig};
     use serde_json::Map;
 
     const NOW: i64 = 1_800_000_000;

@@ -122,8 +122,8 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::keygen::{keygen, KeyAlg};
     use crate::registry::Resource;
-    use crate::token::keygen::{keygen, KeyAlg};
     use crate::token::keys::tests::{config, key_file};
     use crate::token::keys::SigningConfig;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

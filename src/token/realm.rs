@@ -400,8 +400,8 @@ pub(crate) mod tests {
     /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
     /// `LIC-REVOKED` revoked, and `extra` YAML appended.
     pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
-        crate::token::keygen(
-            crate::token::KeyAlg::Es256,
+        crate::cli::keygen::keygen(
+            crate::cli::keygen::KeyAlg::Es256,
             dir,
             REALM,
             SERVICE,
