@@ -10,10 +10,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Map};
 
 use registry_token::authority::Authority;
+use registry_token::cli::keygen::{keygen, KeyAlg};
 use registry_token::config::Settings;
+use registry_token::registry::{Resource, Scope};
 use registry_token::token::cache::VerifiedTokens;
 use registry_token::token::realm::{self, Audit, TokenRequest};
-use registry_token::token::{keygen, AccessEntry, IssuedClaims, KeyAlg};
+use registry_token::token::IssuedClaims;
 use support::{mint_optok, now, proofs, Es256};
 
 const ISSUER: &str = "http://127.0.0.1:9";
@@ -55,11 +57,10 @@ fn claims() -> IssuedClaims {
         nbf: t,
         iat: t,
         jti: "bench".into(),
-        access: vec![AccessEntry {
-            resource_type: "repository".into(),
-            name: "bench/app".into(),
-            actions: vec!["pull".into(), "push".into()],
-        }],
+        access: vec![Scope::new(
+            Resource::repository("bench/app"),
+            ["pull", "push"],
+        )],
         extra: Map::new(),
     }
 }

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use registry_token::authority::{dpop, header, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
-use registry_token::token::{AccessEntry, IssuedClaims};
+use registry_token::registry::{Resource, Scope};
+use registry_token::token::IssuedClaims;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -337,11 +338,10 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                         nbf: t,
                         iat: t,
                         jti: format!("{t}-{done}"),
-                        access: vec![AccessEntry {
-                            resource_type: "repository".into(),
-                            name: name.clone(),
-                            actions: actions.split(',').map(String::from).collect(),
-                        }],
+                        access: vec![Scope::new(
+                            Resource::repository(name.clone()),
+                            actions.split(','),
+                        )],
                         extra: Map::new(),
                     };
                     std::hint::black_box(settings.keys.sign(&claims).expect("sign"));

@@ -152,13 +152,14 @@ fn check_scope(input: &str, scope: &Scope) {
     assert_eq!(Scope::parse(&printed).as_ref(), Ok(scope), "{printed:?}");
     let first = input.find(':').unwrap();
     let last = input.rfind(':').unwrap();
-    assert_eq!(&input[first + 1..last], scope.name, "{input:?}");
+    let name = &scope.resource.name;
+    assert_eq!(&input[first + 1..last], name, "{input:?}");
     assert!(!scope.actions.is_empty());
-    match scope.resource_type {
-        ResourceType::Repository => assert!(is_valid_name(&scope.name), "{input:?}"),
+    match scope.resource.kind {
+        ResourceType::Repository => assert!(is_valid_name(name), "{input:?}"),
         ResourceType::Registry => {
             assert_eq!(
-                (scope.name.as_str(), scope.actions.as_slice()),
+                (name.as_str(), scope.actions.as_slice()),
                 ("catalog", &["*".to_owned()][..])
             )
         }
@@ -469,7 +470,7 @@ proptest! {
             prop_assert!(is_valid_name(name));
             // Every grant needed is about that repository, or a valid `from` for a mount.
             for access in &routed.needs {
-                prop_assert!(access.name == *name || is_valid_name(&access.name));
+                prop_assert!(access.resource.name == *name || is_valid_name(&access.resource.name));
             }
         }
     }

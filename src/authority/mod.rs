@@ -38,6 +38,7 @@ pub use optok::OpTokError;
 pub use replay::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
 pub use succession::Succession;
 
+use crate::metrics::Metrics;
 use jwks::KeyCache;
 use optok::Binding;
 
@@ -394,42 +395,53 @@ pub struct Authority {
     /// DPoP proofs already spent; shared with the Authority's successors after a reload, so
     /// that a proof spent here stays spent.
     replay: Arc<dyn ReplayStore>,
+    /// Where key fetches and the replay store's size are counted; shared with the successors.
+    metrics: Arc<Metrics>,
 }
 
 impl Authority {
-    /// No I/O: keys are fetched by [`Authority::refresh`] (or an unknown `kid`).
+    /// No I/O: keys are fetched by [`Authority::refresh`] (or an unknown `kid`). Counts into a
+    /// registry of its own (tools, tests); the server passes its own with
+    /// [`Authority::with_metrics`].
     pub fn new(config: AuthorityConfig) -> Self {
-        Self::with_tuning(config, JwksTuning::default())
+        Self::with_metrics(config, Arc::default())
+    }
+
+    /// As [`Authority::new`], counting into `metrics`: the sidecar's registry.
+    pub fn with_metrics(config: AuthorityConfig, metrics: Arc<Metrics>) -> Self {
+        let replay = Arc::new(MemoryReplayStore::new());
+        Self::with_store(config, JwksTuning::default(), replay, metrics)
     }
 
     /// As [`Authority::new`] with other key-cache limits (tests, tooling).
     pub fn with_tuning(config: AuthorityConfig, tuning: JwksTuning) -> Self {
-        Self::with_store(config, tuning, Arc::new(MemoryReplayStore::new()))
+        let replay = Arc::new(MemoryReplayStore::new());
+        Self::with_store(config, tuning, replay, Arc::default())
     }
 
-    /// As [`Authority::with_tuning`], spending proofs in `replay`: an Authority rebuilt on
-    /// reload takes over its predecessor's [`Authority::replay_store`], so that no proof spent
-    /// before the reload can be replayed after it.
+    /// As [`Authority::with_tuning`], spending proofs in `replay` and counting into `metrics`:
+    /// an Authority rebuilt on reload takes over its predecessor's
+    /// [`Authority::replay_store`], so that no proof spent before the reload can be replayed
+    /// after it.
     pub fn with_store(
         config: AuthorityConfig,
         tuning: JwksTuning,
         replay: Arc<dyn ReplayStore>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Authority {
-            keys: KeyCache::new(&config, tuning),
+            keys: KeyCache::new(&config, tuning, metrics.clone()),
             replay,
+            metrics,
             config,
         }
     }
 
     /// The Authority for a reloaded `config`: new keys (none yet, no I/O), the same DPoP replay
-    /// store, the same key-cache limits.
+    /// store, the same key-cache limits, the same metrics.
     pub fn successor(&self, config: AuthorityConfig) -> Self {
-        Authority {
-            keys: KeyCache::new(&config, self.keys.tuning().clone()),
-            replay: self.replay.clone(),
-            config,
-        }
+        let tuning = self.keys.tuning().clone();
+        Self::with_store(config, tuning, self.replay.clone(), self.metrics.clone())
     }
 
     /// The store spent proofs are remembered in.
@@ -480,7 +492,7 @@ impl Authority {
             per_key: self.config.replay_per_key,
         };
         let spent = self.replay.spend(proof, limits, now).await;
-        crate::metrics::get()
+        self.metrics
             .dpop_replay_entries
             .set(i64::try_from(self.replay.entries()).unwrap_or(i64::MAX));
         match spent {

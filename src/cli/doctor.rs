@@ -10,11 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::probe::{describe, http_client, Challenge};
+use super::test::{describe, http_client};
 use crate::authority::Authority;
 use crate::config::file::FileConfig;
 use crate::config::{self, Settings};
-use crate::policy::Pattern;
+use crate::policy::{covers, Pattern};
+use crate::registry::challenge::Challenge;
 use crate::token::IssuedClaims;
 
 /// Every check, in the order they run.
@@ -485,44 +486,10 @@ fn plans(file: &FileConfig) -> Finding {
     )
 }
 
-/// Whether every repository name `b` matches is matched by `a` (both valid patterns).
-fn covers(a: &str, b: &str) -> bool {
-    fn go(a: &[&str], b: &[&str]) -> bool {
-        match (a.first(), b.first()) {
-            (None, None) => true,
-            // `**` takes b's first segment (a b-side `**` whole), then stops or keeps taking.
-            (Some(&"**"), Some(_)) => go(&a[1..], &b[1..]) || go(a, &b[1..]),
-            (Some(&"*"), Some(seg)) => *seg != "**" && go(&a[1..], &b[1..]),
-            (Some(lit), Some(seg)) => lit == seg && go(&a[1..], &b[1..]),
-            _ => false,
-        }
-    }
-    let a: Vec<&str> = a.split('/').collect();
-    let b: Vec<&str> = b.split('/').collect();
-    go(&a, &b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
-
-    /// Coverage between patterns: `**` is one or more segments, `*` exactly one.
-    #[rstest]
-    #[case("acme/*", "acme/app", true)]
-    #[case("acme/*", "acme/*", true)]
-    #[case("acme/app", "acme/*", false)]
-    #[case("**", "acme/*/x", true)]
-    #[case("customers/**", "customers/a/b", true)]
-    #[case("customers/**", "customers/**", true)]
-    #[case("customers/*", "customers/**", false)]
-    #[case("stella-ops/*/*", "stella-ops/public/*", true)]
-    #[case("stella-ops/public/*", "stella-ops/*/*", false)]
-    #[case("a/**/z", "a/b/c/z", true)]
-    #[case("a/**/z", "a/z", false)]
-    fn patterns_cover(#[case] a: &str, #[case] b: &str, #[case] expected: bool) {
-        assert_eq!(covers(a, b), expected, "{a} covers {b}");
-    }
 
     fn file(yaml: &str) -> FileConfig {
         let base = "authority:\n  issuer: http://127.0.0.1:9\nregistry:\n  realm: http://127.0.0.1:8085/token\n  service: s\n";

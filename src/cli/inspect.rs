@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config;
+use crate::registry::Scope;
 
 fn decode_part(part: &str) -> Option<Value> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -73,24 +75,10 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         Some(entries) if !entries.is_empty() => {
             println!("grants:");
             for entry in entries {
-                let field = |k: &str| {
-                    entry
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string()
-                };
-                let actions: Vec<&str> = entry
-                    .get("actions")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                println!(
-                    "  {} {}: {}",
-                    field("type"),
-                    field("name"),
-                    actions.join(", ")
-                );
+                match Scope::deserialize(entry) {
+                    Ok(scope) => println!("  {scope}"),
+                    Err(_) => println!("  ? (not a grant: {entry})"),
+                }
             }
         }
         Some(_) => println!("grants: nothing (a login token: it opens /v2/ only)"),

@@ -497,8 +497,8 @@ mod config_tests {
 
     /// A whole file with `plans` as given, and a fresh signing key in `dir`.
     fn file(dir: &std::path::Path, plans: &str) -> String {
-        crate::token::keygen(
-            crate::token::KeyAlg::Es256,
+        crate::cli::keygen::keygen(
+            crate::cli::keygen::KeyAlg::Es256,
             dir,
             "http://127.0.0.1:8085/token",
             "registry.test",

@@ -11,7 +11,7 @@ use super::authorize::Allowed;
 use super::denial::Denial;
 use super::header_values;
 use crate::config::Settings;
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::policy::limits::{self, Caller, Kind, RateHeaders, Verdict};
 use crate::registry::Route;
 use crate::state::Counters;
@@ -33,6 +33,7 @@ pub fn client_ip(session: &Session, settings: &Settings) -> Option<IpAddr> {
 /// a reload removed falls back to `defaultPlan`, whose limits then apply).
 pub async fn count_pull(
     counters: &dyn Counters,
+    metrics: &Metrics,
     settings: &Settings,
     allowed: &Allowed,
     method: &str,
@@ -68,7 +69,7 @@ pub async fn count_pull(
             headers,
             retry_after,
         } => {
-            metrics::get()
+            metrics
                 .rate_limited
                 .with_label_values(&[plan.name.as_str(), Kind::Pulls.as_str()])
                 .inc();
@@ -129,11 +130,12 @@ mod tests {
         });
         let manifest = "/v2/acme/app/manifests/v1";
         let counters = MemoryCounters::default();
+        let metrics = Metrics::new();
         let ip = Some(IpAddr::from([192, 0, 2, 1]));
         let count = |method: &'static str, path: &str, plan: &str| {
             let a = allowed(method, path, Some(plan), Some("L1"));
-            let (counters, settings) = (&counters, &settings);
-            async move { count_pull(counters, settings, &a, method, ip).await }
+            let (counters, settings, metrics) = (&counters, &settings, &metrics);
+            async move { count_pull(counters, metrics, settings, &a, method, ip).await }
         };
         for remaining in [2, 1, 0] {
             let got = count("GET", manifest, "enterprise").await;
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(got, Ok(None), "a plan without limits");
 
         let a = allowed("GET", manifest, Some("enterprise"), Some("L2"));
-        let got = count_pull(&Down, &settings, &a, "GET", ip).await;
+        let got = count_pull(&Down, &metrics, &settings, &a, "GET", ip).await;
         assert_eq!(got, Err(Denial::StateUnavailable));
     }
 }

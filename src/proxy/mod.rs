@@ -28,9 +28,10 @@ use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::policy::limits::RateHeaders;
 use crate::state::Counters;
+use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, Refusal, TokenRequest};
 
 /// Largest `POST /token` form accepted.
@@ -54,13 +55,17 @@ const STRIPPED: &[&str] = &[
     "x-client-cert",
 ];
 
-/// The sidecar's proxy service.
+/// The sidecar's proxy service: everything a request needs, shared, and no process global.
 pub struct Sidecar {
     pub settings: Arc<ArcSwap<Settings>>,
     /// The Authority in force (and the one a reload is bringing in).
     pub authority: Arc<Succession>,
     /// `/readyz`, shared with the admin listener (one probe cache).
     pub health: Arc<Health>,
+    /// Where requests are counted; the admin listener renders the same registry.
+    pub metrics: Arc<Metrics>,
+    /// Registry tokens already verified, so that a token's signature is checked once.
+    pub tokens: Arc<VerifiedTokens>,
     /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
     pub counters: Arc<dyn Counters>,
 }
@@ -187,10 +192,7 @@ impl Sidecar {
         );
         match outcome {
             Ok(issued) => {
-                metrics::get()
-                    .issued
-                    .with_label_values(&[&issued.plan])
-                    .inc();
+                self.metrics.issued.with_label_values(&[&issued.plan]).inc();
                 tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, scheme, requested = ?audit.requested, granted = ?issued.granted, "token issued");
                 let nonce: Vec<_> = issued
                     .dpop_nonce
@@ -201,10 +203,10 @@ impl Sidecar {
             }
             Err(refusal) => {
                 let reason = refusal.as_str();
-                metrics::get().rejected.with_label_values(&[reason]).inc();
+                self.metrics.rejected.with_label_values(&[reason]).inc();
                 if let Refusal::RateLimited { .. } = refusal {
                     let labels = [plan.unwrap_or_default(), "tokens"];
-                    metrics::get().rate_limited.with_label_values(&labels).inc();
+                    self.metrics.rate_limited.with_label_values(&labels).inc();
                 }
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
@@ -233,13 +235,21 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             content_types: header_values(req, "content-type"),
         };
-        let decided = match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
+        let authority = ctx.authority.config();
+        let decided = match authorize(&ctx.settings, authority, &self.tokens, &request, now()) {
             Ok(allowed) => {
                 let ip = limit::client_ip(session, &ctx.settings);
                 let counters = self.counters.as_ref();
-                limit::count_pull(counters, &ctx.settings, &allowed, request.method, ip)
-                    .await
-                    .map(|headers| (allowed, headers))
+                limit::count_pull(
+                    counters,
+                    &self.metrics,
+                    &ctx.settings,
+                    &allowed,
+                    request.method,
+                    ip,
+                )
+                .await
+                .map(|headers| (allowed, headers))
             }
             Err(denial) => Err(denial),
         };
@@ -252,7 +262,7 @@ impl Sidecar {
                 Ok(false)
             }
             Err(denial) => {
-                metrics::get()
+                self.metrics
                     .proxy_denied
                     .with_label_values(&[denial.as_str()])
                     .inc();
@@ -311,7 +321,7 @@ impl ProxyHttp for Sidecar {
         let (path, query) = match split {
             Ok(split) => split,
             Err(denial) => {
-                metrics::get()
+                self.metrics
                     .proxy_denied
                     .with_label_values(&[denial.as_str()])
                     .inc();
@@ -456,7 +466,7 @@ impl ProxyHttp for Sidecar {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let m = metrics::get();
+        let m = &self.metrics;
         m.proxy_requests
             .with_label_values(&[method.as_str(), status.to_string().as_str()])
             .inc();

@@ -9,11 +9,11 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{AccessEntry, IssuedClaims};
+use super::IssuedClaims;
 use crate::authority::{AuthError, Authority, Caller, Presented};
 use crate::config::Settings;
 use crate::policy::limits::{self, Kind, Verdict};
-use crate::registry::{parse_scopes, ResourceType, Scope, ScopeError};
+use crate::registry::{parse_scopes, Resource, Scope, ScopeError};
 use crate::state::Counters;
 
 /// `expires_in` is never below this many seconds (Docker clients refuse shorter).
@@ -375,10 +375,7 @@ pub async fn issue(
     if let Some(proof) = &caller.proof {
         authority.spend(proof, now).await?;
     }
-    let granted = access
-        .iter()
-        .map(|a| format!("{}:{}:{}", a.resource_type, a.name, a.actions.join(",")))
-        .collect();
+    let granted = access.iter().map(Scope::to_string).collect();
 
     let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let mut extra = serde_json::Map::new();
@@ -422,19 +419,17 @@ pub async fn issue(
 }
 
 /// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
-fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<AccessEntry> {
+/// The token names the resource without its class, as it always has.
+fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<Scope> {
     scopes
         .iter()
         .filter_map(|scope| {
             let actions = plan.grant(scope);
-            (!actions.is_empty()).then(|| AccessEntry {
-                resource_type: match scope.resource_type {
-                    ResourceType::Repository => "repository".into(),
-                    ResourceType::Registry => "registry".into(),
-                },
-                name: scope.name.clone(),
-                actions,
-            })
+            let resource = Resource {
+                class: None,
+                ..scope.resource.clone()
+            };
+            (!actions.is_empty()).then_some(Scope { resource, actions })
         })
         .collect()
 }
@@ -462,8 +457,8 @@ pub(crate) mod tests {
     /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
     /// `LIC-REVOKED` revoked, and `extra` YAML appended.
     pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
-        crate::token::keygen(
-            crate::token::KeyAlg::Es256,
+        crate::cli::keygen::keygen(
+            crate::cli::keygen::KeyAlg::Es256,
             dir,
             REALM,
             SERVICE,

@@ -14,6 +14,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +30,8 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509NameRef, X509};
 
-use super::keys::{load_private_pem, read, KeyError, KeyIdFormat, KeySet, SigningConfig};
+use crate::token::keys::{load_private_pem, read, KeyError, KeySet, SigningConfig};
+use crate::token::KeyIdFormat;
 
 /// The algorithm of the signing key `keygen` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,6 +229,47 @@ pub fn keygen_with(o: &KeygenOptions) -> Result<Generated, KeyError> {
         moved_ca_key,
         not_after: leaf.not_after().to_string(),
     })
+}
+
+/// Runs `keygen` as the command line asks: writes the files, prints where they went and the
+/// registry's `auth.token` snippet; exit code 1 when it cannot.
+pub fn run(options: &KeygenOptions) -> ExitCode {
+    match keygen_with(options) {
+        Ok(generated) => {
+            if let Some(old) = &generated.moved_ca_key {
+                println!(
+                    "moved the CA's private key {} into {}",
+                    old.display(),
+                    generated.ca_dir.display()
+                );
+            }
+            println!(
+                "wrote signing.pem, signing-chain.crt (valid until {}), jwks.json, ca.crt to {}",
+                generated.not_after,
+                generated.dir.display()
+            );
+            println!(
+                "the CA's private key is in {}: mount {} without it into the sidecar, only ca.crt into the registry",
+                generated.ca_dir.display(),
+                generated.dir.display()
+            );
+            if let Some(previous) = &generated.previous {
+                println!(
+                    "the replaced signing certificate is {}: list it in signing.previousKeys",
+                    previous.display()
+                );
+            }
+            println!(
+                "\nFor the registry's configuration:\n\n{}",
+                generated.snippet
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keygen: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Finds the CA (its key in `ca_dir`, its certificate there or in `out`), or creates one when
@@ -590,7 +633,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let kid = super::super::keys::libtrust_key_id(&key.public_key_to_der().unwrap());
+        let kid = crate::token::libtrust_key_id(&key.public_key_to_der().unwrap());
         assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
         let bundle = fs::canonicalize(out.join("ca.crt")).unwrap();

@@ -8,7 +8,6 @@
 //! registry's own host, unless `--allow-realm-host` names the realm's host (SPEC 7): a
 //! challenge is chosen by whoever answers `/v2/`, and must not be able to collect them.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,11 +20,14 @@ use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::Private;
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::is_loopback;
+use crate::registry::challenge::Challenge;
+use crate::registry::Scope;
 
 /// Time allowed for each HTTP request.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,57 +48,6 @@ pub enum ProbeError {
     KeyWithoutOptok,
     #[error("malformed scope `{0}` (expected repository:NAME:ACTIONS or registry:catalog:*)")]
     Scope(String),
-}
-
-/// The parameters of a `WWW-Authenticate: Bearer ...` challenge.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Challenge {
-    pub realm: Option<String>,
-    pub service: Option<String>,
-    pub scope: Option<String>,
-    pub error: Option<String>,
-}
-
-impl Challenge {
-    /// Parses `Bearer realm="...",service="...",scope="..."`; `None` for any other scheme.
-    pub fn parse(header: &str) -> Option<Challenge> {
-        let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let mut params = HashMap::new();
-        let mut rest = rest.trim();
-        while let Some((name, after)) = rest.split_once('=') {
-            let name = name
-                .trim()
-                .trim_start_matches(',')
-                .trim()
-                .to_ascii_lowercase();
-            let (value, after) = match after.strip_prefix('"') {
-                // Quoted string: up to the next unescaped quote.
-                Some(quoted) => {
-                    let end = quoted.find('"').unwrap_or(quoted.len());
-                    (
-                        quoted[..end].to_string(),
-                        quoted.get(end + 1..).unwrap_or(""),
-                    )
-                }
-                None => {
-                    let end = after.find(',').unwrap_or(after.len());
-                    (after[..end].trim().to_string(), &after[end..])
-                }
-            };
-            params.insert(name, value);
-            rest = after.trim_start_matches([',', ' ']);
-        }
-        let mut take = |k: &str| params.remove(k);
-        Some(Challenge {
-            realm: take("realm"),
-            service: take("service"),
-            scope: take("scope"),
-            error: take("error"),
-        })
-    }
 }
 
 /// The credentials the realm is asked with.
@@ -718,23 +669,13 @@ fn describe_token(token: &str, body: &Value) -> String {
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    // An entry that is no grant shows as `?`.
     let grants: Vec<String> = claims["access"]
         .as_array()
         .map(|entries| {
             entries
                 .iter()
-                .map(|e| {
-                    let actions: Vec<&str> = e["actions"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    format!(
-                        "{}:{}:{}",
-                        e["type"].as_str().unwrap_or("?"),
-                        e["name"].as_str().unwrap_or("?"),
-                        actions.join(",")
-                    )
-                })
+                .map(|e| Scope::deserialize(e).map_or_else(|_| "?".into(), |s| s.to_string()))
                 .collect()
         })
         .unwrap_or_default();
@@ -754,34 +695,6 @@ fn describe_token(token: &str, body: &Value) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
-
-    /// Challenges parse whatever the order and spacing; another scheme is not a Bearer challenge.
-    #[rstest]
-    #[case::sidecar(
-        r#"Bearer realm="http://h:1/token",service="registry.test",scope="repository:a/b:pull""#,
-        Some("http://h:1/token"),
-        Some("registry.test"),
-        None
-    )]
-    #[case::distribution(
-        r#"Bearer realm="https://r/token",service="svc",error="invalid_token""#,
-        Some("https://r/token"),
-        Some("svc"),
-        Some("invalid_token")
-    )]
-    #[case::spaces(r#"bearer service="s", realm="r""#, Some("r"), Some("s"), None)]
-    #[case::basic(r#"Basic realm="x""#, None, None, None)]
-    fn challenges_parse(
-        #[case] header: &str,
-        #[case] realm: Option<&str>,
-        #[case] service: Option<&str>,
-        #[case] error: Option<&str>,
-    ) {
-        let parsed = Challenge::parse(header);
-        assert_eq!(parsed.as_ref().and_then(|c| c.realm.as_deref()), realm);
-        assert_eq!(parsed.as_ref().and_then(|c| c.service.as_deref()), service);
-        assert_eq!(parsed.as_ref().and_then(|c| c.error.as_deref()), error);
-    }
 
     /// Credentials are never printed, only their size.
     #[rstest]
