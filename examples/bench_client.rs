@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use registry_token::authority::{dpop, header, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
+use registry_token::authority::{dpop, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
+use registry_token::jose;
 use registry_token::token::{AccessEntry, IssuedClaims};
 
 #[path = "../benches/support/mod.rs"]
@@ -262,7 +263,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
     let Value::Object(jwk) = authority.jwk()? else {
         unreachable!()
     };
-    let authority_key = Arc::new(header::PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())?);
+    let authority_key = Arc::new(jose::PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())?);
     let key = Arc::new(Es256::generate()?);
     let op = Arc::new(mint_optok(&authority, issuer, Some(&key))?);
     let jkt = key.thumbprint()?;

@@ -15,7 +15,7 @@
 //!         logging                 → metrics
 //! ```
 //!
-//! `authority`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
+//! `authority`, `jose`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
 //! `proxy` and `config::watch` do.
 
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints.
@@ -26,6 +26,8 @@ pub mod cli;
 pub mod config;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
+/// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.
+pub mod jose;
 /// Every exported metric.
 pub mod metrics;
 /// Plans: repository patterns and the grants they make.

@@ -22,6 +22,7 @@ use crate::authority::{Authority, Succession};
 use crate::config::watch::Reloader;
 use crate::config::Settings;
 use crate::health::Health;
+use crate::jose::SystemClock;
 use crate::metrics;
 use crate::proxy::Sidecar;
 
@@ -168,6 +169,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         settings: settings.clone(),
         authority: authority.clone(),
         health: health.clone(),
+        clock: Arc::new(SystemClock),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, sidecar);

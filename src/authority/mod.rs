@@ -17,7 +17,6 @@
 
 pub mod dpop;
 pub mod edge;
-pub mod header;
 pub mod jwks;
 pub mod nonce;
 pub mod optok;
@@ -38,6 +37,7 @@ pub use optok::OpTokError;
 pub use replay::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
 pub use succession::Succession;
 
+use crate::jose;
 use jwks::KeyCache;
 use optok::Binding;
 
@@ -175,9 +175,9 @@ pub enum AuthError {
     Unavailable,
 }
 
-/// The DPoP `algs` advertised in challenges: what [`header::ALGORITHMS`] accepts.
+/// The DPoP `algs` advertised in challenges: what [`jose::ALGORITHMS`] accepts.
 pub fn algs() -> String {
-    header::ALGORITHMS
+    jose::ALGORITHMS
         .iter()
         .map(|(name, _)| *name)
         .collect::<Vec<_>>()
@@ -560,7 +560,7 @@ impl Authority {
                 mismatch("a certificate-bound token is presented as Bearer")
             }
             (Binding::X5t(x5t), _) => {
-                let thumbprint = presented.client_cert_sha256.map(header::b64url_encode);
+                let thumbprint = presented.client_cert_sha256.map(jose::b64url_encode);
                 if thumbprint.as_deref() == Some(x5t.as_str()) {
                     Ok(None)
                 } else {
@@ -828,9 +828,9 @@ pub(crate) mod tests {
         // 0xfb bytes encode to '+' and '/' in standard base64: the std-encoded claim differs.
         let bound = f.dpop_bound();
         let proof = f.proof_for(&bound, "p1");
-        let x5t = f.optok(&f.claims(Some(json!({"x5t#S256": header::b64url_encode(f.cert)}))));
+        let x5t = f.optok(&f.claims(Some(json!({"x5t#S256": jose::b64url_encode(f.cert)}))));
         let x5t_padded = f.optok(&f.claims(Some(
-            json!({"x5t#S256": format!("{}=", header::b64url_encode(f.cert))}),
+            json!({"x5t#S256": format!("{}=", jose::b64url_encode(f.cert))}),
         )));
         let x5t_std = f.optok(&f.claims(Some(
             json!({"x5t#S256": base64::engine::general_purpose::STANDARD_NO_PAD.encode(f.cert)}),
@@ -1160,17 +1160,17 @@ pub(crate) mod tests {
         let unsigned = |header: Value| {
             format!(
                 "{}.{}.",
-                header::b64url_encode(header.to_string()),
-                header::b64url_encode(&body)
+                jose::b64url_encode(header.to_string()),
+                jose::b64url_encode(&body)
             )
         };
         let hs256 = {
             let input = format!(
                 "{}.{}",
-                header::b64url_encode(json!({"alg":"HS256","kid":"r1"}).to_string()),
-                header::b64url_encode(&body)
+                jose::b64url_encode(json!({"alg":"HS256","kid":"r1"}).to_string()),
+                jose::b64url_encode(&body)
             );
-            let n = header::b64url(f.rsa.jwk()["n"].as_str().unwrap()).unwrap();
+            let n = jose::b64url_decode(f.rsa.jwk()["n"].as_str().unwrap()).unwrap();
             let mac = openssl::sign::Signer::new(
                 openssl::hash::MessageDigest::sha256(),
                 &openssl::pkey::PKey::hmac(&n).unwrap(),
@@ -1178,7 +1178,7 @@ pub(crate) mod tests {
             .unwrap()
             .sign_oneshot_to_vec(input.as_bytes())
             .unwrap();
-            format!("{input}.{}", header::b64url_encode(mac))
+            format!("{input}.{}", jose::b64url_encode(mac))
         };
         let mut flipped = f.optok(&claims).into_bytes();
         let at = flipped.len() - 5;

@@ -10,7 +10,7 @@ mod hygiene;
 pub mod respond;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -27,6 +27,7 @@ use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
+use crate::jose::Clock;
 use crate::metrics;
 use crate::token::realm::{self, TokenRequest};
 
@@ -58,6 +59,8 @@ pub struct Sidecar {
     pub authority: Arc<Succession>,
     /// `/readyz`, shared with the admin listener (one probe cache).
     pub health: Arc<Health>,
+    /// What token times (`exp`, `nbf`, `iat`, DPoP `iat`, nonces) are read against.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -71,13 +74,6 @@ pub struct Ctx {
     /// The `sub` of the token that allowed the request.
     subject: Option<String>,
     upstream_query: Option<String>,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
@@ -169,7 +165,8 @@ impl Sidecar {
             client_cert_sha256: client_certificate(session, settings),
         };
         let mut audit = realm::Audit::default();
-        let outcome = realm::issue(settings, authority, &request, now(), &mut audit).await;
+        let outcome =
+            realm::issue(settings, authority, &request, self.clock.now(), &mut audit).await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -196,7 +193,7 @@ impl Sidecar {
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()
-                    .then(|| authority.fresh_nonce(now()))
+                    .then(|| authority.fresh_nonce(self.clock.now()))
                     .flatten();
                 let constraint = authority.config().sender_constraint;
                 respond::refusal(session, &refusal, constraint, nonce).await
@@ -220,7 +217,12 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             content_types: header_values(req, "content-type"),
         };
-        match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
+        match authorize(
+            &ctx.settings,
+            ctx.authority.config(),
+            &request,
+            self.clock.now(),
+        ) {
             Ok(allowed) => {
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject);

@@ -11,6 +11,5 @@ pub mod realm;
 pub use claims::{AccessEntry, IssuedClaims, VerifyError};
 pub use keygen::{keygen, keygen_with, Generated, KeyAlg, KeygenOptions};
 pub use keys::{
-    libtrust_key_id, thumbprint_key_id, KeyError, KeyIdFormat, KeySet, PublicKey, SigningConfig,
-    SigningKey,
+    libtrust_key_id, KeyError, KeyIdFormat, KeySet, PublicKey, SigningConfig, SigningKey,
 };
