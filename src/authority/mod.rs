@@ -16,7 +16,6 @@
 //! Plain types only: the proxy passes header values in and maps [`AuthError`] to a response.
 
 pub mod dpop;
-pub mod edge;
 pub mod jwks;
 pub mod nonce;
 pub mod optok;

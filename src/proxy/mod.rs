@@ -6,6 +6,7 @@
 
 mod authorize;
 mod denial;
+mod edge;
 mod hygiene;
 pub mod respond;
 
@@ -23,13 +24,13 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
 
-use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
 use crate::jose::Clock;
 use crate::metrics;
 use crate::token::realm::{self, TokenRequest};
+use edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
