@@ -28,7 +28,7 @@ use registry_token::token::{AccessEntry, IssuedClaims};
 
 #[path = "../benches/support/mod.rs"]
 mod support;
-use support::{mint_optok, now, proofs, Es256};
+use support::{mint_optok, proofs, Clock, Es256, SystemClock};
 
 const SERVICE: &str = "registry.bench";
 /// Proofs signed per second of measurement: above any rate expected here; a run that uses them
@@ -308,7 +308,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                     let Some(proof) = all.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    let t = now();
+                    let t = SystemClock.now();
                     // 1. the OpTok: header checks and signature
                     let parsed = optok::parse(&op).expect("OpTok parses");
                     authority_key
