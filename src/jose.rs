@@ -62,7 +62,7 @@ pub fn algorithm(name: &str) -> Option<Algorithm> {
 }
 
 /// The allowed algorithm a JOSE header's `alg` names, if it names one.
-pub fn header_algorithm(jose: &serde_json::Map<String, serde_json::Value>) -> Option<Algorithm> {
+pub fn header_algorithm(jose: &Map<String, Value>) -> Option<Algorithm> {
     jose.get("alg").and_then(|a| a.as_str()).and_then(algorithm)
 }
 
@@ -171,6 +171,26 @@ impl<'de> Visitor<'de> for NoDuplicates {
         }
         Ok(self)
     }
+}
+
+/// RFC 7638 JWK thumbprint: base64url SHA-256 of the required members in lexicographic order,
+/// without whitespace. Members other than the required ones are ignored.
+pub fn thumbprint(jwk: &Value) -> String {
+    let members: &[&str] = match jwk["kty"].as_str() {
+        Some("EC") => &["crv", "kty", "x", "y"],
+        Some("RSA") => &["e", "kty", "n"],
+        Some("OKP") => &["crv", "kty", "x"],
+        _ => &["kty"],
+    };
+    // Inserted in lexicographic order, so the text is canonical whether or not serde_json keeps
+    // insertion order; `to_string` writes no whitespace.
+    let canonical: Map<String, Value> = members
+        .iter()
+        .map(|m| (m.to_string(), jwk[*m].clone()))
+        .collect();
+    b64url_encode(Sha256::digest(
+        Value::Object(canonical).to_string().as_bytes(),
+    ))
 }
 
 /// The members that only a private (or symmetric) JWK carries.
@@ -364,24 +384,11 @@ impl PublicKey {
     }
 }
 
-/// RFC 7638 JWK thumbprint: base64url SHA-256 of the required members in lexicographic order,
-/// without whitespace. Members other than the required ones are ignored.
-pub fn thumbprint(jwk: &Value) -> String {
-    let members: &[&str] = match jwk["kty"].as_str() {
-        Some("EC") => &["crv", "kty", "x", "y"],
-        Some("RSA") => &["e", "kty", "n"],
-        Some("OKP") => &["crv", "kty", "x"],
-        _ => &["kty"],
-    };
-    // Inserted in lexicographic order, so the text is canonical whether or not serde_json keeps
-    // insertion order; `to_string` writes no whitespace.
-    let canonical: Map<String, Value> = members
-        .iter()
-        .map(|m| (m.to_string(), jwk[*m].clone()))
-        .collect();
-    b64url_encode(Sha256::digest(
-        Value::Object(canonical).to_string().as_bytes(),
-    ))
+/// `Some(())` when the uncompressed `point` lies on the curve `nid`.
+fn on_curve(nid: Nid, point: &[u8]) -> Option<()> {
+    let group = EcGroup::from_curve_name(nid).ok()?;
+    let mut ctx = BigNumContext::new().ok()?;
+    EcPoint::from_bytes(&group, point, &mut ctx).ok().map(drop)
 }
 
 /// Where the time comes from: a NumericDate (RFC 7519), unix seconds. Passed in where time
@@ -428,13 +435,6 @@ impl Clock for FixedClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
-}
-
-/// `Some(())` when the uncompressed `point` lies on the curve `nid`.
-fn on_curve(nid: Nid, point: &[u8]) -> Option<()> {
-    let group = EcGroup::from_curve_name(nid).ok()?;
-    let mut ctx = BigNumContext::new().ok()?;
-    EcPoint::from_bytes(&group, point, &mut ctx).ok().map(drop)
 }
 
 #[cfg(test)]
