@@ -6,11 +6,12 @@
 
 mod authorize;
 mod denial;
+mod edge;
 mod hygiene;
 pub mod respond;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -23,13 +24,14 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
 
-use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
+use crate::jose::Clock;
 use crate::metrics::Metrics;
 use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, TokenRequest};
+use edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
@@ -63,6 +65,8 @@ pub struct Sidecar {
     pub metrics: Arc<Metrics>,
     /// Registry tokens already verified, so that a token's signature is checked once.
     pub tokens: Arc<VerifiedTokens>,
+    /// What token times (`exp`, `nbf`, `iat`, DPoP `iat`, nonces) are read against.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -76,13 +80,6 @@ pub struct Ctx {
     /// The `sub` of the token that allowed the request.
     subject: Option<String>,
     upstream_query: Option<String>,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
@@ -174,7 +171,8 @@ impl Sidecar {
             client_cert_sha256: client_certificate(session, settings),
         };
         let mut audit = realm::Audit::default();
-        let outcome = realm::issue(settings, authority, &request, now(), &mut audit).await;
+        let outcome =
+            realm::issue(settings, authority, &request, self.clock.now(), &mut audit).await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -198,7 +196,7 @@ impl Sidecar {
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()
-                    .then(|| authority.fresh_nonce(now()))
+                    .then(|| authority.fresh_nonce(self.clock.now()))
                     .flatten();
                 let constraint = authority.config().sender_constraint;
                 respond::refusal(session, &refusal, constraint, nonce).await
@@ -223,7 +221,8 @@ impl Sidecar {
             content_types: header_values(req, "content-type"),
         };
         let authority = ctx.authority.config();
-        match authorize(&ctx.settings, authority, &self.tokens, &request, now()) {
+        let now = self.clock.now();
+        match authorize(&ctx.settings, authority, &self.tokens, &request, now) {
             Ok(allowed) => {
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject);
