@@ -16,7 +16,7 @@ use registry_token::registry::{Resource, Scope};
 use registry_token::token::cache::VerifiedTokens;
 use registry_token::token::realm::{self, Audit, TokenRequest};
 use registry_token::token::IssuedClaims;
-use support::{mint_optok, now, proofs, Es256};
+use support::{mint_optok, proofs, Clock, Es256, SystemClock};
 
 const ISSUER: &str = "http://127.0.0.1:9";
 const REALM: &str = "http://127.0.0.1:8085/token";
@@ -48,7 +48,7 @@ defaultPlan: enterprise
 }
 
 fn claims() -> IssuedClaims {
-    let t = now();
+    let t = SystemClock.now();
     IssuedClaims {
         iss: "registry-token".into(),
         sub: "bench".into(),
@@ -74,15 +74,28 @@ fn registry_tokens(c: &mut Criterion) {
     g.bench_function("sign", |b| b.iter(|| keys.sign(&claims()).unwrap()));
     g.bench_function("verify", |b| {
         b.iter(|| {
-            keys.verify(&token, "registry-token", "registry.bench", now(), 30)
-                .unwrap()
+            keys.verify(
+                &token,
+                "registry-token",
+                "registry.bench",
+                SystemClock.now(),
+                30,
+            )
+            .unwrap()
         })
     });
     let cache = VerifiedTokens::new(1024);
     g.bench_function("verify, cached", |b| {
         b.iter(|| {
             cache
-                .verify(&keys, &token, "registry-token", "registry.bench", now(), 30)
+                .verify(
+                    &keys,
+                    &token,
+                    "registry-token",
+                    "registry.bench",
+                    SystemClock.now(),
+                    30,
+                )
                 .unwrap()
         })
     });
@@ -119,7 +132,7 @@ fn realm(c: &mut Criterion) {
             &settings,
             &authority,
             &request,
-            now(),
+            SystemClock.now(),
             &mut Audit::default(),
         ));
         assert!(issued.is_ok(), "the realm refused the benchmark's request");

@@ -15,7 +15,7 @@
 //!         logging                 → metrics
 //! ```
 //!
-//! `authority`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
+//! `authority`, `jose`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
 //! `proxy` and `config::watch` do.
 //!
 //! No process globals: `server::run` builds the shared state (the metrics registry, the
@@ -30,6 +30,8 @@ pub mod cli;
 pub mod config;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
+/// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.
+pub mod jose;
 /// Every exported metric, in one registry `server` builds and hands to whatever counts.
 pub mod metrics;
 /// The policy compiled from the configuration: plans, repository patterns, revocations.

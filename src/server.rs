@@ -30,6 +30,7 @@ use crate::authority::{Authority, Succession};
 use crate::config::watch::Reloader;
 use crate::config::Settings;
 use crate::health::Health;
+use crate::jose::SystemClock;
 use crate::metrics::Metrics;
 use crate::proxy::Sidecar;
 use crate::token::cache::VerifiedTokens;
@@ -204,6 +205,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         health: health.clone(),
         metrics: metrics.clone(),
         tokens: Arc::new(VerifiedTokens::default()),
+        clock: Arc::new(SystemClock),
         counters: Arc::new(crate::state::memory::MemoryCounters::default()),
     };
     let tls = settings.load().tls.is_some();

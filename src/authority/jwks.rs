@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::{Host, Url};
 
-use super::header::PublicKey;
 use super::optok::MAX_KID_CHARS;
 use super::AuthorityConfig;
+use crate::jose::PublicKey;
 use crate::metrics::Metrics;
 
 /// Limits of the key cache; [`Default`] gives the production values.

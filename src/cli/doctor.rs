@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -14,6 +14,7 @@ use super::test::{describe, http_client};
 use crate::authority::Authority;
 use crate::config::file::FileConfig;
 use crate::config::{self, Settings};
+use crate::jose::{Clock, SystemClock};
 use crate::policy::{covers, Pattern};
 use crate::registry::challenge::Challenge;
 use crate::token::IssuedClaims;
@@ -211,16 +212,9 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
     findings
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The probe token: no access, `aud` = service, `iss` = signing.issuer, one minute of life.
 fn probe_token(s: &Settings) -> Result<String, String> {
-    let now = unix_now();
+    let now = SystemClock.now();
     let claims = IssuedClaims {
         iss: s.signing_issuer.clone(),
         sub: "registry-token-doctor".into(),
@@ -241,7 +235,7 @@ fn signing_key(s: &Settings) -> Finding {
     let key = &s.keys.current;
     let verified = probe_token(s).and_then(|t| {
         s.keys
-            .verify(&t, &s.signing_issuer, &s.service, unix_now(), 0)
+            .verify(&t, &s.signing_issuer, &s.service, SystemClock.now(), 0)
             .map(|_| ())
             .map_err(|e| e.to_string())
     });

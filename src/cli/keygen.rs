@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -30,6 +30,7 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509NameRef, X509};
 
+use crate::jose::{Clock, SystemClock};
 use crate::token::keys::{load_private_pem, read, KeyError, KeySet, SigningConfig};
 use crate::token::KeyIdFormat;
 
@@ -171,7 +172,7 @@ pub fn keygen_with(o: &KeygenOptions) -> Result<Generated, KeyError> {
             path: chain_path.clone(),
             reason: e.to_string(),
         })?;
-        let path = out.join(format!("signing-previous-{}.crt", unix_now()));
+        let path = out.join(format!("signing-previous-{}.crt", SystemClock.now()));
         write(
             &path,
             &leaf.to_pem().map_err(ossl("encode certificate"))?,
@@ -407,12 +408,6 @@ fn ossl(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> KeyError {
     move |source| KeyError::Crypto { what, source }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn p256() -> Result<EcKey<Private>, KeyError> {
     EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
         .and_then(|g| EcKey::generate(&g))
@@ -456,7 +451,7 @@ fn builder(
     b.set_subject_name(subject)?;
     b.set_issuer_name(issuer)?;
     // notAfter - notBefore is exactly `lifetime`.
-    let start = unix_now() - BACKDATE_SECS;
+    let start = SystemClock.now() - BACKDATE_SECS;
     b.set_not_before(Asn1Time::from_unix(start)?.as_ref())?;
     b.set_not_after(Asn1Time::from_unix(start + lifetime.as_secs() as i64)?.as_ref())?;
     Ok(b)

@@ -10,9 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use openssl::bn::BigNumContext;
 use openssl::ec::EcKey;
@@ -25,7 +25,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::authority::dpop::access_token_hash;
 use crate::config::is_loopback;
+use crate::jose::{b64url_encode, peek_segment, Clock, SystemClock};
 use crate::registry::challenge::Challenge;
 use crate::registry::Scope;
 
@@ -301,13 +303,6 @@ fn credential_helper(name: &str, host: &str) -> Result<(String, String), String>
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// An RFC 9449 proof for `htm htu`, bound to `optok` (`ath`), signed ES256 with `key`.
 fn dpop_proof(key: &EcKey<Private>, htm: &str, htu: &str, optok: &str) -> String {
     let mut ctx = BigNumContext::new().expect("bignum context");
@@ -318,23 +313,22 @@ fn dpop_proof(key: &EcKey<Private>, htm: &str, htu: &str, optok: &str) -> String
     key.public_key()
         .affine_coordinates(key.group(), &mut x, &mut y, &mut ctx)
         .expect("P-256 point");
-    let coordinate = |n: &openssl::bn::BigNum| {
-        URL_SAFE_NO_PAD.encode(n.to_vec_padded(32).expect("32-byte coordinate"))
-    };
+    let coordinate =
+        |n: &openssl::bn::BigNum| b64url_encode(n.to_vec_padded(32).expect("32-byte coordinate"));
     let header = json!({"typ": "dpop+jwt", "alg": "ES256",
                         "jwk": {"kty": "EC", "crv": "P-256", "x": coordinate(&x), "y": coordinate(&y)}});
     let claims = json!({"jti": format!("{:032x}", rand::random::<u128>()), "htm": htm, "htu": htu,
-                        "iat": now(), "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(optok.as_bytes()))});
+                        "iat": SystemClock.now(), "ath": access_token_hash(optok)});
     let input = format!(
         "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
+        b64url_encode(header.to_string()),
+        b64url_encode(claims.to_string())
     );
     // JOSE wants r || s, each 32 bytes, not the DER that openssl writes.
     let sig = EcdsaSig::sign(&Sha256::digest(input.as_bytes()), key).expect("ECDSA signature");
     let mut raw = sig.r().to_vec_padded(32).expect("r");
     raw.extend(sig.s().to_vec_padded(32).expect("s"));
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(raw))
+    format!("{input}.{}", b64url_encode(raw))
 }
 
 /// A header value safe to print: credentials become `<redacted N bytes>`.
@@ -666,8 +660,7 @@ fn describe_token(token: &str, body: &Value) -> String {
     let claims: Value = token
         .split('.')
         .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(peek_segment)
         .unwrap_or(Value::Null);
     // An entry that is no grant shows as `?`.
     let grants: Vec<String> = claims["access"]
@@ -694,6 +687,7 @@ fn describe_token(token: &str, body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::b64url_decode;
     use rstest::rstest;
 
     /// Credentials are never printed, only their size.
@@ -771,12 +765,8 @@ mod tests {
                 .unwrap();
         let proof = dpop_proof(&key, "GET", "http://h/token", "optok");
         let parts: Vec<&str> = proof.split('.').collect();
-        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 64);
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(
-            claims["ath"],
-            URL_SAFE_NO_PAD.encode(Sha256::digest(b"optok"))
-        );
+        assert_eq!(b64url_decode(parts[2]).unwrap().len(), 64);
+        let claims = peek_segment(parts[1]).unwrap();
+        assert_eq!(claims["ath"], b64url_encode(Sha256::digest(b"optok")));
     }
 }

@@ -6,12 +6,13 @@
 
 mod authorize;
 mod denial;
+mod edge;
 mod hygiene;
 mod limit;
 pub mod respond;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -24,15 +25,16 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
 
-use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
+use crate::jose::Clock;
 use crate::metrics::Metrics;
 use crate::policy::limits::RateHeaders;
 use crate::state::Counters;
 use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, Refusal, TokenRequest};
+use edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
@@ -66,6 +68,8 @@ pub struct Sidecar {
     pub metrics: Arc<Metrics>,
     /// Registry tokens already verified, so that a token's signature is checked once.
     pub tokens: Arc<VerifiedTokens>,
+    /// What token times (`exp`, `nbf`, `iat`, DPoP `iat`, nonces) are read against.
+    pub clock: Arc<dyn Clock>,
     /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
     pub counters: Arc<dyn Counters>,
 }
@@ -83,13 +87,6 @@ pub struct Ctx {
     upstream_query: Option<String>,
     /// `RateLimit-*` headers for a counted pull.
     rate_headers: Option<RateHeaders>,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
@@ -183,7 +180,8 @@ impl Sidecar {
             counters: self.counters.as_ref(),
         };
         let mut audit = realm::Audit::default();
-        let outcome = realm::issue(settings, authority, &request, now(), &mut audit).await;
+        let outcome =
+            realm::issue(settings, authority, &request, self.clock.now(), &mut audit).await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -211,7 +209,7 @@ impl Sidecar {
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()
-                    .then(|| authority.fresh_nonce(now()))
+                    .then(|| authority.fresh_nonce(self.clock.now()))
                     .flatten();
                 let constraint = authority.config().sender_constraint;
                 respond::refusal(session, &refusal, constraint, nonce).await
@@ -236,7 +234,8 @@ impl Sidecar {
             content_types: header_values(req, "content-type"),
         };
         let authority = ctx.authority.config();
-        let decided = match authorize(&ctx.settings, authority, &self.tokens, &request, now()) {
+        let now = self.clock.now();
+        let decided = match authorize(&ctx.settings, authority, &self.tokens, &request, now) {
             Ok(allowed) => {
                 let ip = limit::client_ip(session, &ctx.settings);
                 let counters = self.counters.as_ref();

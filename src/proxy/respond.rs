@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::denial::Denial;
 use crate::authority::SenderConstraint;
+use crate::registry;
 use crate::token::realm::{quote_safe, RealmChallenge, Refusal};
 
 /// One entry of the Docker registry `errors` array.
@@ -218,14 +219,13 @@ pub fn denial_reply(d: &Denial, realm: &str, service: &str, body_pending: bool) 
         "registry/2.0".to_string(),
     )];
     if let Some(challenge) = d.challenge() {
-        let mut header = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
-        if !challenge.scope.is_empty() {
-            header.push_str(&format!(",scope=\"{}\"", challenge.scope));
-        }
-        if let Some(error) = challenge.error {
-            header.push_str(&format!(",error=\"{error}\""));
-        }
-        headers.push(("WWW-Authenticate", header));
+        let header = registry::challenge::Challenge {
+            realm: Some(realm.to_string()),
+            service: Some(service.to_string()),
+            scope: (!challenge.scope.is_empty()).then(|| challenge.scope.to_string()),
+            error: challenge.error.map(str::to_string),
+        };
+        headers.push(("WWW-Authenticate", header.to_string()));
     }
     headers.extend(d.headers());
     Reply {

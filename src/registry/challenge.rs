@@ -1,7 +1,7 @@
 //! The `WWW-Authenticate: Bearer` challenge a registry answers an unauthenticated `/v2/` with
 //! (Distribution's `registry/auth/token`): `realm`, `service`, `scope`, `error`. The sidecar
-//! writes one on every 401 (`proxy::respond`); the `test` and `doctor` commands read the one
-//! a registry sends, here.
+//! writes one on every 401 with [`Challenge`]'s `Display` (`proxy::respond`); the `test` and
+//! `doctor` commands read the one a registry sends with [`Challenge::parse`].
 
 use std::collections::HashMap;
 
@@ -56,6 +56,29 @@ impl Challenge {
     }
 }
 
+/// `Bearer realm="...",service="...",scope="...",error="..."`, absent parameters left out, in
+/// the order Distribution writes them.
+impl std::fmt::Display for Challenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer ")?;
+        let params = [
+            ("realm", &self.realm),
+            ("service", &self.service),
+            ("scope", &self.scope),
+            ("error", &self.error),
+        ];
+        let mut first = true;
+        for (name, value) in params {
+            if let Some(value) = value {
+                let comma = if first { "" } else { "," };
+                write!(f, "{comma}{name}=\"{value}\"")?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +110,28 @@ mod tests {
         assert_eq!(parsed.as_ref().and_then(|c| c.realm.as_deref()), realm);
         assert_eq!(parsed.as_ref().and_then(|c| c.service.as_deref()), service);
         assert_eq!(parsed.as_ref().and_then(|c| c.error.as_deref()), error);
+    }
+
+    /// What the sidecar writes reads back the same, and in Distribution's order.
+    #[test]
+    fn written_challenges_read_back() {
+        let challenge = Challenge {
+            realm: Some("https://r.example/token".into()),
+            service: Some("registry.example".into()),
+            scope: Some("repository:a/b:pull,push".into()),
+            error: Some("insufficient_scope".into()),
+        };
+        let text = challenge.to_string();
+        assert_eq!(
+            text,
+            r#"Bearer realm="https://r.example/token",service="registry.example",scope="repository:a/b:pull,push",error="insufficient_scope""#
+        );
+        assert_eq!(Challenge::parse(&text), Some(challenge));
+        let bare = Challenge {
+            realm: Some("r".into()),
+            service: Some("s".into()),
+            ..Challenge::default()
+        };
+        assert_eq!(bare.to_string(), r#"Bearer realm="r",service="s""#);
     }
 }

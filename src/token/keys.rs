@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use openssl::nid::Nid;
@@ -16,6 +16,7 @@ use openssl::x509::X509;
 use serde_json::{json, Value};
 
 use super::kid::KeyIdFormat;
+use crate::jose::b64url_encode;
 
 /// The `signing` section of the configuration, paths resolved.
 #[derive(Clone)]
@@ -326,10 +327,6 @@ fn check_leaf(leaf: &X509, spki: &[u8], key: &Path, chain_path: &Path) -> Result
     Ok(())
 }
 
-fn b64u(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The algorithm a key signs with and its public JWK (without `kid`).
 fn public_jwk<T: openssl::pkey::HasPublic>(
     path: &Path,
@@ -359,7 +356,7 @@ fn public_jwk<T: openssl::pkey::HasPublic>(
             let (x, y) = coords().map_err(|e| crypto("read EC point", e))?;
             Ok((
                 Algorithm::ES256,
-                json!({"kty": "EC", "crv": "P-256", "x": b64u(&x), "y": b64u(&y)}),
+                json!({"kty": "EC", "crv": "P-256", "x": b64url_encode(&x), "y": b64url_encode(&y)}),
             ))
         }
         Id::RSA => {
@@ -370,7 +367,7 @@ fn public_jwk<T: openssl::pkey::HasPublic>(
             }
             Ok((
                 Algorithm::RS256,
-                json!({"kty": "RSA", "n": b64u(&rsa.n().to_vec()), "e": b64u(&rsa.e().to_vec())}),
+                json!({"kty": "RSA", "n": b64url_encode(rsa.n().to_vec()), "e": b64url_encode(rsa.e().to_vec())}),
             ))
         }
         Id::ED25519 => {
@@ -379,7 +376,7 @@ fn public_jwk<T: openssl::pkey::HasPublic>(
                 .map_err(|e| crypto("read Ed25519 key", e))?;
             Ok((
                 Algorithm::EdDSA,
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64u(&raw)}),
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(&raw)}),
             ))
         }
         other => Err(unsupported(format!("key type {other:?}"))),
@@ -463,7 +460,8 @@ fn load_previous(path: &Path, format: KeyIdFormat) -> Result<PublicKey, KeyError
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::token::kid::{libtrust_key_id, thumbprint_key_id};
+    use crate::jose::thumbprint;
+    use crate::token::kid::libtrust_key_id;
     use openssl::ec::{EcGroup, EcKey};
     use openssl::rsa::Rsa;
     use rstest::rstest;
@@ -611,10 +609,7 @@ pub(crate) mod tests {
         let mut cfg = config(key_file(dir.path(), "ec-pkcs8"));
         cfg.key_id_format = KeyIdFormat::Thumbprint;
         let keys = KeySet::load(&cfg).unwrap();
-        assert_eq!(
-            keys.current.kid(),
-            thumbprint_key_id(&keys.current.public().jwk)
-        );
+        assert_eq!(keys.current.kid(), thumbprint(&keys.current.public().jwk));
         assert_eq!(keys.current.kid().len(), 43);
         cfg.key_id = Some("k1".into());
         assert_eq!(KeySet::load(&cfg).unwrap().current.kid(), "k1");

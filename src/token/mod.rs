@@ -10,4 +10,4 @@ pub mod realm;
 
 pub use claims::{IssuedClaims, VerifyError};
 pub use keys::{KeyError, KeySet, PublicKey, SigningConfig, SigningKey};
-pub use kid::{libtrust_key_id, thumbprint_key_id, KeyIdFormat};
+pub use kid::{libtrust_key_id, KeyIdFormat};

@@ -436,9 +436,8 @@ fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<Scope> {
 
 /// 128 random bits, base64url.
 fn new_jti() -> String {
-    use base64::Engine;
     let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    crate::jose::b64url_encode(bytes)
 }
 
 #[cfg(test)]
