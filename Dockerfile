@@ -1,5 +1,9 @@
 # registry-token: build with the Rust toolchain, run on a slim Debian as a non-root user.
 # docker build -t registry-token .   (docker-compose.yml builds it for the stack)
+#
+# The first build compiles pingora and its dependencies: about 20 minutes on 2 cores.
+# CI (tests/image.rs) copies exactly the paths of the build stage's COPY lines into a clean
+# folder and builds there, so a file the build needs and this list misses fails the tests.
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
@@ -8,6 +12,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml declares [[bench]] targets: cargo reads their files even for `--bin`.
+COPY benches ./benches
 RUN cargo build --locked --release --bin registry-token \
  && strip target/release/registry-token
 
