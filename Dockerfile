@@ -17,7 +17,7 @@ COPY benches ./benches
 RUN cargo build --locked --release --bin registry-token \
  && strip target/release/registry-token
 
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
@@ -32,3 +32,20 @@ EXPOSE 8085 9091
 ENV REGISTRY_TOKEN_CONFIG=/etc/registry-token/conf/registry-token.yaml
 ENTRYPOINT ["registry-token"]
 CMD ["serve"]
+
+# The development Authority of docker-compose.yml (`target: dev-authority`): the image above
+# plus python3 and openssl for scripts/dev-authority, and registry-token for `test`. Not for
+# production: it mints OpToks for anyone who can run a command in it.
+FROM runtime AS dev-authority
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 openssl \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/authority && chown 10001 /var/lib/authority
+COPY scripts/dev-authority /usr/local/bin/dev-authority
+USER 10001
+ENTRYPOINT []
+CMD ["dev-authority", "serve", "--dir", "/var/lib/authority", "--port", "8090"]
+
+# The default target: the sidecar's image.
+FROM runtime

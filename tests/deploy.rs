@@ -163,7 +163,14 @@ fn reference_config_holds_every_key() {
         "config/reference.yaml lacks keys the code accepts: {missing:?}"
     );
     // The sections any deployment meets, with a comment on each key.
-    for section in ["server", "upstream", "authority", "signing", "registry", "plans"] {
+    for section in [
+        "server",
+        "upstream",
+        "authority",
+        "signing",
+        "registry",
+        "plans",
+    ] {
         assert!(present[""].contains(section), "{section}");
     }
 }
@@ -193,11 +200,9 @@ fn find_tool(names: &[&str]) -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".local/bin"));
     }
-    names.iter().find_map(|name| {
-        dirs.iter()
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
+    names
+        .iter()
+        .find_map(|name| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()))
 }
 
 /// Every YAML file of `dir`, recursively.
@@ -351,7 +356,11 @@ fn kubernetes_manifests_keep_their_promises() {
             let sc = &c["securityContext"];
             assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
-            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{name}"
+            );
             assert!(c["resources"]["requests"]["cpu"].is_string(), "{name}");
             assert!(c["resources"]["requests"]["memory"].is_string(), "{name}");
             assert!(c["readinessProbe"].is_object(), "{name}");
@@ -424,7 +433,10 @@ fn kubernetes_manifests_keep_their_promises() {
         .as_array()
         .unwrap()
     {
-        assert!(v.get("secret").is_none(), "the registry mounts a Secret: {v}");
+        assert!(
+            v.get("secret").is_none(),
+            "the registry mounts a Secret: {v}"
+        );
     }
     let policy = named(&objects, "NetworkPolicy", "registry-only-from-sidecar");
     assert_eq!(
@@ -493,5 +505,101 @@ fn kubernetes_sidecar_config_is_valid() {
         state.as_ref().map(|s| s["redis"]["url"].clone()),
         Some(Value::from("redis://redis:6379/0"))
     );
-    assert_eq!(replicas, base, "the overlay's config drifted from the base's");
+    assert_eq!(
+        replicas, base,
+        "the overlay's config drifted from the base's"
+    );
+}
+
+/// docker-compose.yml does what its header tells users: the development Authority runs in the
+/// sidecar's network namespace on the issuer the sidecar is given, holds no registry or CA
+/// key and publishes nothing; `docker login` is shown only in the stock-client mode
+/// (`SENDER_CONSTRAINT=none`), the default being DPoP; the sidecar's healthcheck asks
+/// `/readyz`; Redis is optional; and the stack's sidecar config loads in both modes.
+#[test]
+fn compose_stack_matches_its_header() {
+    let file = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let compose: Value = serde_yaml_ng::from_str(&file).unwrap();
+    let services = &compose["services"];
+
+    let authority = &services["authority"];
+    assert_eq!(authority["network_mode"], "service:registry-token");
+    assert!(authority.get("ports").is_none() && authority.get("networks").is_none());
+    assert_eq!(authority["build"]["target"], "dev-authority");
+    let mounts: Vec<&str> = authority["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str()?.split(':').next())
+        .collect();
+    assert_eq!(
+        mounts,
+        ["authority"],
+        "the Authority mounts its own volume only"
+    );
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(
+            r#"CMD ["dev-authority", "serve", "--dir", "/var/lib/authority", "--port", "8090"]"#
+        ),
+        "the dev-authority stage serves on 8090"
+    );
+
+    let sidecar = &services["registry-token"];
+    let env = &sidecar["environment"];
+    assert_eq!(
+        env["REGISTRY_TOKEN_AUTHORITY__ISSUER"],
+        "${AUTHORITY_ISSUER:-http://127.0.0.1:8090}"
+    );
+    assert_eq!(
+        env["REGISTRY_TOKEN_AUTHORITY__SENDERCONSTRAINT"],
+        "${SENDER_CONSTRAINT:-dpop}"
+    );
+    let health = sidecar["healthcheck"]["test"].to_string();
+    assert!(health.contains("GET /readyz"), "{health}");
+    assert_eq!(
+        services["redis"]["profiles"],
+        serde_json::json!(["replicas"])
+    );
+
+    // In the header, `docker login` comes after the line switching to the stock-client mode.
+    let header: Vec<&str> = file.lines().take_while(|l| l.starts_with('#')).collect();
+    let login = header
+        .iter()
+        .position(|l| l.contains("docker login 127.0.0.1"))
+        .expect("the header shows docker login");
+    assert!(
+        header[..login]
+            .iter()
+            .any(|l| l.contains("SENDER_CONSTRAINT=none docker-compose up")),
+        "docker login needs senderConstraint: none, and the header must say so"
+    );
+
+    let keys = Keys::generate();
+    let config = root().join("config/compose/registry-token.yaml");
+    for constraint in ["dpop", "none"] {
+        let envs: Vec<(String, String)> = [
+            (
+                "REGISTRY_TOKEN_SIGNING__KEYPATH",
+                keys.path().join("signing.pem").display().to_string(),
+            ),
+            (
+                "REGISTRY_TOKEN_SIGNING__CERTIFICATECHAIN",
+                keys.path().join("signing-chain.crt").display().to_string(),
+            ),
+            (
+                "REGISTRY_TOKEN_UPSTREAM__URL",
+                "http://127.0.0.1:5000".into(),
+            ),
+            (
+                "REGISTRY_TOKEN_AUTHORITY__SENDERCONSTRAINT",
+                constraint.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let out = check_config(&config, &envs);
+        assert!(out.status.success(), "{constraint}: {}", text(&out));
+    }
 }
