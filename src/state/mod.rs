@@ -4,6 +4,8 @@
 //!
 //! The request path only sees the traits; `server` picks the implementation from the config.
 
+pub mod memory;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -30,10 +30,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::keys::{KeyError, KeySet};
 use crate::authority::dpop::{self, DpopError, ProofCheck};
 use crate::authority::optok::Binding;
-use crate::authority::{
-    header, AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via,
-};
-use crate::config::{Policy, Settings};
+use crate::authority::{AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via};
+use crate::config::Settings;
+use crate::jose::b64url_encode;
+use crate::policy::Policy;
 
 /// The JOSE `typ` of a refresh token.
 pub const TYP: &str = "rt+jwt";
@@ -326,7 +326,7 @@ pub fn bind(
     match &claims.cnf {
         None => Ok(None),
         Some(Confirmation::X5t(x5t)) => {
-            let thumbprint = presented.client_cert_sha256.map(header::b64url_encode);
+            let thumbprint = presented.client_cert_sha256.map(b64url_encode);
             if thumbprint.as_deref() == Some(x5t.as_str()) {
                 Ok(None)
             } else {
@@ -471,6 +471,9 @@ mod tests {
     use crate::authority::dpop::tests::{proof, TestKey, NOW, REALM};
     use crate::authority::jwks::tests::jwks;
     use crate::authority::Authority;
+    use crate::jose::b64url_decode;
+    use crate::state::memory::MemoryCounters;
+    use crate::state::Counters;
     use crate::token::realm::tests::{settings, SERVICE};
     use crate::token::realm::{issue, Audit, Refusal, TokenRequest};
     use crate::token::IssuedClaims;
@@ -507,11 +510,11 @@ mod tests {
 
     /// Re-encodes one part of a compact JWS with `change` applied (the signature is kept).
     fn tamper(token: &str, part: usize, change: impl FnOnce(&mut Value)) -> String {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        let mut value: Value = serde_json::from_slice(&b64.decode(&parts[part]).unwrap()).unwrap();
+        let mut value: Value =
+            serde_json::from_slice(&b64url_decode(&parts[part]).unwrap()).unwrap();
         change(&mut value);
-        parts[part] = b64.encode(value.to_string());
+        parts[part] = b64url_encode(value.to_string());
         parts.join(".")
     }
 
@@ -746,7 +749,7 @@ mod tests {
         let (_d, s) = settings_with("dpopOrMtls", "");
         let key = TestKey::p256();
         let other = TestKey::p256();
-        let x5t = Some(Confirmation::X5t(header::b64url_encode(CERT)));
+        let x5t = Some(Confirmation::X5t(b64url_encode(CERT)));
         let jkt = Some(Confirmation::Jkt(key.jkt()));
         let good = |k: &TestKey| {
             proof(
@@ -843,7 +846,8 @@ mod tests {
         }
     }
 
-    /// Runs the realm once with an Authority that holds `key` as kid `a1`.
+    /// Runs the realm once with an Authority that holds `key` as kid `a1`, counting plan
+    /// limits afresh.
     async fn run(
         s: &Settings,
         key: &TestKey,
@@ -851,6 +855,20 @@ mod tests {
         query: &str,
         form: Option<String>,
         auth: Vec<String>,
+    ) -> (Result<crate::token::realm::TokenResponse, Refusal>, Audit) {
+        let counters = MemoryCounters::default();
+        run_counted(s, key, method, query, form, auth, &counters).await
+    }
+
+    /// [`run`], counting plan limits in `counters`.
+    async fn run_counted(
+        s: &Settings,
+        key: &TestKey,
+        method: &str,
+        query: &str,
+        form: Option<String>,
+        auth: Vec<String>,
+        counters: &dyn Counters,
     ) -> (Result<crate::token::realm::TokenResponse, Refusal>, Audit) {
         let authority = Authority::new(s.authority.clone());
         authority.load_jwks(&jwks(&[("a1", key)])).unwrap();
@@ -861,6 +879,8 @@ mod tests {
             authorization: auth.iter().map(String::as_str).collect(),
             dpop: vec![],
             client_cert_sha256: None,
+            client_ip: Some([192, 0, 2, 1].into()),
+            counters,
         };
         let mut audit = Audit::default();
         let out = issue(s, &authority, &req, NOW, &mut audit).await;
@@ -1033,5 +1053,71 @@ mod tests {
             let (out, _) = run(&s, &authority_key, "POST", "", Some(form), vec![]).await;
             assert_eq!(refused(out.unwrap_err()), want, "{case}");
         }
+    }
+
+    /// A redemption is an issuance: it counts against the plan's `limits.tokens` under the
+    /// token's license, as the login that minted it did, and past the limit it is
+    /// `429 rate_limited` (not `invalid_grant`: the refresh token stays good).
+    #[tokio::test]
+    async fn redemptions_count_against_the_tokens_limit() {
+        let authority_key = TestKey::p256();
+        let optok = authority_key.jws(
+            &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
+            &json!({"iss":crate::token::realm::tests::ISSUER,"aud":["registry"],"sub":"alice",
+                "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
+                "stellaops:plan":"enterprise","stellaops:license":"LIC-1"})
+            .to_string(),
+        );
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("x:{optok}"))
+        );
+        let (_d, mut s) = settings_with("none", "");
+        s.policy.plans.get_mut("enterprise").unwrap().limits.tokens =
+            Some(crate::policy::limits::Limit {
+                count: 2,
+                per: Duration::from_secs(60),
+            });
+        let counters = MemoryCounters::default();
+        let login = format!("service={SERVICE}&offline_token=true&client_id=docker");
+        let redeem = |token: &str| {
+            Some(format!(
+                "grant_type=refresh_token&refresh_token={token}&service={SERVICE}&scope=repository:acme/app:pull"
+            ))
+        };
+        let (out, _) = run_counted(
+            &s,
+            &authority_key,
+            "GET",
+            &login,
+            None,
+            vec![basic],
+            &counters,
+        )
+        .await;
+        let rt = out.expect("login: 1 of 2").refresh_token.unwrap().0;
+        type Outcome = Result<(), (u16, &'static str)>;
+        let rows: Vec<(&str, Outcome)> = vec![
+            ("redemption: 2 of 2", Ok(())),
+            ("redemption: past the limit", Err((429, "rate_limited"))),
+        ];
+        for (case, want) in rows {
+            let (out, audit) = run_counted(
+                &s,
+                &authority_key,
+                "POST",
+                "",
+                redeem(&rt),
+                vec![],
+                &counters,
+            )
+            .await;
+            assert!(audit.refreshing, "{case}");
+            let got = out.map(|_| ()).map_err(|r| (r.status(), r.as_str()));
+            assert_eq!(got, want, "{case}");
+        }
+        // A fresh window takes the same token again.
+        let (out, _) = run(&s, &authority_key, "POST", "", redeem(&rt), vec![]).await;
+        assert!(out.is_ok(), "a fresh window");
     }
 }
