@@ -11,13 +11,19 @@
 //!                          ▼                                against keygen's ca.crt
 //!                       Authority (metadata + JWKS, in this process)
 //! ```
+//!
+//! Beside the stack: `tap` (a recording relay between sidecar and registry), `pki` (test
+//! certificates), `process` (one-shot `registry-token` commands with a clean environment).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod authority;
 pub mod dpop;
 pub mod oci;
+pub mod pki;
+pub mod process;
 pub mod registry;
 pub mod sidecar;
+pub mod tap;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,9 +35,11 @@ use base64::Engine;
 
 pub use authority::{Alg, Authority, Mode};
 pub use dpop::DpopKey;
-pub use oci::{oci_layout, read_oci_layout, skopeo, skopeo_ok, OciImage};
+pub use oci::{oci_layout, read_oci_layout, sha256_digest, skopeo, skopeo_ok, OciImage};
+pub use process::{run, stderr, stdout};
 pub use registry::{Registry, TokenAuth};
 pub use sidecar::{Keys, Layout, Plan, Sidecar, SidecarConfig, Stack};
+pub use tap::Tap;
 
 /// How long a process may take to become ready (the first start after a build is slow).
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -55,6 +63,11 @@ pub fn now() -> i64 {
 /// Unpadded base64url, the JOSE encoding.
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Lower-case hex, as in OCI digests and `Hash=` of `X-Forwarded-Client-Cert`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decodes unpadded base64url.
