@@ -81,6 +81,20 @@ pub fn jwt_claims(jwt: &str) -> serde_json::Value {
     serde_json::from_slice(&unb64(payload)).expect("JSON claims")
 }
 
+/// The actions a registry token grants on repository `name`, sorted.
+pub fn granted(token: &str, name: &str) -> Vec<String> {
+    let mut actions: Vec<String> = jwt_claims(token)["access"]
+        .as_array()
+        .expect("access list")
+        .iter()
+        .filter(|a| a["type"] == "repository" && a["name"] == name)
+        .flat_map(|a| a["actions"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    actions.sort();
+    actions
+}
+
 /// The decoded header of a compact JWS.
 pub fn jwt_header(jwt: &str) -> serde_json::Value {
     let header = jwt.split('.').next().expect("a compact JWS");
