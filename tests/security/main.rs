@@ -9,8 +9,9 @@
 //!                       Authority (+ an attacker's server in case 27)
 //! ```
 //!
-//! One test per case, named `caseNN_...` after its SECURITY.md number, each on its own [`Bed`]
-//! (a stack starts in about a second), grouped by the surface it attacks:
+//! One test per case, named `caseNN_...` after its SECURITY.md number, so one failure hides
+//! no other. Each starts its own [`Bed`] (Authority, registry, tap, sidecar: a few hundred ms;
+//! the keygen output is shared by the beds alive at once), grouped by the surface attacked:
 //!
 //! | module        | surface                                                          | cases |
 //! |---------------|------------------------------------------------------------------|-------|
