@@ -12,15 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
+use common::pki::{x5t, Pki};
 use common::*;
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509NameBuilder, X509};
 use registry_token::token::refresh::{self, RefreshClaims};
 use registry_token::token::{KeyIdFormat, KeySet, SigningConfig};
 use serde_json::{json, Value};
@@ -460,119 +453,17 @@ fn revoking_the_license_or_the_jti_ends_refresh_tokens() {
     );
 }
 
-fn ec_key() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-}
-
-/// A certificate for `cn` signed by `issuer` (self-signed when `None`): a CA, a server
-/// certificate for 127.0.0.1, or a client certificate.
-fn certificate(
-    cn: &str,
-    key: &PKey<Private>,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    kind: &str,
-) -> X509 {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let serial = BigNum::from_u32(rand::random::<u32>() >> 1).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
-        .unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    match kind {
-        "ca" => b
-            .append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap(),
-        "server" => {
-            let san = SubjectAlternativeName::new()
-                .ip("127.0.0.1")
-                .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))
-                .unwrap();
-            b.append_extension(san).unwrap();
-            b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-                .unwrap();
-        }
-        _ => b
-            .append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
-            .unwrap(),
-    }
-    b.sign(
-        issuer.map(|(_, k)| k).unwrap_or(key),
-        MessageDigest::sha256(),
-    )
-    .unwrap();
-    b.build()
-}
-
-/// A TLS listener's certificate and client CA in `dir`; two client certificates of that CA.
-struct Pki {
-    dir: tempfile::TempDir,
-    clients: Vec<(X509, PKey<Private>)>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = ec_key();
-        let ca = certificate("test CA", &ca_key, None, "ca");
-        let server_key = ec_key();
-        let server = certificate("127.0.0.1", &server_key, Some((&ca, &ca_key)), "server");
-        fs::write(dir.path().join("server.crt"), server.to_pem().unwrap()).unwrap();
-        fs::write(
-            dir.path().join("server.key"),
-            server_key.private_key_to_pem_pkcs8().unwrap(),
-        )
-        .unwrap();
-        fs::write(dir.path().join("clients-ca.crt"), ca.to_pem().unwrap()).unwrap();
-        let clients = ["a", "b"]
-            .iter()
-            .map(|name| {
-                let key = ec_key();
-                (certificate(name, &key, Some((&ca, &ca_key)), "client"), key)
-            })
-            .collect();
-        Pki { dir, clients }
-    }
-
-    fn tls_patch(&self) -> Value {
-        let path = |name: &str| self.dir.path().join(name);
-        json!({"server": {"tls": {
-            "certificate": path("server.crt"),
-            "privateKey": path("server.key"),
-            "clientCa": path("clients-ca.crt"),
-        }}})
-    }
-
-    /// RFC 8705 `x5t#S256` of client `i`.
-    fn x5t(&self, i: usize) -> String {
-        b64(openssl::sha::sha256(&self.clients[i].0.to_der().unwrap()))
-    }
-
-    /// An HTTP client presenting client certificate `i`.
-    fn client(&self, i: usize) -> reqwest::blocking::Client {
-        let (cert, key) = &self.clients[i];
-        let identity = reqwest::Identity::from_pkcs8_pem(
-            &cert.to_pem().unwrap(),
-            &key.private_key_to_pem_pkcs8().unwrap(),
-        )
-        .unwrap();
-        reqwest::blocking::Client::builder()
-            .no_proxy()
-            .danger_accept_invalid_certs(true)
-            .identity(identity)
-            .build()
-            .unwrap()
-    }
+/// An HTTP client presenting the certificate in `pki`'s `client-a/` or `client-b/`.
+fn with_cert(pki: &Pki, dir: &str) -> reqwest::blocking::Client {
+    let read = |file: &str| fs::read(pki.path(dir).join(file)).unwrap();
+    let identity =
+        reqwest::Identity::from_pkcs8_pem(&read("client.cert"), &read("client.key")).unwrap();
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .identity(identity)
+        .build()
+        .unwrap()
 }
 
 /// Over TLS with a client CA (`dpopOrMtls`): a refresh token from a certificate-bound OpTok
@@ -590,10 +481,9 @@ fn bound_refresh_tokens_need_their_certificate_or_key() {
     let mut claims = stack
         .authority
         .optok_claims("gina", "enterprise", "LIC-9", None);
-    claims["cnf"] = json!({"x5t#S256": pki.x5t(0)});
+    claims["cnf"] = json!({"x5t#S256": x5t(&pki.client_a)});
     let optok = stack.authority.mint(claims);
-    let response = pki
-        .client(0)
+    let response = with_cert(&pki, "client-a")
         .get(&realm)
         .query(&[("service", "registry.test"), ("offline_token", "true")])
         .bearer_auth(&optok)
@@ -605,8 +495,14 @@ fn bound_refresh_tokens_need_their_certificate_or_key() {
         .as_str()
         .expect("refresh_token")
         .to_string();
-    assert_eq!(jwt_claims(&bound)["cnf"], json!({"x5t#S256": pki.x5t(0)}));
-    assert_eq!(redeem(&pki.client(0), sidecar, &bound, scope, &[]).0, 200);
+    assert_eq!(
+        jwt_claims(&bound)["cnf"],
+        json!({"x5t#S256": x5t(&pki.client_a)})
+    );
+    assert_eq!(
+        redeem(&with_cert(&pki, "client-a"), sidecar, &bound, scope, &[]).0,
+        200
+    );
     assert_invalid_grant(
         "no client certificate",
         redeem(&client(), sidecar, &bound, scope, &[]),
@@ -614,7 +510,7 @@ fn bound_refresh_tokens_need_their_certificate_or_key() {
     );
     assert_invalid_grant(
         "another client certificate",
-        redeem(&pki.client(1), sidecar, &bound, scope, &[]),
+        redeem(&with_cert(&pki, "client-b"), sidecar, &bound, scope, &[]),
         "sender_constraint_mismatch",
     );
 
