@@ -5,7 +5,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The sidecar's metrics, registered once in their own registry.
@@ -29,6 +30,14 @@ pub struct Metrics {
     pub authority_refresh: IntCounterVec,
     /// Spent DPoP proofs the replay store holds (bounded by `authority.dpop.replayCapacity`).
     pub dpop_replay_entries: IntGauge,
+    /// Shared-state (Redis) commands that failed or took longer than `state.redis.timeout`, by
+    /// op (`replay`, `count`, `ping`, `probe`).
+    pub state_errors: IntCounterVec,
+    /// Requests served from this replica's memory because Redis did not answer
+    /// (`onUnavailable: memory`), by op.
+    pub state_fallbacks: IntCounterVec,
+    /// Time each shared-state command took (up to the timeout).
+    pub state_duration: Histogram,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -80,7 +89,34 @@ impl Metrics {
         registry
             .register(Box::new(dpop_replay_entries.clone()))
             .expect("unique metric");
+        let state_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "registry_token_state_duration_seconds",
+                "Duration of shared-state (Redis) commands",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(state_duration.clone()))
+            .expect("unique metric");
         Metrics {
+            state_errors: counter(
+                &registry,
+                "registry_token_state_errors_total",
+                "Shared-state (Redis) commands that failed or timed out",
+                &["op"],
+            ),
+            state_fallbacks: counter(
+                &registry,
+                "registry_token_state_fallbacks_total",
+                "Requests served from this replica's memory while Redis did not answer",
+                &["op"],
+            ),
+            state_duration,
             issued: counter(
                 &registry,
                 "registry_token_issued_total",

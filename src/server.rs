@@ -32,6 +32,7 @@ use crate::config::Settings;
 use crate::health::Health;
 use crate::metrics;
 use crate::proxy::Sidecar;
+use crate::state::Stores;
 
 /// The admin listener: Prometheus metrics, and `/readyz` with the details (URLs, errors).
 struct Admin {
@@ -169,8 +170,22 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     metrics::get()
         .config_generation
         .set(settings.generation as i64);
-    let authority = Arc::new(Succession::new(Authority::new(settings.authority.clone())));
-    let health = Arc::new(Health::default());
+    let stores = match Stores::build(settings.state.as_ref()) {
+        Ok(stores) => stores,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the shared state store (state.redis)");
+            std::process::exit(2);
+        }
+    };
+    if let Some(redis) = &settings.state {
+        tracing::info!(redis = %redis.url, on_unavailable = ?redis.on_unavailable, "spent DPoP proofs and plan-limit counts are shared on Redis");
+    }
+    let authority = Arc::new(Succession::new(Authority::with_store(
+        settings.authority.clone(),
+        Default::default(),
+        stores.replay.clone(),
+    )));
+    let health = Arc::new(Health::with_state(stores.redis.clone()));
     let reloaded = Arc::new(Notify::new());
     let idle_timeout = settings.limits.idle_timeout;
     let settings = Arc::new(ArcSwap::from_pointee(settings));
@@ -198,6 +213,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         settings: settings.clone(),
         authority: authority.clone(),
         health: health.clone(),
+        counters: stores.counters.clone(),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);

@@ -22,6 +22,7 @@ pub mod jwks;
 pub mod nonce;
 pub mod optok;
 pub mod replay;
+pub mod replay_redis;
 pub mod succession;
 
 use std::sync::Arc;
@@ -173,6 +174,9 @@ pub enum AuthError {
     InsufficientScope { via: Via },
     #[error("the Authority's signing keys are not available; retry later")]
     Unavailable,
+    /// The shared replay store (`state.redis`) did not answer: no proof is accepted unchecked.
+    #[error("the shared state store is unavailable; retry shortly")]
+    StateUnavailable,
 }
 
 /// The DPoP `algs` advertised in challenges: what [`header::ALGORITHMS`] accepts.
@@ -190,7 +194,7 @@ impl AuthError {
         match self {
             AuthError::InvalidRequest(_) => 400,
             AuthError::InsufficientScope { .. } => 403,
-            AuthError::Unavailable => 503,
+            AuthError::Unavailable | AuthError::StateUnavailable => 503,
             _ => 401,
         }
     }
@@ -208,13 +212,16 @@ impl AuthError {
             AuthError::SenderMismatch { .. } => "sender_constraint_mismatch",
             AuthError::InsufficientScope { .. } => "insufficient_optok_scope",
             AuthError::Unavailable => "authority_unavailable",
+            AuthError::StateUnavailable => "state_unavailable",
         }
     }
 
     /// The RFC 6750 / RFC 9449 `error` code; `None` when no credentials were presented.
     pub fn oauth_error(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingCredentials | AuthError::Unavailable => None,
+            AuthError::MissingCredentials
+            | AuthError::Unavailable
+            | AuthError::StateUnavailable => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken { .. } | AuthError::SenderMismatch { .. } => {
                 Some("invalid_token")
@@ -486,6 +493,7 @@ impl Authority {
         match spent {
             Ok(()) => Ok(()),
             Err(ReplayError::Replayed) => Err(AuthError::Replay),
+            Err(ReplayError::Unavailable) => Err(AuthError::StateUnavailable),
             Err(full) => Err(AuthError::ReplayFull(full)),
         }
     }

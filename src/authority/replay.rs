@@ -24,6 +24,10 @@ pub enum ReplayError {
     Full,
     #[error("this DPoP key holds its whole share of the replay store")]
     KeyFull,
+    /// The shared store (Redis) did not answer in time: fail closed, the realm answers 503
+    /// `state_unavailable`.
+    #[error("the shared DPoP replay store is unavailable")]
+    Unavailable,
 }
 
 /// What a verified proof spends when its request is granted. Holds no proof text.

@@ -7,6 +7,7 @@
 pub mod env;
 pub mod file;
 pub mod locate;
+pub mod state;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -208,6 +209,8 @@ pub struct Settings {
     pub policy: Policy,
     /// Increases by one at every reload that takes effect.
     pub generation: u64,
+    /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
+    pub state: Option<crate::state::redis::RedisSettings>,
 }
 
 /// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
@@ -684,6 +687,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         .ok();
 
     let policy = policy(&file, &mut p);
+    let state = state::state(&file.state, &mut p);
 
     let (Some(upstream), Some(realm), Some(keys), true) = (upstream, realm, keys, p.0.is_empty())
     else {
@@ -730,6 +734,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         lifetime,
         keys: Arc::new(keys),
         policy,
+        state,
         file,
         generation: 1,
     })
@@ -875,6 +880,9 @@ pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static 
     let mut changed = Vec::new();
     if !old.server.same_listeners(&new.server) {
         changed.push("server");
+    }
+    if old.state != new.state {
+        changed.push("state");
     }
     changed
 }

@@ -58,6 +58,8 @@ pub struct Sidecar {
     pub authority: Arc<Succession>,
     /// `/readyz`, shared with the admin listener (one probe cache).
     pub health: Arc<Health>,
+    /// Where plan limits count (`state::Stores`): memory, or Redis shared by every replica.
+    pub counters: Arc<dyn crate::state::Counters>,
 }
 
 /// Per-request state: one configuration version for the whole request.
