@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult, Script};
@@ -128,7 +128,8 @@ struct Ready {
 pub struct Redis {
     settings: RedisSettings,
     client: redis::Client,
-    managed: ArcSwap<Managed>,
+    /// Made at the first command, inside a runtime (the client spawns its tasks there).
+    managed: ArcSwapOption<Managed>,
     counter: Script,
     /// Unix ms of the last warning, and failures since.
     warned_at: AtomicI64,
@@ -168,14 +169,10 @@ impl Redis {
     pub fn new(settings: RedisSettings) -> Result<Redis, StateError> {
         let client = redis::Client::open(settings.url.expose())
             .map_err(|e| StateError(format!("state.redis.url: {:?}", e.kind())))?;
-        let managed = Managed {
-            connection: connect(&client, settings.timeout)?,
-            built: Instant::now(),
-        };
         Ok(Redis {
             settings,
             client,
-            managed: ArcSwap::from_pointee(managed),
+            managed: ArcSwapOption::empty(),
             counter: Script::new(COUNTER_SCRIPT),
             warned_at: AtomicI64::new(i64::MIN / 2),
             unwarned: AtomicU64::new(0),
@@ -200,7 +197,7 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let managed = self.managed.load_full();
+        let managed = self.current()?;
         let started = Instant::now();
         let outcome =
             tokio::time::timeout(self.settings.timeout, command(managed.connection.clone())).await;
@@ -266,9 +263,31 @@ impl Redis {
         answer
     }
 
+    /// The connection in use, made now if there is none yet.
+    fn current(&self) -> Result<Arc<Managed>, StateError> {
+        if let Some(managed) = self.managed.load_full() {
+            return Ok(managed);
+        }
+        let fresh = Arc::new(Managed {
+            connection: connect(&self.client, self.settings.timeout)?,
+            built: Instant::now(),
+        });
+        let before = self
+            .managed
+            .compare_and_swap(&None::<Arc<Managed>>, Some(fresh.clone()));
+        Ok(match &*before {
+            Some(other) => other.clone(),
+            None => fresh,
+        })
+    }
+
     /// Replaces the connection that just failed, unless it is new or already replaced.
     fn renew(&self, failed: &Arc<Managed>) {
         if failed.built.elapsed() < RENEW_EVERY {
+            return;
+        }
+        let current = self.managed.load();
+        if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
             return;
         }
         let Ok(connection) = connect(&self.client, self.settings.timeout) else {
@@ -278,7 +297,7 @@ impl Redis {
             connection,
             built: Instant::now(),
         });
-        self.managed.compare_and_swap(failed, fresh);
+        self.managed.compare_and_swap(&current, Some(fresh));
     }
 
     /// One warning per 10 s at most, saying how many failures it stands for.

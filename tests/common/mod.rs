@@ -16,6 +16,7 @@
 pub mod authority;
 pub mod dpop;
 pub mod oci;
+pub mod redis;
 pub mod registry;
 pub mod sidecar;
 
