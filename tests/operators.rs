@@ -79,7 +79,8 @@ fn doctor_passes_on_a_healthy_stack() {
             "check.authority",
             "check.upstream",
             "check.upstream-trusts-tokens",
-            "check.plans"
+            "check.plans",
+            "check.state"
         ]
     );
     for f in &findings {
