@@ -101,7 +101,7 @@ fn doctor_passes_on_a_healthy_stack() {
         &[],
     );
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
     assert!(
         text.lines().all(|l| l.starts_with("pass  check.")),
         "{text}"
