@@ -874,8 +874,8 @@ fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
 }
 
 /// The sections that differ between two files and only take effect after a restart: the
-/// listeners. (A changed `authority` section builds a new Authority beside the one in force:
-/// see [`crate::authority::Succession`].)
+/// listeners and `state`. (A changed `authority` section builds a new Authority beside the one
+/// in force: see [`crate::authority::Succession`].)
 pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if !old.server.same_listeners(&new.server) {
