@@ -386,3 +386,55 @@ fn slow_or_erroring_redis_is_refused_in_time() {
     });
     assert_eq!((status, body["failing"].clone()), (503, json!(["state"])));
 }
+
+/// The Redis `Counters` that plan limits count through: fixed windows shared by every process
+/// on the same Redis and prefix (two clients stand for two replicas), one window per key,
+/// starting over once the window ends; a window's remaining time comes back with each count.
+#[test]
+fn counters_on_redis_are_shared_fixed_windows() {
+    use registry_token::state::redis::{OnUnavailable, Redis, RedisSettings, RedisUrl};
+    use registry_token::state::Counters;
+
+    let redis = RedisServer::start();
+    let settings = RedisSettings {
+        url: RedisUrl::parse(&redis.url()).unwrap(),
+        key_prefix: "e2e:".into(),
+        timeout: Duration::from_secs(2),
+        on_unavailable: OnUnavailable::Refuse,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let a = Redis::new(settings.clone()).unwrap();
+        let b = Redis::new(settings).unwrap();
+        let hour = Duration::from_secs(3600);
+        let mut counts = Vec::new();
+        for replica in [&a, &b, &a, &b] {
+            let hit = replica.hit("pulls:lic:LIC-1", hour).await.unwrap();
+            assert!(hit.resets_in <= hour && hit.resets_in > hour - Duration::from_secs(60));
+            counts.push(hit.count);
+        }
+        assert_eq!(counts, [1, 2, 3, 4]);
+        assert_eq!(b.hit("pulls:lic:LIC-2", hour).await.unwrap().count, 1);
+
+        let short = Duration::from_millis(300);
+        assert_eq!(a.hit("tokens:sub:x", short).await.unwrap().count, 1);
+        assert_eq!(b.hit("tokens:sub:x", short).await.unwrap().count, 2);
+        let deadline = Instant::now() + ANSWER_DEADLINE;
+        loop {
+            let hit = a.hit("tokens:sub:x", short).await.unwrap();
+            assert!(hit.resets_in <= short, "{hit:?}");
+            if hit.count == 1 {
+                break; // a new window began
+            }
+            assert!(Instant::now() < deadline, "the window never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(
+        redis.command("EXISTS e2e:count:pulls:lic:LIC-1").as_deref(),
+        Some(":1")
+    );
+}
