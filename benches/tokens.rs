@@ -10,11 +10,13 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Map};
 
 use registry_token::authority::Authority;
+use registry_token::cli::keygen::{keygen, KeyAlg};
 use registry_token::config::Settings;
+use registry_token::registry::{Resource, Scope};
 use registry_token::token::cache::VerifiedTokens;
 use registry_token::token::realm::{self, Audit, TokenRequest};
-use registry_token::token::{keygen, AccessEntry, IssuedClaims, KeyAlg};
-use support::{mint_optok, now, proofs, Es256};
+use registry_token::token::IssuedClaims;
+use support::{mint_optok, proofs, Clock, Es256, SystemClock};
 
 const ISSUER: &str = "http://127.0.0.1:9";
 const REALM: &str = "http://127.0.0.1:8085/token";
@@ -46,7 +48,7 @@ defaultPlan: enterprise
 }
 
 fn claims() -> IssuedClaims {
-    let t = now();
+    let t = SystemClock.now();
     IssuedClaims {
         iss: "registry-token".into(),
         sub: "bench".into(),
@@ -55,11 +57,10 @@ fn claims() -> IssuedClaims {
         nbf: t,
         iat: t,
         jti: "bench".into(),
-        access: vec![AccessEntry {
-            resource_type: "repository".into(),
-            name: "bench/app".into(),
-            actions: vec!["pull".into(), "push".into()],
-        }],
+        access: vec![Scope::new(
+            Resource::repository("bench/app"),
+            ["pull", "push"],
+        )],
         extra: Map::new(),
     }
 }
@@ -73,15 +74,28 @@ fn registry_tokens(c: &mut Criterion) {
     g.bench_function("sign", |b| b.iter(|| keys.sign(&claims()).unwrap()));
     g.bench_function("verify", |b| {
         b.iter(|| {
-            keys.verify(&token, "registry-token", "registry.bench", now(), 30)
-                .unwrap()
+            keys.verify(
+                &token,
+                "registry-token",
+                "registry.bench",
+                SystemClock.now(),
+                30,
+            )
+            .unwrap()
         })
     });
     let cache = VerifiedTokens::new(1024);
     g.bench_function("verify, cached", |b| {
         b.iter(|| {
             cache
-                .verify(&keys, &token, "registry-token", "registry.bench", now(), 30)
+                .verify(
+                    &keys,
+                    &token,
+                    "registry-token",
+                    "registry.bench",
+                    SystemClock.now(),
+                    30,
+                )
                 .unwrap()
         })
     });
@@ -102,6 +116,7 @@ fn realm(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    let counters = registry_token::state::memory::MemoryCounters::default();
     let issue = |authorization: &str, dpop: Option<&str>| {
         let request = TokenRequest {
             method: "GET",
@@ -110,12 +125,14 @@ fn realm(c: &mut Criterion) {
             authorization: vec![authorization],
             dpop: dpop.into_iter().collect(),
             client_cert_sha256: None,
+            client_ip: None,
+            counters: &counters,
         };
         let issued = runtime.block_on(realm::issue(
             &settings,
             &authority,
             &request,
-            now(),
+            SystemClock.now(),
             &mut Audit::default(),
         ));
         assert!(issued.is_ok(), "the realm refused the benchmark's request");

@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use registry_token::authority::{dpop, header, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
-use registry_token::token::{AccessEntry, IssuedClaims};
+use registry_token::authority::{dpop, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
+use registry_token::jose;
+use registry_token::registry::{Resource, Scope};
+use registry_token::token::IssuedClaims;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
-use support::{mint_optok, now, proofs, Es256};
+use support::{mint_optok, proofs, Clock, Es256, SystemClock};
 
 const SERVICE: &str = "registry.bench";
 /// Proofs signed per second of measurement: above any rate expected here; a run that uses them
@@ -262,7 +264,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
     let Value::Object(jwk) = authority.jwk()? else {
         unreachable!()
     };
-    let authority_key = Arc::new(header::PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())?);
+    let authority_key = Arc::new(jose::PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())?);
     let key = Arc::new(Es256::generate()?);
     let op = Arc::new(mint_optok(&authority, issuer, Some(&key))?);
     let jkt = key.thumbprint()?;
@@ -307,7 +309,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                     let Some(proof) = all.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    let t = now();
+                    let t = SystemClock.now();
                     // 1. the OpTok: header checks and signature
                     let parsed = optok::parse(&op).expect("OpTok parses");
                     authority_key
@@ -337,11 +339,10 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                         nbf: t,
                         iat: t,
                         jti: format!("{t}-{done}"),
-                        access: vec![AccessEntry {
-                            resource_type: "repository".into(),
-                            name: name.clone(),
-                            actions: actions.split(',').map(String::from).collect(),
-                        }],
+                        access: vec![Scope::new(
+                            Resource::repository(name.clone()),
+                            actions.split(','),
+                        )],
                         extra: Map::new(),
                     };
                     std::hint::black_box(settings.keys.sign(&claims).expect("sign"));

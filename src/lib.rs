@@ -15,8 +15,12 @@
 //!         logging                 → metrics
 //! ```
 //!
-//! `authority`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
+//! `authority`, `jose`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
 //! `proxy` and `config::watch` do.
+//!
+//! No process globals: `server::run` builds the shared state (the metrics registry, the
+//! verified-token cache, the Authority in force) and hands it to the proxy's `Sidecar`, the
+//! admin listener and the background services.
 
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints.
 pub mod authority;
@@ -26,17 +30,20 @@ pub mod cli;
 pub mod config;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
-/// Every exported metric.
+/// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.
+pub mod jose;
+/// Every exported metric, in one registry `server` builds and hands to whatever counts.
 pub mod metrics;
-/// Plans: repository patterns and the grants they make.
+/// The policy compiled from the configuration: plans, repository patterns, revocations.
 pub mod policy;
 /// The pingora proxy: dispatch, `/v2/` authorization, responses.
 pub mod proxy;
-/// Distribution's grammar: repository names, token scopes, the `/v2/` route table.
+/// Distribution's grammar and grant types: repository names, resources, accesses and scopes
+/// (one type each, one text each), the access set, the `/v2/` route table, the Bearer challenge.
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;
 /// State replicas share: plan-limit counters (memory, or Redis with `state.redis`).
 pub mod state;
-/// Registry tokens: signing keys, claims, the realm, keygen.
+/// Registry tokens: signing keys and key ids, claims, the realm.
 pub mod token;

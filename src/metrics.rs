@@ -1,15 +1,18 @@
 //! Every metric the sidecar exports, in one prometheus `Registry` served by the admin listener.
 //!
 //! Names and labels are part of the contract (SPEC section 6): change them only with the SPEC.
-
-use std::sync::LazyLock;
+//!
+//! No global: `server::run` builds one [`Metrics`] in an `Arc` and hands it to whatever counts
+//! (the proxy's `Sidecar`, the Authority and its key cache, the reload service, the Redis
+//! store and its memory fallback) and to the admin listener, which renders it. Tests and
+//! tools build their own.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
-/// The sidecar's metrics, registered once in their own registry.
+/// The sidecar's metrics, registered in their own registry. `Send + Sync`; share it in an `Arc`.
 pub struct Metrics {
     pub registry: Registry,
     /// Registry tokens issued, by plan.
@@ -30,6 +33,8 @@ pub struct Metrics {
     pub authority_refresh: IntCounterVec,
     /// Spent DPoP proofs the replay store holds (bounded by `authority.dpop.replayCapacity`).
     pub dpop_replay_entries: IntGauge,
+    /// Requests refused by a plan limit (SPEC 8), by plan and kind (`pulls`, `tokens`).
+    pub rate_limited: IntCounterVec,
     /// Shared-state (Redis) commands that failed or took longer than `state.redis.timeout`, by
     /// op (`replay`, `count`, `ping`, `probe`).
     pub state_errors: IntCounterVec,
@@ -40,13 +45,6 @@ pub struct Metrics {
     pub state_duration: Histogram,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-
-/// The process-wide metrics.
-pub fn get() -> &'static Metrics {
-    &METRICS
-}
-
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
@@ -55,8 +53,15 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     counter
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    fn new() -> Self {
+    /// Every metric at zero, in a registry of their own.
+    pub fn new() -> Self {
         let registry = Registry::new();
         let proxy_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -156,6 +161,12 @@ impl Metrics {
                 &["result"],
             ),
             dpop_replay_entries,
+            rate_limited: counter(
+                &registry,
+                "registry_token_rate_limited_total",
+                "Requests refused by a plan limit",
+                &["plan", "kind"],
+            ),
             registry,
         }
     }

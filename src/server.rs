@@ -30,22 +30,26 @@ use crate::authority::{Authority, Succession};
 use crate::config::watch::Reloader;
 use crate::config::Settings;
 use crate::health::Health;
-use crate::metrics;
+use crate::jose::SystemClock;
+use crate::metrics::Metrics;
 use crate::proxy::Sidecar;
 use crate::state::Stores;
+use crate::token::cache::VerifiedTokens;
 
 /// The admin listener: Prometheus metrics, and `/readyz` with the details (URLs, errors).
 struct Admin {
     settings: Arc<ArcSwap<Settings>>,
     authority: Arc<Succession>,
     health: Arc<Health>,
+    /// The registry the proxy, the Authority and the reload service count into.
+    metrics: Arc<Metrics>,
 }
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let (status, content_type, body) = match session.req_header().uri.path() {
-            "/metrics" => (200, "text/plain; version=0.0.4", metrics::get().render()),
+            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
             "/readyz" => {
                 let (settings, authority) = (self.settings.load_full(), self.authority.current());
                 let waiting = self.authority.pending();
@@ -167,10 +171,10 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             std::process::exit(2);
         }
     }
-    metrics::get()
-        .config_generation
-        .set(settings.generation as i64);
-    let stores = match Stores::build(settings.state.as_ref()) {
+    // The shared state every service is handed: no process global.
+    let metrics = Arc::new(Metrics::new());
+    metrics.config_generation.set(settings.generation as i64);
+    let stores = match Stores::build(settings.state.as_ref(), metrics.clone()) {
         Ok(stores) => stores,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the shared state store (state.redis)");
@@ -180,11 +184,13 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     if let Some(redis) = &settings.state {
         tracing::info!(redis = %redis.url, on_unavailable = ?redis.on_unavailable, "spent DPoP proofs and plan-limit counts are shared on Redis");
     }
-    let authority = Arc::new(Succession::new(Authority::with_store(
+    let authority = Authority::with_store(
         settings.authority.clone(),
         Default::default(),
         stores.replay.clone(),
-    )));
+        metrics.clone(),
+    );
+    let authority = Arc::new(Succession::new(authority));
     let health = Arc::new(Health::with_state(stores.redis.clone()));
     let reloaded = Arc::new(Notify::new());
     let idle_timeout = settings.limits.idle_timeout;
@@ -213,6 +219,9 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         settings: settings.clone(),
         authority: authority.clone(),
         health: health.clone(),
+        metrics: metrics.clone(),
+        tokens: Arc::new(VerifiedTokens::default()),
+        clock: Arc::new(SystemClock),
         counters: stores.counters.clone(),
     };
     let tls = settings.load().tls.is_some();
@@ -225,11 +234,13 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         proxy: Arc::new(proxy),
         tally: tally.clone(),
         settings: settings.clone(),
+        metrics: metrics.clone(),
     };
     let mut proxy = Service::new("proxy".to_string(), guarded);
     proxy.set_connection_filter(Arc::new(connections::Admission {
         tally: tally.clone(),
         settings: settings.clone(),
+        metrics: metrics.clone(),
     }));
     if tls {
         match tls_settings(&settings) {
@@ -246,6 +257,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         settings: settings.clone(),
         authority: authority.clone(),
         health,
+        metrics: metrics.clone(),
     };
     let mut admin = Service::new("admin".to_string(), admin);
     admin.add_tcp(&admin_listen.to_string());
@@ -266,6 +278,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             path: config_path,
             settings,
             reloaded,
+            metrics,
         },
     ));
     shutdown::exit_when_drained(server.watch_execution_phase(), tally, grace_period);

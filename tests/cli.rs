@@ -180,7 +180,7 @@ fn token_inspect() {
     );
     let text = String::from_utf8_lossy(&shown.stdout);
     assert_eq!(shown.status.code(), Some(0), "{text}{}", stderr(&shown));
-    assert!(text.contains("repository acme/app: pull, push"), "{text}");
+    assert!(text.contains("repository:acme/app:pull,push"), "{text}");
     assert!(text.contains("expires: in "), "{text}");
     assert!(text.contains("verify: valid"), "{text}");
     let mut tampered = token.clone();

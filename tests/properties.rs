@@ -5,7 +5,7 @@
 //! ```text
 //! scope=…        ─▶ registry::Scope::parse / parse_scopes  no panic; prints back; name verbatim
 //! METHOD /v2/…?q ─▶ registry::route                         no panic; Distribution's route and name
-//! DPoP: …        ─▶ authority::header / dpop::verify_proof  no panic: huge, unicode, dots, base64-ish
+//! DPoP: …        ─▶ jose::parse_compact / dpop::verify_proof  no panic: huge, unicode, dots, base64-ish
 //! ```
 //!
 //! The route property compares with [`Distribution`], an independent matcher built from the
@@ -35,8 +35,8 @@ use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use registry_token::authority::dpop::{self, ProofCheck};
-use registry_token::authority::header::{self, b64url_encode};
 use registry_token::authority::{nonce, MemoryReplayStore, NonceConfig, ReplayError, ReplayLimits};
+use registry_token::jose::{self, b64url_encode};
 use registry_token::registry::scope::SCOPES_MAX;
 use registry_token::registry::{is_valid_name, parse_scopes, route, ResourceType, Route, Scope};
 
@@ -152,13 +152,14 @@ fn check_scope(input: &str, scope: &Scope) {
     assert_eq!(Scope::parse(&printed).as_ref(), Ok(scope), "{printed:?}");
     let first = input.find(':').unwrap();
     let last = input.rfind(':').unwrap();
-    assert_eq!(&input[first + 1..last], scope.name, "{input:?}");
+    let name = &scope.resource.name;
+    assert_eq!(&input[first + 1..last], name, "{input:?}");
     assert!(!scope.actions.is_empty());
-    match scope.resource_type {
-        ResourceType::Repository => assert!(is_valid_name(&scope.name), "{input:?}"),
+    match scope.resource.kind {
+        ResourceType::Repository => assert!(is_valid_name(name), "{input:?}"),
         ResourceType::Registry => {
             assert_eq!(
-                (scope.name.as_str(), scope.actions.as_slice()),
+                (name.as_str(), scope.actions.as_slice()),
                 ("catalog", &["*".to_owned()][..])
             )
         }
@@ -469,7 +470,7 @@ proptest! {
             prop_assert!(is_valid_name(name));
             // Every grant needed is about that repository, or a valid `from` for a mount.
             for access in &routed.needs {
-                prop_assert!(access.name == *name || is_valid_name(&access.name));
+                prop_assert!(access.resource.name == *name || is_valid_name(&access.resource.name));
             }
         }
     }
@@ -706,7 +707,7 @@ proptest! {
     /// signing input is the first two, verbatim.
     #[test]
     fn compact(text in jws_ish()) {
-        if let Ok(jws) = header::parse_compact(&text) {
+        if let Ok(jws) = jose::parse_compact(&text) {
             prop_assert_eq!(text.matches('.').count(), 2);
             prop_assert!(text.starts_with(jws.signing_input));
             prop_assert!(text.ends_with(jws.signature));
@@ -722,7 +723,7 @@ proptest! {
         json_value().prop_map(|v| v.to_string().into_bytes()),
         "\\{(\"[ab]\":[0-9],?){0,4}\\}".prop_map(String::into_bytes),
     ]) {
-        if let Ok(map) = header::parse_object(&bytes, "header") {
+        if let Ok(map) = jose::parse_object(&bytes, "header") {
             prop_assert_eq!(Value::Object(map), serde_json::from_slice::<Value>(&bytes).unwrap());
         }
     }
@@ -730,7 +731,7 @@ proptest! {
     /// Strict base64url: whatever decodes re-encodes to the same text (one spelling per value).
     #[test]
     fn b64url_canonical(text in "[A-Za-z0-9_=+/-]{0,64}") {
-        if let Ok(bytes) = header::b64url(&text) {
+        if let Ok(bytes) = jose::b64url_decode(&text) {
             prop_assert_eq!(b64url_encode(bytes), text);
         }
     }
@@ -759,7 +760,7 @@ proptest! {
 fn deep_nesting() {
     for depth in [200, 10_000, 100_000] {
         let text = format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
-        assert!(header::parse_object(text.as_bytes(), "header").is_err());
+        assert!(jose::parse_object(text.as_bytes(), "header").is_err());
         let proof = format!("{}.e30.AA", b64url_encode(&text));
         assert!(dpop::verify_proof(&proof, &check(false)).is_err());
     }

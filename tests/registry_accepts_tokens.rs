@@ -12,9 +12,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{client, now, Registry, TokenAuth};
-use registry_token::token::{
-    keygen, AccessEntry, IssuedClaims, KeyAlg, KeyIdFormat, KeySet, SigningConfig,
-};
+use registry_token::cli::keygen::{keygen, KeyAlg};
+use registry_token::registry::{Resource, Scope};
+use registry_token::token::{IssuedClaims, KeyIdFormat, KeySet, SigningConfig};
 use rstest::rstest;
 
 const SERVICE: &str = "registry.test";
@@ -51,11 +51,7 @@ fn claims(repo: &str) -> IssuedClaims {
         nbf: now,
         iat: now,
         jti: format!("jti-{repo}-{now}"),
-        access: vec![AccessEntry {
-            resource_type: "repository".into(),
-            name: repo.into(),
-            actions: vec!["pull".into()],
-        }],
+        access: vec![Scope::new(Resource::repository(repo), ["pull"])],
         extra: Default::default(),
     }
 }

@@ -407,8 +407,8 @@ fn counters_on_redis_are_shared_fixed_windows() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let a = Redis::new(settings.clone()).unwrap();
-        let b = Redis::new(settings).unwrap();
+        let a = Redis::new(settings.clone(), Default::default()).unwrap();
+        let b = Redis::new(settings, Default::default()).unwrap();
         let hour = Duration::from_secs(3600);
         let mut counts = Vec::new();
         for replica in [&a, &b, &a, &b] {

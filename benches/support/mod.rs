@@ -3,30 +3,19 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::Private;
+use registry_token::authority::dpop::access_token_hash;
+use registry_token::jose::{b64url_encode, thumbprint};
+pub use registry_token::jose::{Clock, SystemClock};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub type Failure = Box<dyn std::error::Error>;
-
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// A P-256 key that signs ES256 JWS.
 pub struct Es256(EcKey<Private>);
@@ -49,26 +38,24 @@ impl Es256 {
             .public_key()
             .affine_coordinates(self.0.group(), &mut x, &mut y, &mut ctx)?;
         Ok(json!({"kty": "EC", "crv": "P-256",
-                  "x": b64(x.to_vec_padded(32)?), "y": b64(y.to_vec_padded(32)?)}))
+                  "x": b64url_encode(x.to_vec_padded(32)?), "y": b64url_encode(y.to_vec_padded(32)?)}))
     }
 
-    /// RFC 7638 thumbprint (members in lexicographic order).
+    /// RFC 7638 thumbprint.
     pub fn thumbprint(&self) -> Result<String, Failure> {
-        let jwk = self.jwk()?;
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            jwk["x"].as_str().unwrap(),
-            jwk["y"].as_str().unwrap()
-        );
-        Ok(b64(Sha256::digest(canonical)))
+        Ok(thumbprint(&self.jwk()?))
     }
 
     pub fn jws(&self, header: &Value, claims: &Value) -> Result<String, Failure> {
-        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            b64url_encode(header.to_string()),
+            b64url_encode(claims.to_string())
+        );
         let sig = EcdsaSig::sign(&Sha256::digest(input.as_bytes()), &self.0)?;
         let mut raw = sig.r().to_vec_padded(32)?;
         raw.extend(sig.s().to_vec_padded(32)?);
-        Ok(format!("{input}.{}", b64(raw)))
+        Ok(format!("{input}.{}", b64url_encode(raw)))
     }
 }
 
@@ -78,7 +65,7 @@ pub fn mint_optok(
     issuer: &str,
     dpop: Option<&Es256>,
 ) -> Result<String, Failure> {
-    let t = now();
+    let t = SystemClock.now();
     let mut claims = json!({"iss": issuer, "sub": "bench", "aud": "registry", "iat": t,
         "exp": t + 3600, "scope": "registry.token.issue", "stellaops:plan": "enterprise",
         "stellaops:license": "LIC-BENCH"});
@@ -99,7 +86,7 @@ pub fn proofs(
     count: usize,
 ) -> Result<Vec<String>, Failure> {
     let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk()?});
-    let ath = b64(Sha256::digest(token.as_bytes()));
+    let ath = access_token_hash(token);
     let run: u64 = rand::random(); // jtis differ across processes too
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per = count.div_ceil(threads);
@@ -111,7 +98,7 @@ pub fn proofs(
                 (0..per)
                     .map(|i| {
                         let claims = json!({"jti": format!("{run:x}-{t}-{i}"), "htm": "GET",
-                            "htu": realm, "iat": now(), "ath": ath});
+                            "htu": realm, "iat": SystemClock.now(), "ath": ath});
                         key.jws(&header, &claims).expect("sign a proof")
                     })
                     .collect::<Vec<_>>()

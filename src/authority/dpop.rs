@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::header::{self, b64url_encode, JoseError, PublicKey};
 use super::nonce::{self, NonceConfig};
 use super::replay::ProofUse;
+use crate::jose::{self, b64url_encode, JoseError, PublicKey};
 
 /// Proofs longer than this are refused before any decoding.
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
@@ -129,7 +129,7 @@ pub fn verify_proof(proof: &str, check: &ProofCheck) -> Result<ProofOutcome, Dpo
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError::TooLarge);
     }
-    let jws = header::parse_compact(proof).map_err(DpopError::Malformed)?;
+    let jws = jose::parse_compact(proof).map_err(DpopError::Malformed)?;
     let (key, alg) = proof_key(&jws.header)?;
     key.verify(alg, jws.signing_input, jws.signature)
         .map_err(|_| DpopError::Signature)?;
@@ -197,7 +197,7 @@ fn proof_key(jose: &Map<String, Value>) -> Result<(PublicKey, jsonwebtoken::Algo
     if jose.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(DpopError::Header("typ is not dpop+jwt"));
     }
-    let alg = header::header_algorithm(jose).ok_or(DpopError::Header(
+    let alg = jose::header_algorithm(jose).ok_or(DpopError::Header(
         "alg is not an allowed asymmetric algorithm",
     ))?;
     if jose.contains_key("crit") {
@@ -413,11 +413,11 @@ pub(crate) mod tests {
     /// The Fig. 2 signature is also high-S, and verifies at the JWS level.
     #[test]
     fn rfc_fig2_signature() {
-        let jws = header::parse_compact(RFC_FIG2).unwrap();
+        let jws = jose::parse_compact(RFC_FIG2).unwrap();
         let (key, alg) = proof_key(&jws.header).unwrap();
         assert_eq!(key.thumbprint(), RFC_JKT);
         key.verify(alg, jws.signing_input, jws.signature).unwrap();
-        let s = header::b64url(jws.signature).unwrap()[32..].to_vec();
+        let s = jose::b64url_decode(jws.signature).unwrap()[32..].to_vec();
         let order = BigNum::from_hex_str(
             "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
         )
@@ -527,11 +527,11 @@ pub(crate) mod tests {
         let key = TestKey::p256();
         let good = proof(&key, "ES256", &claims());
         let [h, p, s]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
-        let mut flipped = header::b64url(s).unwrap();
+        let mut flipped = jose::b64url_decode(s).unwrap();
         flipped[10] ^= 1;
         let mut short_x = key.jwk();
         short_x["x"] = json!(b64url_encode(
-            &header::b64url(short_x["x"].as_str().unwrap()).unwrap()[1..]
+            &jose::b64url_decode(short_x["x"].as_str().unwrap()).unwrap()[1..]
         ));
         let hs256 = {
             let header =
@@ -543,7 +543,8 @@ pub(crate) mod tests {
             );
             let mac = openssl::sign::Signer::new(
                 MessageDigest::sha256(),
-                &PKey::hmac(&header::b64url(key.jwk()["x"].as_str().unwrap()).unwrap()).unwrap(),
+                &PKey::hmac(&jose::b64url_decode(key.jwk()["x"].as_str().unwrap()).unwrap())
+                    .unwrap(),
             )
             .unwrap()
             .sign_oneshot_to_vec(input.as_bytes())
@@ -698,7 +699,7 @@ pub(crate) mod tests {
 
         // s' = n - s: a different, equally valid signature for the same claims.
         let (input, sig) = first.rsplit_once('.').unwrap();
-        let sig = header::b64url(sig).unwrap();
+        let sig = jose::b64url_decode(sig).unwrap();
         let order = BigNum::from_hex_str(
             "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
         )

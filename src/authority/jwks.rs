@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::{Host, Url};
 
-use super::header::PublicKey;
 use super::optok::MAX_KID_CHARS;
 use super::AuthorityConfig;
+use crate::jose::PublicKey;
+use crate::metrics::Metrics;
 
 /// Limits of the key cache; [`Default`] gives the production values.
 #[derive(Debug, Clone)]
@@ -102,6 +103,8 @@ pub(crate) struct KeyCache {
     state: RwLock<State>,
     /// Held while fetching: concurrent refreshes wait for the one under way.
     flight: tokio::sync::Mutex<()>,
+    /// Counts every fetch (`registry_token_authority_keys_refresh_total`).
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -117,8 +120,9 @@ struct State {
 }
 
 impl KeyCache {
-    /// No I/O: the first fetch happens at [`KeyCache::refresh`] or on a lookup.
-    pub fn new(config: &AuthorityConfig, tuning: JwksTuning) -> Self {
+    /// No I/O: the first fetch happens at [`KeyCache::refresh`] or on a lookup. Fetches are
+    /// counted in `metrics`.
+    pub fn new(config: &AuthorityConfig, tuning: JwksTuning, metrics: Arc<Metrics>) -> Self {
         KeyCache {
             issuer: config.issuer.clone(),
             metadata_address: config.metadata_address.clone(),
@@ -127,6 +131,7 @@ impl KeyCache {
             client: OnceLock::new(),
             state: RwLock::default(),
             flight: tokio::sync::Mutex::new(()),
+            metrics,
         }
     }
 
@@ -204,7 +209,7 @@ impl KeyCache {
     async fn refresh_locked(&self) -> Result<usize, JwksError> {
         let result = self.fetch().await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        crate::metrics::get()
+        self.metrics
             .authority_refresh
             .with_label_values(&[label])
             .inc();
@@ -519,11 +524,12 @@ pub(crate) mod tests {
         let mut config = crate::authority::tests::config(SenderConstraint::None);
         config.issuer = server.base.clone();
         config.metadata_address = format!("{}/.well-known/openid-configuration", server.base);
-        KeyCache::new(&config, tuning)
+        KeyCache::new(&config, tuning, Arc::default())
     }
 
-    fn errors() -> u64 {
-        crate::metrics::get()
+    fn errors(cache: &KeyCache) -> u64 {
+        cache
+            .metrics
             .authority_refresh
             .with_label_values(&["error"])
             .get()
@@ -608,11 +614,11 @@ pub(crate) mod tests {
             ),
         ];
         for (canned, expected) in bad {
-            let before = errors();
+            let before = errors(&cache);
             server.set("/jwks", canned);
             let error = cache.refresh().await.unwrap_err().to_string();
             assert!(error.contains(expected), "{error} should say {expected}");
-            assert!(errors() > before);
+            assert!(errors(&cache) > before);
             assert!(
                 matches!(cache.lookup("k1"), Lookup::Found(_)),
                 "previous keys kept"
@@ -738,7 +744,7 @@ pub(crate) mod tests {
         let mut config = crate::authority::tests::config(SenderConstraint::None);
         config.metadata_address = format!("{}/.well-known/openid-configuration", server.base);
         config.jwks_uri = Some(format!("{}/keys", server.base));
-        let cache = KeyCache::new(&config, tuning());
+        let cache = KeyCache::new(&config, tuning(), Arc::default());
         assert_eq!(cache.refresh().await, Ok(1));
         assert_eq!(server.hits("/.well-known/openid-configuration"), 0);
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::header::{b64url, b64url_encode};
+use crate::jose::{b64url_decode, b64url_encode};
 
 /// How far in the future a nonce's timestamp may be (another replica's clock running ahead).
 pub const FUTURE_SKEW: i64 = 10;
@@ -76,7 +76,7 @@ pub fn check(secret: &[u8], nonce: &str, now: i64, lifetime: Duration) -> bool {
     if nonce.len() != NONCE_CHARS {
         return false;
     }
-    let Ok(bytes) = b64url(nonce) else {
+    let Ok(bytes) = b64url_decode(nonce) else {
         return false;
     };
     let Some((timestamp, tag)) = bytes.split_first_chunk::<8>() else {
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn tamper() {
         let nonce = issue(SECRET, NOW);
-        let mut bytes = b64url(&nonce).unwrap();
+        let mut bytes = b64url_decode(&nonce).unwrap();
         for i in 0..bytes.len() {
             bytes[i] ^= 1;
             assert!(
@@ -172,7 +172,7 @@ mod tests {
             bytes[i] ^= 1;
         }
         // An older timestamp with the MAC of the current one: the MAC covers the time.
-        let mut backdated = b64url(&issue(SECRET, NOW)).unwrap();
+        let mut backdated = b64url_decode(&issue(SECRET, NOW)).unwrap();
         backdated[..8].copy_from_slice(&(NOW - 1).to_be_bytes());
         assert!(!check(SECRET, &b64url_encode(&backdated), NOW, LIFETIME));
 

@@ -8,8 +8,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::dpop::integer;
-use super::header::{self, Compact, JoseError};
 use super::AuthorityConfig;
+use crate::jose::{self, Compact, JoseError};
 
 /// Longest accepted OpTok, in bytes.
 pub const MAX_OPTOK_BYTES: usize = 16 * 1024;
@@ -82,9 +82,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, OpTokError> {
     if token.len() > MAX_OPTOK_BYTES {
         return Err(OpTokError::TooLarge);
     }
-    let jws = header::parse_compact(token).map_err(OpTokError::Malformed)?;
+    let jws = jose::parse_compact(token).map_err(OpTokError::Malformed)?;
     let jose = &jws.header;
-    let alg = header::header_algorithm(jose).ok_or(OpTokError::Header(
+    let alg = jose::header_algorithm(jose).ok_or(OpTokError::Header(
         "alg is not an allowed asymmetric algorithm",
     ))?;
     if FORBIDDEN_HEADER.iter().any(|name| jose.contains_key(*name)) {
@@ -322,7 +322,7 @@ mod tests {
     #[case::dpop_media_type(json!({"alg":"ES256","kid":"k","typ":"Application/DPoP+JWT"}), Some(OpTokError::Header("typ is not an access token type")))]
     #[case::at_jwt(json!({"alg":"PS256","kid":"k","typ":"at+jwt"}), None)]
     fn header_rules(#[case] header: Value, #[case] expected: Option<OpTokError>) {
-        let token = format!("{}.e30.AA", header::b64url_encode(header.to_string()));
+        let token = format!("{}.e30.AA", jose::b64url_encode(header.to_string()));
         assert_eq!(parse(&token).err(), expected);
     }
 
@@ -331,7 +331,7 @@ mod tests {
     fn duplicate_and_oversize() {
         let token = format!(
             "{}.e30.AA",
-            header::b64url_encode(r#"{"alg":"ES256","kid":"k","alg":"RS256"}"#)
+            jose::b64url_encode(r#"{"alg":"ES256","kid":"k","alg":"RS256"}"#)
         );
         assert_eq!(
             parse(&token).err(),

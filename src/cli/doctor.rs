@@ -6,15 +6,17 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::probe::{describe, http_client, Challenge};
+use super::test::{describe, http_client};
 use crate::authority::Authority;
 use crate::config::file::FileConfig;
 use crate::config::{self, Settings};
-use crate::policy::Pattern;
+use crate::jose::{Clock, SystemClock};
+use crate::policy::{covers, Pattern};
+use crate::registry::challenge::Challenge;
 use crate::token::IssuedClaims;
 
 /// Every check, in the order they run.
@@ -226,7 +228,7 @@ async fn state(s: &Settings) -> Finding {
             "in memory (no state.redis): fine for one replica; replicas need Redis to share spent DPoP proofs and limits",
         );
     };
-    let redis = match crate::state::redis::Redis::new(settings.clone()) {
+    let redis = match crate::state::redis::Redis::new(settings.clone(), Default::default()) {
         Ok(redis) => redis,
         Err(e) => return Finding::fail(CHECK, e.to_string(), "correct state.redis.url"),
     };
@@ -262,16 +264,9 @@ async fn state(s: &Settings) -> Finding {
     Finding::pass(CHECK, message)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The probe token: no access, `aud` = service, `iss` = signing.issuer, one minute of life.
 fn probe_token(s: &Settings) -> Result<String, String> {
-    let now = unix_now();
+    let now = SystemClock.now();
     let claims = IssuedClaims {
         iss: s.signing_issuer.clone(),
         sub: "registry-token-doctor".into(),
@@ -292,7 +287,7 @@ fn signing_key(s: &Settings) -> Finding {
     let key = &s.keys.current;
     let verified = probe_token(s).and_then(|t| {
         s.keys
-            .verify(&t, &s.signing_issuer, &s.service, unix_now(), 0)
+            .verify(&t, &s.signing_issuer, &s.service, SystemClock.now(), 0)
             .map(|_| ())
             .map_err(|e| e.to_string())
     });
@@ -537,44 +532,10 @@ fn plans(file: &FileConfig) -> Finding {
     )
 }
 
-/// Whether every repository name `b` matches is matched by `a` (both valid patterns).
-fn covers(a: &str, b: &str) -> bool {
-    fn go(a: &[&str], b: &[&str]) -> bool {
-        match (a.first(), b.first()) {
-            (None, None) => true,
-            // `**` takes b's first segment (a b-side `**` whole), then stops or keeps taking.
-            (Some(&"**"), Some(_)) => go(&a[1..], &b[1..]) || go(a, &b[1..]),
-            (Some(&"*"), Some(seg)) => *seg != "**" && go(&a[1..], &b[1..]),
-            (Some(lit), Some(seg)) => lit == seg && go(&a[1..], &b[1..]),
-            _ => false,
-        }
-    }
-    let a: Vec<&str> = a.split('/').collect();
-    let b: Vec<&str> = b.split('/').collect();
-    go(&a, &b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
-
-    /// Coverage between patterns: `**` is one or more segments, `*` exactly one.
-    #[rstest]
-    #[case("acme/*", "acme/app", true)]
-    #[case("acme/*", "acme/*", true)]
-    #[case("acme/app", "acme/*", false)]
-    #[case("**", "acme/*/x", true)]
-    #[case("customers/**", "customers/a/b", true)]
-    #[case("customers/**", "customers/**", true)]
-    #[case("customers/*", "customers/**", false)]
-    #[case("stella-ops/*/*", "stella-ops/public/*", true)]
-    #[case("stella-ops/public/*", "stella-ops/*/*", false)]
-    #[case("a/**/z", "a/b/c/z", true)]
-    #[case("a/**/z", "a/z", false)]
-    fn patterns_cover(#[case] a: &str, #[case] b: &str, #[case] expected: bool) {
-        assert_eq!(covers(a, b), expected, "{a} covers {b}");
-    }
 
     fn file(yaml: &str) -> FileConfig {
         let base = "authority:\n  issuer: http://127.0.0.1:9\nregistry:\n  realm: http://127.0.0.1:8085/token\n  service: s\n";

@@ -4,19 +4,14 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config;
-
-fn decode_part(part: &str) -> Option<Value> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
+use crate::jose::{peek_segment, Clock, SystemClock};
+use crate::registry::Scope;
 
 /// "in 4m 12s" or "4m 12s ago".
 fn relative(at: i64, now: i64) -> String {
@@ -42,8 +37,8 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
     let token = text.trim();
     let parts: Vec<&str> = token.split('.').collect();
     let (Some(header), Some(claims)) = (
-        parts.first().and_then(|p| decode_part(p)),
-        parts.get(1).and_then(|p| decode_part(p)),
+        parts.first().and_then(|p| peek_segment(p)),
+        parts.get(1).and_then(|p| peek_segment(p)),
     ) else {
         eprintln!(
             "token inspect: not a JWT (expected three base64url parts with JSON header and claims)"
@@ -57,10 +52,7 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = SystemClock.now();
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     println!("header:\n{}", pretty(&header));
     println!("claims:\n{}", pretty(&claims));
@@ -73,24 +65,10 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         Some(entries) if !entries.is_empty() => {
             println!("grants:");
             for entry in entries {
-                let field = |k: &str| {
-                    entry
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string()
-                };
-                let actions: Vec<&str> = entry
-                    .get("actions")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                println!(
-                    "  {} {}: {}",
-                    field("type"),
-                    field("name"),
-                    actions.join(", ")
-                );
+                match Scope::deserialize(entry) {
+                    Ok(scope) => println!("  {scope}"),
+                    Err(_) => println!("  ? (not a grant: {entry})"),
+                }
             }
         }
         Some(_) => println!("grants: nothing (a login token: it opens /v2/ only)"),

@@ -5,7 +5,8 @@
 
 pub mod doctor;
 mod inspect;
-pub mod probe;
+pub mod keygen;
+pub mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config;
-use crate::token::{keygen_with, KeyAlg, KeygenOptions};
+use keygen::{KeyAlg, KeygenOptions};
 
 /// An auth sidecar for OCI registries: token realm, sender-constrained tokens, enforcing proxy.
 #[derive(Debug, Parser)]
@@ -179,7 +180,7 @@ pub fn run(cli: Cli) -> ExitCode {
             realm,
             service,
             issuer,
-        } => match keygen_with(&KeygenOptions {
+        } => keygen::run(&KeygenOptions {
             alg,
             out,
             ca_dir,
@@ -187,42 +188,7 @@ pub fn run(cli: Cli) -> ExitCode {
             realm,
             service,
             issuer,
-        }) {
-            Ok(generated) => {
-                if let Some(old) = &generated.moved_ca_key {
-                    println!(
-                        "moved the CA's private key {} into {}",
-                        old.display(),
-                        generated.ca_dir.display()
-                    );
-                }
-                println!(
-                    "wrote signing.pem, signing-chain.crt (valid until {}), jwks.json, ca.crt to {}",
-                    generated.not_after,
-                    generated.dir.display()
-                );
-                println!(
-                    "the CA's private key is in {}: mount {} without it into the sidecar, only ca.crt into the registry",
-                    generated.ca_dir.display(),
-                    generated.dir.display()
-                );
-                if let Some(previous) = &generated.previous {
-                    println!(
-                        "the replaced signing certificate is {}: list it in signing.previousKeys",
-                        previous.display()
-                    );
-                }
-                println!(
-                    "\nFor the registry's configuration:\n\n{}",
-                    generated.snippet
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("keygen: {e}");
-                ExitCode::from(1)
-            }
-        },
+        }),
         Command::Token {
             command: TokenCommand::Inspect { jwt, verify },
         } => inspect::run(&jwt, verify, &path),
@@ -234,9 +200,9 @@ pub fn run(cli: Cli) -> ExitCode {
             dpop_key,
             allow_realm_hosts,
             verbose,
-        } => probe::run(
+        } => test::run(
             &url,
-            &probe::ProbeOptions {
+            &test::ProbeOptions {
                 scopes: &scopes,
                 optok: optok.as_deref(),
                 dpop_key: dpop_key.as_deref(),

@@ -310,6 +310,28 @@ pub struct PlanFile {
     pub name: String,
     #[serde(default)]
     pub repositories: Vec<RuleFile>,
+    /// Pulls and token issuances per window (SPEC 8); absent: unlimited.
+    #[serde(default)]
+    pub limits: Option<PlanLimitsFile>,
+}
+
+/// `plans[].limits`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlanLimitsFile {
+    #[serde(default)]
+    pub pulls: Option<LimitFile>,
+    #[serde(default)]
+    pub tokens: Option<LimitFile>,
+}
+
+/// `{count: N, per: DURATION}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitFile {
+    #[serde(deserialize_with = "count")]
+    pub count: usize,
+    pub per: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -388,6 +410,10 @@ pub const KEY_NAMES: &[&str] = &[
     "actions",
     "defaultPlan",
     "revokedLicenses",
+    "pulls",
+    "tokens",
+    "count",
+    "per",
     "state",
     "redis",
     "keyPrefix",

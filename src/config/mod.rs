@@ -10,7 +10,6 @@ pub mod locate;
 pub mod state;
 pub mod watch;
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -22,14 +21,12 @@ use openssl::x509::X509;
 use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
-use crate::policy::{Pattern, Plan, Rule};
+use crate::policy::Policy;
 use crate::token::{KeyIdFormat, KeySet, SigningConfig};
 use file::FileConfig;
 
 /// Where the configuration is read from when neither `--config` nor the environment says.
 pub const DEFAULT_PATH: &str = "config/registry-token.yaml";
-/// Actions a plan may grant.
-const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
 
 /// One problem in the configuration, with the YAML path it concerns and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,28 +147,6 @@ impl fmt::Debug for ServerTls {
             .field("key", &"<redacted>")
             .field("client_ca", &self.client_ca)
             .finish()
-    }
-}
-
-/// The plans, defaults and revocations.
-#[derive(Debug, Default)]
-pub struct Policy {
-    pub plans: HashMap<String, Plan>,
-    pub default_plan: Option<String>,
-    pub anonymous_plan: Option<String>,
-    pub revoked: HashSet<String>,
-}
-
-impl Policy {
-    /// The plan a caller gets: its own claim, else `defaultPlan`; `None` for an unknown name.
-    pub fn plan_for(&self, claimed: Option<&str>) -> Option<&Plan> {
-        claimed
-            .or(self.default_plan.as_deref())
-            .and_then(|name| self.plans.get(name))
-    }
-
-    pub fn is_revoked(&self, license: Option<&str>) -> bool {
-        license.is_some_and(|l| self.revoked.contains(l))
     }
 }
 
@@ -492,24 +467,108 @@ fn origin(url: &Url) -> String {
 }
 
 /// Turns the typed file into `Settings`, or every problem found. Relative paths are read from
-/// the working directory, as written.
+/// the working directory, as written. One function per section, in the file's order.
 pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let mut p = Problems::default();
-    let listen = p.socket("server.listen", &file.server.listen);
-    let admin_listen = p.socket("server.adminListen", &file.server.admin_listen);
-    let tls = file.server.tls.as_ref().and_then(|t| server_tls(t, &mut p));
-    let grace_period = p.duration("server.gracePeriod", &file.server.grace_period);
-    let drain_delay = p.duration("server.drainDelay", &file.server.drain_delay);
-    let limits = limits(&file.server.limits, &mut p);
-    if file
-        .server
-        .upgrade_socket
-        .as_deref()
-        .is_some_and(|s| !Path::new(s).is_absolute())
-    {
+    let server = server(&file.server, &mut p);
+    let upstream = upstream(&file.upstream, &mut p);
+    let authority = authority(&file.authority, &file.server, &mut p);
+    let registry = registry(&file.registry, &mut p);
+    let signing = signing(&file.signing, &mut p);
+    let (policy, problems) = Policy::compile(&file);
+    p.0.extend(problems);
+    let state = state::state(&file.state, &mut p);
+
+    let (Some(upstream), Some(realm), Some(keys), true) =
+        (upstream, registry.realm, signing.keys, p.0.is_empty())
+    else {
+        return Err(p.0);
+    };
+    let Server {
+        listen,
+        admin_listen,
+        tls,
+        grace_period,
+        drain_delay,
+        upgrade_socket,
+        limits,
+        trusted_edge,
+    } = server;
+    let public_host = match realm.port() {
+        Some(port) => format!("{}:{port}", realm.host_str().unwrap_or_default()),
+        None => realm.host_str().unwrap_or_default().to_string(),
+    };
+    Ok(Settings {
+        listen,
+        admin_listen,
+        tls,
+        grace_period,
+        drain_delay,
+        upgrade_socket,
+        limits,
+        trusted_edge,
+        upstream,
+        public_origin: origin(&realm),
+        public_scheme: realm.scheme().to_string(),
+        public_host,
+        realm: realm.to_string(),
+        service: file.registry.service.clone(),
+        services: registry.services,
+        // DPoP proofs name the realm: the registry section's.
+        authority: AuthorityConfig {
+            realm: realm.to_string(),
+            ..authority
+        },
+        signing_issuer: file.signing.issuer.clone(),
+        lifetime: signing.lifetime,
+        keys: Arc::new(keys),
+        policy,
+        state,
+        file,
+        generation: 1,
+    })
+}
+
+/// The `server` section, ready to use.
+struct Server {
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    tls: Option<Arc<ServerTls>>,
+    grace_period: Duration,
+    drain_delay: Duration,
+    upgrade_socket: Option<PathBuf>,
+    limits: Limits,
+    trusted_edge: Option<TrustedEdge>,
+}
+
+/// `server`: the listeners, their TLS, shutdown, connection limits, the trusted edge.
+fn server(s: &file::ServerFile, p: &mut Problems) -> Server {
+    let listen = p.socket("server.listen", &s.listen);
+    let admin_listen = p.socket("server.adminListen", &s.admin_listen);
+    let tls = s.tls.as_ref().and_then(|t| server_tls(t, p));
+    let grace_period = p.duration("server.gracePeriod", &s.grace_period);
+    let drain_delay = p.duration("server.drainDelay", &s.drain_delay);
+    let limits = limits(&s.limits, p);
+    let upgrade_socket = s.upgrade_socket.as_ref().map(PathBuf::from);
+    if upgrade_socket.as_ref().is_some_and(|s| !s.is_absolute()) {
         p.add("server.upgradeSocket", "must be an absolute path");
     }
-    let trusted_edge = file.server.trusted_edge.as_ref().map(|edge| TrustedEdge {
+    let trusted_edge = s.trusted_edge.as_ref().map(|edge| trusted_edge(edge, p));
+    Server {
+        listen,
+        admin_listen,
+        tls,
+        grace_period,
+        drain_delay,
+        upgrade_socket,
+        limits,
+        trusted_edge,
+    }
+}
+
+/// `server.trustedEdge`: the peers as addresses, the header name in lower case.
+fn trusted_edge(edge: &file::TrustedEdgeFile, p: &mut Problems) -> TrustedEdge {
+    TrustedEdge {
         peers: edge
             .peers
             .iter()
@@ -526,33 +585,22 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             })
             .collect(),
         header: edge.header.to_ascii_lowercase(),
-    });
+    }
+}
 
-    let connect_timeout = p.duration("upstream.connectTimeout", &file.upstream.connect_timeout);
-    let read_timeout = p.duration("upstream.readTimeout", &file.upstream.read_timeout);
-    let upstream = p.url("upstream.url", &file.upstream.url).and_then(|url| {
+/// `upstream`: the registry's URL resolved to an address, its CA, the timeouts.
+fn upstream(u: &file::UpstreamFile, p: &mut Problems) -> Option<Upstream> {
+    let connect_timeout = p.duration("upstream.connectTimeout", &u.connect_timeout);
+    let read_timeout = p.duration("upstream.readTimeout", &u.read_timeout);
+    let url = p.url("upstream.url", &u.url);
+    let upstream = url.and_then(|url| {
         let host = url
             .host_str()
             .unwrap_or_default()
             .trim_matches(['[', ']'])
             .to_string();
         let port = url.port_or_known_default().unwrap_or(80);
-        let addr = match host.parse::<IpAddr>() {
-            Ok(ip) => Some(SocketAddr::new(ip, port)),
-            // Prefer IPv4: `localhost` often resolves to ::1 first, where registries rarely listen.
-            Err(_) => (host.as_str(), port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|addrs| {
-                    let addrs: Vec<SocketAddr> = addrs.collect();
-                    addrs
-                        .iter()
-                        .find(|a| a.is_ipv4())
-                        .or(addrs.first())
-                        .copied()
-                }),
-        };
-        let Some(addr) = addr else {
+        let Some(addr) = resolve(&host, port) else {
             p.add("upstream.url", format!("cannot resolve the host `{host}`"));
             return None;
         };
@@ -563,22 +611,46 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             addr,
             url,
             ca: None,
-            insecure_skip_verify: file.upstream.insecure_skip_verify,
+            insecure_skip_verify: u.insecure_skip_verify,
             connect_timeout,
             read_timeout,
         })
     });
-    let upstream = upstream.map(|mut u| {
-        if let Some(path) = &file.upstream.ca_certificate {
+    upstream.map(|mut upstream| {
+        if let Some(path) = &u.ca_certificate {
             match read_certs(path) {
-                Ok(certs) => u.ca = Some(Arc::new(certs.into_boxed_slice())),
+                Ok(certs) => upstream.ca = Some(Arc::new(certs.into_boxed_slice())),
                 Err(e) => p.add("upstream.caCertificate", e),
             }
         }
-        u
-    });
+        upstream
+    })
+}
 
-    let a = &file.authority;
+/// The address of `host` (a name or an IP literal) at `port`; `None` when it does not resolve.
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Some(SocketAddr::new(ip, port)),
+        // Prefer IPv4: `localhost` often resolves to ::1 first, where registries rarely listen.
+        Err(_) => (host, port).to_socket_addrs().ok().and_then(|addrs| {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied()
+        }),
+    }
+}
+
+/// `authority`: the OpTok issuer, audiences, sender constraint, DPoP and claim names. The
+/// sender constraint `mtls` needs a way for certificates in (`server`). `realm` is left empty:
+/// it is the registry section's.
+fn authority(
+    a: &file::AuthorityFile,
+    server: &file::ServerFile,
+    p: &mut Problems,
+) -> AuthorityConfig {
     let issuer = p.secure_url("authority.issuer", &a.issuer);
     let metadata_address = match &a.metadata_address {
         Some(m) => {
@@ -609,26 +681,48 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             SenderConstraint::Dpop
         }
     };
-    let client_ca = file.server.tls.as_ref().and_then(|t| t.client_ca.as_ref());
+    let client_ca = server.tls.as_ref().and_then(|t| t.client_ca.as_ref());
     if sender_constraint == SenderConstraint::Mtls
         && client_ca.is_none()
-        && file.server.trusted_edge.is_none()
+        && server.trusted_edge.is_none()
     {
         p.add("authority.senderConstraint", "mtls needs server.tls.clientCa (or server.trustedEdge), so that clients can present certificates");
     }
     let clock_skew = p.duration("authority.clockSkew", &a.clock_skew);
     let proof_lifetime = p.duration("authority.dpop.proofLifetime", &a.dpop.proof_lifetime);
-    let nonce_lifetime = p.duration("authority.dpop.nonceLifetime", &a.dpop.nonce_lifetime);
-    if a.dpop.replay_capacity == 0 {
+    let nonce = dpop(&a.dpop, p);
+    AuthorityConfig {
+        issuer: a.issuer.clone(),
+        metadata_address,
+        jwks_uri: a.jwks_uri.clone(),
+        audiences: a.audiences.clone(),
+        required_scopes: a.required_scopes.clone(),
+        sender_constraint,
+        clock_skew,
+        proof_lifetime,
+        plan_claim: a.claims.plan.clone(),
+        license_claim: a.claims.license.clone(),
+        realm: String::new(),
+        replay_capacity: a.dpop.replay_capacity,
+        replay_per_key: a.dpop.replay_per_key,
+        nonce,
+    }
+}
+
+/// `authority.dpop` beyond the proof lifetime: the replay store's limits and the server
+/// nonces (`None`: off).
+fn dpop(d: &file::DpopFile, p: &mut Problems) -> Option<NonceConfig> {
+    let nonce_lifetime = p.duration("authority.dpop.nonceLifetime", &d.nonce_lifetime);
+    if d.replay_capacity == 0 {
         p.add("authority.dpop.replayCapacity", "must be at least 1");
     }
-    if !(1..=a.dpop.replay_capacity.max(1)).contains(&a.dpop.replay_per_key) {
+    if !(1..=d.replay_capacity.max(1)).contains(&d.replay_per_key) {
         p.add(
             "authority.dpop.replayPerKey",
             "must be at least 1 and at most replayCapacity",
         );
     }
-    let nonce = match (a.dpop.require_nonce, &a.dpop.nonce_secret) {
+    match (d.require_nonce, &d.nonce_secret) {
         (false, _) => None,
         (true, Some(secret)) if secret.0.len() >= 32 => Some(NonceConfig {
             secret: secret.0.as_bytes().to_vec(),
@@ -642,17 +736,37 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             p.add("authority.dpop.nonceSecret", "requireNonce needs a nonceSecret (shared by every replica; prefer REGISTRY_TOKEN_AUTHORITY__DPOP__NONCESECRET)");
             None
         }
-    };
+    }
+}
 
-    let r = &file.registry;
+/// The `registry` section, ready to use.
+struct Registry {
+    /// `registry.realm`; `None` when it is not a URL.
+    realm: Option<Url>,
+    /// `service` and `allowedServices`.
+    services: Vec<String>,
+}
+
+/// `registry`: the realm clients are sent to and the services tokens may name.
+fn registry(r: &file::RegistryFile, p: &mut Problems) -> Registry {
     let realm = p.url("registry.realm", &r.realm);
     if r.service.trim().is_empty() {
         p.add("registry.service", "must not be empty");
     }
     let mut services = vec![r.service.clone()];
     services.extend(r.allowed_services.iter().cloned());
+    Registry { realm, services }
+}
 
-    let s = &file.signing;
+/// The `signing` section, ready to use.
+struct Signing {
+    lifetime: Duration,
+    /// `None` when the keys cannot be loaded.
+    keys: Option<KeySet>,
+}
+
+/// `signing`: the issuer, the tokens' lifetime, the keys loaded.
+fn signing(s: &file::SigningFile, p: &mut Problems) -> Signing {
     if s.issuer.trim().is_empty() {
         p.add("signing.issuer", "must not be empty");
     }
@@ -674,7 +788,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
             KeyIdFormat::Libtrust
         }
     };
-    let signing = SigningConfig {
+    let config = SigningConfig {
         key_path: PathBuf::from(&s.key_path),
         key_password: s.key_password.as_ref().map(|p| p.0.clone()),
         certificate_chain: s.certificate_chain.as_ref().map(PathBuf::from),
@@ -682,62 +796,10 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         key_id_format,
         previous_keys: s.previous_keys.iter().map(PathBuf::from).collect(),
     };
-    let keys = KeySet::load(&signing)
+    let keys = KeySet::load(&config)
         .map_err(|e| p.add("signing.keyPath", e.to_string()))
         .ok();
-
-    let policy = policy(&file, &mut p);
-    let state = state::state(&file.state, &mut p);
-
-    let (Some(upstream), Some(realm), Some(keys), true) = (upstream, realm, keys, p.0.is_empty())
-    else {
-        return Err(p.0);
-    };
-    let authority = AuthorityConfig {
-        issuer: a.issuer.clone(),
-        metadata_address,
-        jwks_uri: a.jwks_uri.clone(),
-        audiences: a.audiences.clone(),
-        required_scopes: a.required_scopes.clone(),
-        sender_constraint,
-        clock_skew,
-        proof_lifetime,
-        plan_claim: a.claims.plan.clone(),
-        license_claim: a.claims.license.clone(),
-        realm: realm.to_string(),
-        replay_capacity: a.dpop.replay_capacity,
-        replay_per_key: a.dpop.replay_per_key,
-        nonce,
-    };
-    let public_host = match realm.port() {
-        Some(port) => format!("{}:{port}", realm.host_str().unwrap_or_default()),
-        None => realm.host_str().unwrap_or_default().to_string(),
-    };
-    Ok(Settings {
-        listen,
-        admin_listen,
-        tls,
-        grace_period,
-        drain_delay,
-        upgrade_socket: file.server.upgrade_socket.as_ref().map(PathBuf::from),
-        limits,
-        trusted_edge,
-        upstream,
-        public_origin: origin(&realm),
-        public_scheme: realm.scheme().to_string(),
-        public_host,
-        realm: realm.to_string(),
-        service: r.service.clone(),
-        services,
-        authority,
-        signing_issuer: s.issuer.clone(),
-        lifetime,
-        keys: Arc::new(keys),
-        policy,
-        state,
-        file,
-        generation: 1,
-    })
+    Signing { lifetime, keys }
 }
 
 /// `server.limits`, each problem under its path.
@@ -814,63 +876,6 @@ fn server_tls(t: &file::TlsFile, p: &mut Problems) -> Option<Arc<ServerTls>> {
         key,
         client_ca: t.client_ca.as_ref().map(PathBuf::from),
     }))
-}
-
-/// Plans, defaults and revocations, each problem under its path.
-fn policy(file: &FileConfig, p: &mut Problems) -> Policy {
-    let mut plans = HashMap::new();
-    for (i, plan) in file.plans.iter().enumerate() {
-        let at = format!("plans[{i}]");
-        if plan.name.trim().is_empty() {
-            p.add(format!("{at}.name"), "must not be empty");
-        }
-        let mut rules = Vec::new();
-        for (j, rule) in plan.repositories.iter().enumerate() {
-            let at = format!("{at}.repositories[{j}]");
-            match Pattern::compile(&rule.pattern) {
-                Ok(pattern) => rules.push(Rule {
-                    pattern,
-                    actions: rule.actions.clone(),
-                }),
-                Err(e) => p.add(format!("{at}.pattern"), e.to_string()),
-            }
-            for (k, action) in rule.actions.iter().enumerate() {
-                if !ACTIONS.contains(&action.as_str()) {
-                    p.add(
-                        format!("{at}.actions[{k}]"),
-                        format!("`{action}` is not one of pull, push, delete, *"),
-                    );
-                }
-            }
-        }
-        let compiled = Plan {
-            name: plan.name.clone(),
-            rules,
-        };
-        if plans.insert(plan.name.clone(), compiled).is_some() {
-            p.add(
-                format!("{at}.name"),
-                format!("plan `{}` is defined twice", plan.name),
-            );
-        }
-    }
-    if let Some(name) = &file.default_plan {
-        if !plans.contains_key(name) {
-            p.add("defaultPlan", format!("names no plan: `{name}`"));
-        }
-    }
-    let anonymous_plan = file.anonymous.as_ref().map(|a| a.plan.clone());
-    if let Some(name) = &anonymous_plan {
-        if !plans.contains_key(name) {
-            p.add("anonymous.plan", format!("names no plan: `{name}`"));
-        }
-    }
-    Policy {
-        plans,
-        default_plan: file.default_plan.clone(),
-        anonymous_plan,
-        revoked: file.revoked_licenses.iter().cloned().collect(),
-    }
 }
 
 /// The sections that differ between two files and only take effect after a restart: the
@@ -981,46 +986,14 @@ mod tests {
         assert!(errors[0].message.contains("defaultPlann"), "{errors:?}");
     }
 
-    /// Every policy problem is reported at once, each under its YAML path.
-    #[test]
-    fn policy_problems_carry_their_paths() {
-        let text = format!(
-            "{MINIMAL}plans:\n  - name: a\n    repositories:\n      - pattern: \"acme/*\"\n  - name: a\n    repositories:\n      - pattern: \"foo*\"\n        actions: [pull, fly]\ndefaultPlan: nope\nanonymous:\n  plan: ghost\n"
-        );
-        let file = parse(&text, no_env()).unwrap();
-        let mut p = Problems::default();
-        let policy = policy(&file, &mut p);
-        let paths: Vec<&str> = p.0.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "plans[1].repositories[0].pattern",
-                "plans[1].repositories[0].actions[1]",
-                "plans[1].name",
-                "defaultPlan",
-                "anonymous.plan",
-            ]
-        );
-        assert!(policy.plan_for(Some("a")).is_some());
-    }
-
-    /// Actions default to pull; the plan of a caller without a plan claim is `defaultPlan`.
+    /// Actions default to pull; the sender constraint to dpopOrMtls. (What the policy makes of
+    /// `defaultPlan` and `revokedLicenses`: `policy::compile`'s tests.)
     #[test]
     fn defaults_apply() {
         let text = format!("{MINIMAL}plans:\n  - name: public\n    repositories:\n      - pattern: \"pub/*\"\ndefaultPlan: public\nrevokedLicenses: [L1]\n");
         let file = parse(&text, no_env()).unwrap();
         assert_eq!(file.plans[0].repositories[0].actions, ["pull"]);
         assert_eq!(file.authority.sender_constraint, "dpopOrMtls");
-        let mut p = Problems::default();
-        let policy = policy(&file, &mut p);
-        assert!(p.0.is_empty());
-        assert_eq!(
-            policy.plan_for(None).map(|p| p.name.as_str()),
-            Some("public")
-        );
-        assert!(policy.plan_for(Some("gold")).is_none());
-        assert!(policy.is_revoked(Some("L1")));
-        assert!(!policy.is_revoked(None));
     }
 
     /// `server.limits`: the SPEC 7 defaults; counts from the environment (strings) are read

@@ -18,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
 
 use super::Settings;
-use crate::metrics;
+use crate::metrics::Metrics;
 
 /// How long file events settle before a reload (editors write in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -31,6 +31,8 @@ pub struct Reloader {
     pub settings: Arc<ArcSwap<Settings>>,
     /// Notified after each reload that took effect (the Authority keys loop waits on it).
     pub reloaded: Arc<Notify>,
+    /// Counts reloads and shows the generation in force.
+    pub metrics: Arc<Metrics>,
 }
 
 fn fingerprint(path: &PathBuf) -> Option<[u8; 32]> {
@@ -55,15 +57,12 @@ impl Reloader {
                 let generation = next.generation;
                 self.settings.store(Arc::new(next));
                 self.reloaded.notify_one();
-                metrics::get()
-                    .config_reloads
-                    .with_label_values(&["ok"])
-                    .inc();
-                metrics::get().config_generation.set(generation as i64);
+                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                self.metrics.config_generation.set(generation as i64);
                 tracing::info!(why, generation, "configuration reloaded");
             }
             Err(errors) => {
-                metrics::get()
+                self.metrics
                     .config_reloads
                     .with_label_values(&["error"])
                     .inc();
@@ -147,5 +146,50 @@ impl BackgroundService for Reloader {
                 self.reload(why);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::realm::tests::settings;
+
+    fn reloader(dir: &std::path::Path) -> Reloader {
+        Reloader {
+            path: dir.join("config.yaml"),
+            settings: Arc::new(ArcSwap::from_pointee(settings(dir, "dpop", ""))),
+            reloaded: Arc::new(Notify::new()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    fn reloads(metrics: &Metrics, result: &str) -> u64 {
+        metrics.config_reloads.with_label_values(&[result]).get()
+    }
+
+    /// A good file takes effect and is counted; a broken one is counted and leaves the last
+    /// good configuration in force. Each reloader counts into its own registry only.
+    #[test]
+    fn reloads_are_counted_in_the_reloaders_registry() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (first, second) = (reloader(one.path()), reloader(two.path()));
+        let generation = first.settings.load().generation;
+
+        first.reload("test");
+        assert_eq!(first.settings.load().generation, generation + 1);
+        assert_eq!(reloads(&first.metrics, "ok"), 1);
+        let shown = first.metrics.config_generation.get();
+        assert_eq!(shown, (generation + 1) as i64);
+
+        std::fs::write(&first.path, "authority: [").unwrap();
+        first.reload("test");
+        assert_eq!(first.settings.load().generation, generation + 1);
+        assert_eq!(reloads(&first.metrics, "error"), 1);
+        assert_eq!(first.metrics.config_generation.get(), shown);
+
+        assert_eq!(
+            reloads(&second.metrics, "ok") + reloads(&second.metrics, "error"),
+            0
+        );
     }
 }

@@ -2,13 +2,41 @@
 //! scope, the requested actions its plan allows (SPEC section 4: requested ∩ entitled), and
 //! nothing else: no rule, no grant; an empty plan grants nothing (SECURITY 66).
 //!
-//! Plain data compiled from the configuration ([`Pattern`]s are checked at load time).
+//! Plain data compiled from the configuration's `plans`, `defaultPlan`, `anonymous` and
+//! `revokedLicenses` ([`compile`]: patterns and actions are checked at load time). A setting
+//! of one plan (such as `plans[].limits`) belongs to [`Plan`], beside its rules.
 
+pub mod compile;
+pub mod limits;
 pub mod pattern;
 
-pub use pattern::{Pattern, PatternError};
+pub use pattern::{covers, Pattern, PatternError};
+
+use std::collections::{HashMap, HashSet};
 
 use crate::registry::{ResourceType, Scope};
+
+/// The plans, defaults and revocations in force.
+#[derive(Debug, Default)]
+pub struct Policy {
+    pub plans: HashMap<String, Plan>,
+    pub default_plan: Option<String>,
+    pub anonymous_plan: Option<String>,
+    pub revoked: HashSet<String>,
+}
+
+impl Policy {
+    /// The plan a caller gets: its own claim, else `defaultPlan`; `None` for an unknown name.
+    pub fn plan_for(&self, claimed: Option<&str>) -> Option<&Plan> {
+        claimed
+            .or(self.default_plan.as_deref())
+            .and_then(|name| self.plans.get(name))
+    }
+
+    pub fn is_revoked(&self, license: Option<&str>) -> bool {
+        license.is_some_and(|l| self.revoked.contains(l))
+    }
+}
 
 /// One `repositories` entry of a plan: a pattern and the actions it allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +46,14 @@ pub struct Rule {
     pub actions: Vec<String>,
 }
 
-/// A named plan.
+/// A named plan: what its callers may do. Per-plan settings (`plans[].limits`) are fields
+/// here, compiled in [`compile`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub name: String,
     pub rules: Vec<Rule>,
+    /// `limits`: pulls and token issuances per window (SPEC 8); unset ones are unlimited.
+    pub limits: limits::PlanLimits,
 }
 
 impl Plan {
@@ -45,9 +76,9 @@ impl Plan {
 
     /// Grant for one scope: `registry`-type scopes (catalog) are never granted by a plan; repository scopes use `allowed`.
     pub fn grant(&self, scope: &Scope) -> Vec<String> {
-        match scope.resource_type {
+        match scope.resource.kind {
             ResourceType::Registry => Vec::new(),
-            ResourceType::Repository => self.allowed(&scope.name, &scope.actions),
+            ResourceType::Repository => self.allowed(&scope.resource.name, &scope.actions),
         }
     }
 }
@@ -93,6 +124,7 @@ mod tests {
         Plan {
             name: name.into(),
             rules,
+            limits: Default::default(),
         }
     }
 

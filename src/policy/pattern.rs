@@ -122,6 +122,24 @@ impl fmt::Display for Pattern {
     }
 }
 
+/// Whether every repository name pattern `b` matches is matched by `a` (both valid patterns,
+/// as written): `doctor` warns of a rule that another makes redundant.
+pub fn covers(a: &str, b: &str) -> bool {
+    fn go(a: &[&str], b: &[&str]) -> bool {
+        match (a.first(), b.first()) {
+            (None, None) => true,
+            // `**` takes b's first segment (a b-side `**` whole), then stops or keeps taking.
+            (Some(&"**"), Some(_)) => go(&a[1..], &b[1..]) || go(a, &b[1..]),
+            (Some(&"*"), Some(seg)) => *seg != "**" && go(&a[1..], &b[1..]),
+            (Some(lit), Some(seg)) => lit == seg && go(&a[1..], &b[1..]),
+            _ => false,
+        }
+    }
+    let a: Vec<&str> = a.split('/').collect();
+    let b: Vec<&str> = b.split('/').collect();
+    go(&a, &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +224,23 @@ mod tests {
     fn refused(#[case] pattern: &str, #[case] says: &str) {
         let err = Pattern::compile(pattern).unwrap_err().to_string();
         assert!(err.contains(says), "{pattern:?}: {err}");
+    }
+
+    /// Coverage between patterns: `**` is one or more segments, `*` exactly one.
+    #[rstest]
+    #[case("acme/*", "acme/app", true)]
+    #[case("acme/*", "acme/*", true)]
+    #[case("acme/app", "acme/*", false)]
+    #[case("**", "acme/*/x", true)]
+    #[case("customers/**", "customers/a/b", true)]
+    #[case("customers/**", "customers/**", true)]
+    #[case("customers/*", "customers/**", false)]
+    #[case("stella-ops/*/*", "stella-ops/public/*", true)]
+    #[case("stella-ops/public/*", "stella-ops/*/*", false)]
+    #[case("a/**/z", "a/b/c/z", true)]
+    #[case("a/**/z", "a/z", false)]
+    fn patterns_cover(#[case] a: &str, #[case] b: &str, #[case] expected: bool) {
+        assert_eq!(covers(a, b), expected, "{a} covers {b}");
     }
 
     /// `**/**/**/**/x` against 200 segments returns at once (no exponential backtracking).

@@ -3,8 +3,10 @@
 
 use super::denial::Denial;
 use crate::authority::AuthorityConfig;
-use crate::config::{Policy, Settings};
-use crate::registry::{route, Access, ResourceType, Routed};
+use crate::config::Settings;
+use crate::policy::Policy;
+use crate::registry::{route, AccessSet, Routed};
+use crate::token::cache::VerifiedTokens;
 
 /// The media types Distribution reads form values (`mount`, `from`, `digest`) from, on POST,
 /// PUT and PATCH (Go's `Request.FormValue`).
@@ -18,6 +20,10 @@ const GO_SPACE: [char; 6] = [' ', '\t', '\n', '\x0b', '\x0c', '\r'];
 pub struct Allowed {
     pub routed: Routed,
     pub subject: String,
+    /// The token's plan claim (what its limits are looked up by).
+    pub plan: Option<String>,
+    /// The token's license claim (what its limits are counted under).
+    pub license: Option<String>,
 }
 
 /// What the decision needs of the request.
@@ -45,29 +51,6 @@ pub fn is_form(content_type: &str) -> bool {
         .any(|form| media.eq_ignore_ascii_case(form))
 }
 
-fn scope_text(needs: &[Access]) -> String {
-    // One challenge scope per repository (or catalog), actions joined, in first-seen order.
-    let mut scopes: Vec<(String, Vec<&str>)> = Vec::new();
-    for need in needs {
-        let head = match need.resource_type {
-            ResourceType::Repository => format!("repository:{}", need.name),
-            ResourceType::Registry => format!("registry:{}", need.name),
-        };
-        match scopes.iter_mut().find(|(h, _)| *h == head) {
-            Some((_, actions)) if !actions.contains(&need.action.as_str()) => {
-                actions.push(&need.action)
-            }
-            Some(_) => {}
-            None => scopes.push((head, vec![need.action.as_str()])),
-        }
-    }
-    scopes
-        .into_iter()
-        .map(|(head, actions)| format!("{head}:{}", actions.join(",")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Whether a token the sidecar issued names a revoked license. Every claim copied from the OpTok
 /// but the plan is checked, not only the one `claims.license` names now: a token issued before
 /// that name was changed by a reload carries its license under the old name (fail closed).
@@ -83,10 +66,11 @@ fn license_revoked(
 }
 
 /// Decides one `/v2/` request at Unix time `now`; `authority` is the settings of the Authority
-/// in force (clock skew, claim names).
+/// in force (clock skew, claim names); `tokens` remembers the tokens already verified.
 pub fn authorize(
     settings: &Settings,
     authority: &AuthorityConfig,
+    tokens: &VerifiedTokens,
     req: &V2Request<'_>,
     now: i64,
 ) -> Result<Allowed, Denial> {
@@ -97,7 +81,8 @@ pub fn authorize(
         return Err(Denial::FormBody);
     }
 
-    let scope = || scope_text(&routed.needs);
+    // The challenge's `scope`: what the route needs, one scope per repository (or catalog).
+    let scope = || routed.needs.iter().collect::<AccessSet>().to_string();
     let token = match req.authorization.as_slice() {
         [] => return Err(Denial::NoToken { scope: scope() }),
         [one] => match one.split_once(' ') {
@@ -113,7 +98,7 @@ pub fn authorize(
     let leeway = authority.clock_skew.as_secs() as i64;
     // Verified once per token, then from the cache; revocation and scope are checked below on
     // every request.
-    let claims = crate::token::cache::shared()
+    let claims = tokens
         .verify(
             &settings.keys,
             token,
@@ -126,23 +111,23 @@ pub fn authorize(
     if license_revoked(&claims.extra, &authority.plan_claim, &settings.policy) {
         return Err(Denial::LicenseRevoked { scope: scope() });
     }
-    let type_name = |t: &ResourceType| match t {
-        ResourceType::Repository => "repository",
-        ResourceType::Registry => "registry",
-    };
-    let covered = routed.needs.iter().all(|need| {
-        claims.access.iter().any(|a| {
-            a.resource_type == type_name(&need.resource_type)
-                && a.name == need.name
-                && a.actions.contains(&need.action)
-        })
-    });
+    let granted: AccessSet = claims.access.iter().collect();
+    let covered = routed.needs.iter().all(|need| granted.contains(need));
     if !covered {
         return Err(Denial::InsufficientScope { scope: scope() });
     }
+    let claim = |name: &str| {
+        claims
+            .extra
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
     Ok(Allowed {
         routed,
         subject: claims.sub.clone(),
+        plan: claim(&authority.plan_claim),
+        license: claim(&authority.license_claim),
     })
 }
 
@@ -151,8 +136,9 @@ mod tests {
     use super::*;
     use crate::authority::dpop::tests::NOW;
     use crate::registry::RouteError;
+    use crate::registry::{Resource, Scope};
     use crate::token::realm::tests::{settings, SERVICE};
-    use crate::token::{AccessEntry, IssuedClaims};
+    use crate::token::IssuedClaims;
     use rstest::rstest;
     use serde_json::json;
 
@@ -170,10 +156,8 @@ mod tests {
             jti: format!("j{}", rand::random::<u64>()),
             access: access
                 .iter()
-                .map(|(name, actions)| AccessEntry {
-                    resource_type: "repository".into(),
-                    name: (*name).into(),
-                    actions: actions.iter().map(|a| a.to_string()).collect(),
+                .map(|(name, actions)| {
+                    Scope::new(Resource::repository(*name), actions.iter().copied())
                 })
                 .collect(),
             extra,
@@ -186,6 +170,7 @@ mod tests {
     fn authorize_each_reason() {
         let dir = tempfile::tempdir().unwrap();
         let settings = settings(dir.path(), "dpop", "");
+        let tokens = VerifiedTokens::default();
         let push = format!(
             "Bearer {}",
             token(&settings, &[("acme/app", &["pull", "push"])], "LIC-1")
@@ -433,7 +418,7 @@ mod tests {
                 authorization,
                 content_types,
             };
-            let got = authorize(&settings, &settings.authority, &req, NOW).map(|_| ());
+            let got = authorize(&settings, &settings.authority, &tokens, &req, NOW).map(|_| ());
             assert_eq!(got, outcome, "{case}");
         }
     }

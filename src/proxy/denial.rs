@@ -6,6 +6,7 @@
 //! its Docker error code and whether it carries a Bearer challenge. `respond::denial` is the one
 //! place that turns a variant into HTTP.
 
+use crate::policy::limits::{RateHeaders, STATE_RETRY_AFTER};
 use crate::registry::RouteError;
 
 /// A refusal written by the sidecar; nothing is forwarded. `Display` is the Docker `message`.
@@ -52,6 +53,17 @@ pub enum Denial {
     LicenseRevoked { scope: String },
     #[error("the token does not grant this access")]
     InsufficientScope { scope: String },
+
+    // Plan limits (SPEC 8), after the token check: the manifest GET is not forwarded.
+    /// Past the plan's `limits.pulls`.
+    #[error("pull rate limit reached: {} manifest pulls per {}s; retry after {retry_after}s", .headers.limit, .headers.window)]
+    RateLimited {
+        headers: RateHeaders,
+        retry_after: u64,
+    },
+    /// The shared state could not count the pull.
+    #[error("the pull could not be counted against the plan's limit; retry later")]
+    StateUnavailable,
 }
 
 /// The Bearer challenge a 401 carries: `realm` and `service` come from the settings.
@@ -83,6 +95,8 @@ impl Denial {
             Denial::InvalidToken { .. } => "invalid_token",
             Denial::LicenseRevoked { .. } => "license_revoked",
             Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::RateLimited { .. } => "rate_limited",
+            Denial::StateUnavailable => "state_unavailable",
         }
     }
 
@@ -93,6 +107,8 @@ impl Denial {
             Denial::HeadersTooLarge => 431,
             Denial::TooManyConnections => 503,
             Denial::HeaderTimeout => 408,
+            Denial::RateLimited { .. } => 429,
+            Denial::StateUnavailable => 503,
             Denial::Route(e) => e.status(),
             Denial::NoToken { .. }
             | Denial::NotBearer { .. }
@@ -107,7 +123,8 @@ impl Denial {
     pub fn code(&self) -> &'static str {
         match self {
             Denial::PathNotUtf8 => "NAME_INVALID",
-            Denial::TooManyConnections => "TOOMANYREQUESTS",
+            Denial::TooManyConnections | Denial::RateLimited { .. } => "TOOMANYREQUESTS",
+            Denial::StateUnavailable => "UNAVAILABLE",
             Denial::Route(e) => match e.status() {
                 404 => "NOT_FOUND",
                 405 => "UNSUPPORTED",
@@ -149,7 +166,25 @@ impl Denial {
                 | Denial::InvalidToken { .. }
                 | Denial::LicenseRevoked { .. }
                 | Denial::InsufficientScope { .. }
+                | Denial::RateLimited { .. }
+                | Denial::StateUnavailable
         )
+    }
+
+    /// Headers beside the challenge: `Retry-After`, and the `RateLimit-*` pair of a 429.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Denial::RateLimited {
+                headers,
+                retry_after,
+            } => {
+                let mut all = vec![("Retry-After", retry_after.to_string())];
+                all.extend(headers.headers());
+                all
+            }
+            Denial::StateUnavailable => vec![("Retry-After", STATE_RETRY_AFTER.to_string())],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -261,6 +296,15 @@ mod tests {
     #[case(Denial::InvalidToken { scope: scope() }, "invalid_token", 401, "UNAUTHORIZED", Some(Some("invalid_token")), false)]
     #[case(Denial::LicenseRevoked { scope: scope() }, "license_revoked", 401, "UNAUTHORIZED", Some(Some("invalid_token")), false)]
     #[case(Denial::InsufficientScope { scope: scope() }, "insufficient_scope", 401, "UNAUTHORIZED", Some(Some("insufficient_scope")), false)]
+    #[case(Denial::RateLimited { headers: RateHeaders { limit: 3, remaining: 0, window: 3600 }, retry_after: 60 }, "rate_limited", 429, "TOOMANYREQUESTS", None, false)]
+    #[case(
+        Denial::StateUnavailable,
+        "state_unavailable",
+        503,
+        "UNAVAILABLE",
+        None,
+        false
+    )]
     fn every_reason(
         #[case] denial: Denial,
         #[case] reason: &str,

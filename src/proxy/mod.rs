@@ -6,11 +6,13 @@
 
 mod authorize;
 mod denial;
+mod edge;
 mod hygiene;
+mod limit;
 pub mod respond;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -23,12 +25,16 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
 
-use crate::authority::edge::forwarded_certificate;
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
 use crate::health::Health;
-use crate::metrics;
-use crate::token::realm::{self, TokenRequest};
+use crate::jose::Clock;
+use crate::metrics::Metrics;
+use crate::policy::limits::RateHeaders;
+use crate::state::Counters;
+use crate::token::cache::VerifiedTokens;
+use crate::token::realm::{self, Refusal, TokenRequest};
+use edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
@@ -51,15 +57,21 @@ const STRIPPED: &[&str] = &[
     "x-client-cert",
 ];
 
-/// The sidecar's proxy service.
+/// The sidecar's proxy service: everything a request needs, shared, and no process global.
 pub struct Sidecar {
     pub settings: Arc<ArcSwap<Settings>>,
     /// The Authority in force (and the one a reload is bringing in).
     pub authority: Arc<Succession>,
     /// `/readyz`, shared with the admin listener (one probe cache).
     pub health: Arc<Health>,
-    /// Where plan limits count (`state::Stores`): memory, or Redis shared by every replica.
-    pub counters: Arc<dyn crate::state::Counters>,
+    /// Where requests are counted; the admin listener renders the same registry.
+    pub metrics: Arc<Metrics>,
+    /// Registry tokens already verified, so that a token's signature is checked once.
+    pub tokens: Arc<VerifiedTokens>,
+    /// What token times (`exp`, `nbf`, `iat`, DPoP `iat`, nonces) are read against.
+    pub clock: Arc<dyn Clock>,
+    /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
+    pub counters: Arc<dyn Counters>,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -73,13 +85,8 @@ pub struct Ctx {
     /// The `sub` of the token that allowed the request.
     subject: Option<String>,
     upstream_query: Option<String>,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    /// `RateLimit-*` headers for a counted pull.
+    rate_headers: Option<RateHeaders>,
 }
 
 fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
@@ -169,9 +176,12 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             dpop: header_values(req, "dpop"),
             client_cert_sha256: client_certificate(session, settings),
+            client_ip: limit::client_ip(session, settings),
+            counters: self.counters.as_ref(),
         };
         let mut audit = realm::Audit::default();
-        let outcome = realm::issue(settings, authority, &request, now(), &mut audit).await;
+        let outcome =
+            realm::issue(settings, authority, &request, self.clock.now(), &mut audit).await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -180,10 +190,7 @@ impl Sidecar {
         );
         match outcome {
             Ok(issued) => {
-                metrics::get()
-                    .issued
-                    .with_label_values(&[&issued.plan])
-                    .inc();
+                self.metrics.issued.with_label_values(&[&issued.plan]).inc();
                 tracing::info!(decision = "issued", route = "token", status = 200, sub, plan, license, scheme, requested = ?audit.requested, granted = ?issued.granted, "token issued");
                 let nonce: Vec<_> = issued
                     .dpop_nonce
@@ -194,11 +201,15 @@ impl Sidecar {
             }
             Err(refusal) => {
                 let reason = refusal.as_str();
-                metrics::get().rejected.with_label_values(&[reason]).inc();
+                self.metrics.rejected.with_label_values(&[reason]).inc();
+                if let Refusal::RateLimited { .. } = refusal {
+                    let labels = [plan.unwrap_or_default(), "tokens"];
+                    self.metrics.rate_limited.with_label_values(&labels).inc();
+                }
                 tracing::info!(decision = "rejected", route = "token", status = refusal.status(), reason, sub, plan, license, scheme, requested = ?audit.requested, "token refused");
                 let nonce = refusal
                     .needs_nonce()
-                    .then(|| authority.fresh_nonce(now()))
+                    .then(|| authority.fresh_nonce(self.clock.now()))
                     .flatten();
                 let constraint = authority.config().sender_constraint;
                 respond::refusal(session, &refusal, constraint, nonce).await
@@ -222,15 +233,35 @@ impl Sidecar {
             authorization: header_values(req, "authorization"),
             content_types: header_values(req, "content-type"),
         };
-        match authorize(&ctx.settings, ctx.authority.config(), &request, now()) {
+        let authority = ctx.authority.config();
+        let now = self.clock.now();
+        let decided = match authorize(&ctx.settings, authority, &self.tokens, &request, now) {
             Ok(allowed) => {
+                let ip = limit::client_ip(session, &ctx.settings);
+                let counters = self.counters.as_ref();
+                limit::count_pull(
+                    counters,
+                    &self.metrics,
+                    &ctx.settings,
+                    &allowed,
+                    request.method,
+                    ip,
+                )
+                .await
+                .map(|headers| (allowed, headers))
+            }
+            Err(denial) => Err(denial),
+        };
+        match decided {
+            Ok((allowed, rate_headers)) => {
+                ctx.rate_headers = rate_headers;
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject);
                 ctx.upstream_query = allowed.routed.upstream_query;
                 Ok(false)
             }
             Err(denial) => {
-                metrics::get()
+                self.metrics
                     .proxy_denied
                     .with_label_values(&[denial.as_str()])
                     .inc();
@@ -273,6 +304,7 @@ impl ProxyHttp for Sidecar {
             route: None,
             subject: None,
             upstream_query: None,
+            rate_headers: None,
         }
     }
 
@@ -288,7 +320,7 @@ impl ProxyHttp for Sidecar {
         let (path, query) = match split {
             Ok(split) => split,
             Err(denial) => {
-                metrics::get()
+                self.metrics
                     .proxy_denied
                     .with_label_values(&[denial.as_str()])
                     .inc();
@@ -385,6 +417,11 @@ impl ProxyHttp for Sidecar {
             let fixed = format!("{}{rest}", ctx.settings.public_origin);
             response.insert_header("Location", fixed)?;
         }
+        if let Some(rate) = &ctx.rate_headers {
+            for (name, value) in rate.headers() {
+                response.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -428,7 +465,7 @@ impl ProxyHttp for Sidecar {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let m = metrics::get();
+        let m = &self.metrics;
         m.proxy_requests
             .with_label_values(&[method.as_str(), status.to_string().as_str()])
             .inc();

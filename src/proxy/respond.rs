@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::denial::Denial;
 use crate::authority::SenderConstraint;
+use crate::registry;
 use crate::token::realm::{quote_safe, RealmChallenge, Refusal};
 
 /// One entry of the Docker registry `errors` array.
@@ -218,15 +219,15 @@ pub fn denial_reply(d: &Denial, realm: &str, service: &str, body_pending: bool) 
         "registry/2.0".to_string(),
     )];
     if let Some(challenge) = d.challenge() {
-        let mut header = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
-        if !challenge.scope.is_empty() {
-            header.push_str(&format!(",scope=\"{}\"", challenge.scope));
-        }
-        if let Some(error) = challenge.error {
-            header.push_str(&format!(",error=\"{error}\""));
-        }
-        headers.push(("WWW-Authenticate", header));
+        let header = registry::challenge::Challenge {
+            realm: Some(realm.to_string()),
+            service: Some(service.to_string()),
+            scope: (!challenge.scope.is_empty()).then(|| challenge.scope.to_string()),
+            error: challenge.error.map(str::to_string),
+        };
+        headers.push(("WWW-Authenticate", header.to_string()));
     }
+    headers.extend(d.headers());
     Reply {
         status: d.status(),
         headers,
@@ -397,6 +398,34 @@ mod tests {
                 vec![api.clone()],
                 r#"{"errors":[{"code":"UNSUPPORTED","message":"Content-Length and Transfer-Encoding together"}]}"#,
                 true,
+            ),
+            (
+                Denial::RateLimited {
+                    headers: crate::policy::limits::RateHeaders {
+                        limit: 3,
+                        remaining: 0,
+                        window: 3600,
+                    },
+                    retry_after: 42,
+                },
+                false,
+                429,
+                vec![
+                    api.clone(),
+                    ("Retry-After", "42".into()),
+                    ("RateLimit-Limit", "3;w=3600".into()),
+                    ("RateLimit-Remaining", "0;w=3600".into()),
+                ],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit reached: 3 manifest pulls per 3600s; retry after 42s"}]}"#,
+                false,
+            ),
+            (
+                Denial::StateUnavailable,
+                false,
+                503,
+                vec![api.clone(), ("Retry-After", "10".into())],
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"the pull could not be counted against the plan's limit; retry later"}]}"#,
+                false,
             ),
             (
                 Denial::PathNotUtf8,

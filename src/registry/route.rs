@@ -7,10 +7,8 @@
 //! taken from the right, as gorilla mux's anchored patterns do, so `a/manifests/b/manifests/latest`
 //! is the manifest `latest` of the repository `a/manifests/b`.
 
-use std::fmt;
-
+use super::access::{Access, Resource};
 use super::name::{is_valid_digest, is_valid_name, is_valid_tag};
-use super::scope::ResourceType;
 
 /// Largest `n` accepted on `/v2/_catalog` (SECURITY 41: bounded listing).
 pub const CATALOG_MAX: u32 = 1000;
@@ -49,30 +47,6 @@ impl Route {
             Route::BlobUpload => "upload",
             Route::Referrers => "referrers",
         }
-    }
-}
-
-/// One grant a request needs: `repository:acme/app:pull`, `registry:catalog:*`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Access {
-    pub resource_type: ResourceType,
-    pub name: String,
-    pub action: String,
-}
-
-impl Access {
-    fn repository(name: &str, action: &str) -> Access {
-        Access {
-            resource_type: ResourceType::Repository,
-            name: name.to_string(),
-            action: action.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Access {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.resource_type, self.name, self.action)
     }
 }
 
@@ -272,17 +246,13 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Routed, Ro
     };
     let mut needs: Vec<Access> = actions
         .iter()
-        .map(|a| Access::repository(&name, a))
+        .map(|a| Access::new(Resource::repository(&name), *a))
         .collect();
     let mut upstream_query = None;
 
     match route {
         Route::Catalog => {
-            needs.push(Access {
-                resource_type: ResourceType::Registry,
-                name: "catalog".into(),
-                action: "*".into(),
-            });
+            needs.push(Access::new(Resource::catalog(), "*"));
             if let Some(n) = single(query, "n")? {
                 let ok = n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit());
                 if !ok || !(1..=CATALOG_MAX).contains(&n.parse().unwrap_or(0)) {
@@ -300,7 +270,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Routed, Ro
                     return Err(BadQuery("`from` is not a valid repository name"));
                 }
                 if from != name {
-                    needs.push(Access::repository(&from, "pull"));
+                    needs.push(Access::new(Resource::repository(from), "pull"));
                 }
             }
             // Without `from` the registry may mount from anywhere it likes (SECURITY 50):

@@ -5,8 +5,7 @@
 //! carry a `host:port/` prefix (`repository:localhost:5000/acme/app:pull` names
 //! `localhost:5000/acme/app`); the name between must then pass [`is_valid_name`].
 
-use std::fmt;
-
+use super::access::{Resource, ResourceType, Scope};
 use super::name::is_valid_name;
 
 /// Longest accepted scope string.
@@ -15,42 +14,6 @@ pub const SCOPE_MAX: usize = 512;
 pub const SCOPES_MAX: usize = 100;
 /// The actions a scope may ask for.
 pub const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
-
-/// What a scope or an access entry is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceType {
-    /// A repository: `repository:NAME:...`.
-    Repository,
-    /// The registry itself; only `registry:catalog:*` exists.
-    Registry,
-}
-
-impl ResourceType {
-    /// The wire name: `repository` or `registry`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ResourceType::Repository => "repository",
-            ResourceType::Registry => "registry",
-        }
-    }
-}
-
-impl fmt::Display for ResourceType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One parsed scope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    pub resource_type: ResourceType,
-    /// The `CLASS` of `repository(CLASS)`, e.g. `plugin`.
-    pub class: Option<String>,
-    pub name: String,
-    /// Non-empty, each one of [`ACTIONS`], without duplicates, in the order asked.
-    pub actions: Vec<String>,
-}
 
 /// Why a scope was refused; the text becomes the realm's `error_description`, so it quotes
 /// the offending input only through [`shown`] (no quotes or control bytes reach a header).
@@ -92,6 +55,7 @@ fn shown(s: &str) -> String {
     out
 }
 
+/// The grammar of [`Scope`]; the type itself, its text and its wire form are in `access`.
 impl Scope {
     /// Parses one scope (no spaces; see [`parse_scopes`] for a request's list).
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
@@ -99,15 +63,15 @@ impl Scope {
             return Err(ScopeError::TooLong);
         }
         let malformed = || ScopeError::Malformed(shown(s));
-        let (kind, rest) = s.split_once(':').ok_or_else(malformed)?;
+        let (head, rest) = s.split_once(':').ok_or_else(malformed)?;
         let (name, actions) = rest
             .rsplit_once(':')
             .ok_or_else(|| ScopeError::NoActions(shown(s)))?;
 
-        let (resource_type, class) = match kind {
+        let (kind, class) = match head {
             "repository" => (ResourceType::Repository, None),
             "registry" => (ResourceType::Registry, None),
-            _ => match kind
+            _ => match head
                 .strip_prefix("repository(")
                 .and_then(|c| c.strip_suffix(')'))
             {
@@ -117,7 +81,7 @@ impl Scope {
                     (ResourceType::Repository, Some(class.to_string()))
                 }
                 Some(class) => return Err(ScopeError::BadClass(shown(class))),
-                None => return Err(ScopeError::UnknownType(shown(kind))),
+                None => return Err(ScopeError::UnknownType(shown(head))),
             },
         };
 
@@ -134,7 +98,7 @@ impl Scope {
             }
         }
 
-        match resource_type {
+        match kind {
             ResourceType::Registry if name != "catalog" || list != ["*"] => {
                 Err(ScopeError::RegistryScope)
             }
@@ -142,22 +106,14 @@ impl Scope {
                 Err(ScopeError::InvalidName(shown(name)))
             }
             _ => Ok(Scope {
-                resource_type,
-                class,
-                name: name.to_string(),
+                resource: Resource {
+                    kind,
+                    class,
+                    name: name.to_string(),
+                },
                 actions: list,
             }),
         }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.resource_type.as_str())?;
-        if let Some(class) = &self.class {
-            write!(f, "({class})")?;
-        }
-        write!(f, ":{}:{}", self.name, self.actions.join(","))
     }
 }
 
@@ -186,11 +142,16 @@ mod tests {
     use rstest::rstest;
 
     fn repo(name: &str, actions: &[&str]) -> Scope {
+        Scope::new(Resource::repository(name), actions.iter().copied())
+    }
+
+    fn with_class(class: &str, scope: Scope) -> Scope {
         Scope {
-            resource_type: ResourceType::Repository,
-            class: None,
-            name: name.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
+            resource: Resource {
+                class: Some(class.into()),
+                ..scope.resource
+            },
+            ..scope
         }
     }
 
@@ -206,8 +167,8 @@ mod tests {
     // SECURITY 43: the host:port stays in the name.
     #[case("repository:localhost:5000/acme/app:pull", repo("localhost:5000/acme/app", &["pull"]), "repository:localhost:5000/acme/app:pull")]
     #[case("repository:docker.com/foo:delete", repo("docker.com/foo", &["delete"]), "repository:docker.com/foo:delete")]
-    #[case("repository(plugin):x:pull", Scope { class: Some("plugin".into()), ..repo("x", &["pull"]) }, "repository(plugin):x:pull")]
-    #[case("registry:catalog:*", Scope { resource_type: ResourceType::Registry, ..repo("catalog", &["*"]) }, "registry:catalog:*")]
+    #[case("repository(plugin):x:pull", with_class("plugin", repo("x", &["pull"])), "repository(plugin):x:pull")]
+    #[case("registry:catalog:*", Scope::new(Resource::catalog(), ["*"]), "registry:catalog:*")]
     fn parses(#[case] input: &str, #[case] expected: Scope, #[case] printed: &str) {
         let scope = Scope::parse(input).unwrap();
         assert_eq!(scope, expected);

@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::{Limits, Settings};
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::proxy::{Denial, Sidecar};
 
 /// Largest head read before handing it to pingora, which refuses it (its own limit).
@@ -46,8 +46,8 @@ const LATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 const LATE_BODY: &str = r#"{"errors":[{"code":"UNSUPPORTED","message":"the request head did not arrive within the time allowed"}]}"#;
 
 /// Counts a connection closed by a limit in `registry_proxy_denied_total`.
-fn count(refusal: Denial) {
-    metrics::get()
+fn count(metrics: &Metrics, refusal: Denial) {
+    metrics
         .proxy_denied
         .with_label_values(&[refusal.as_str()])
         .inc();
@@ -228,6 +228,7 @@ fn exempt(settings: &Settings) -> &[IpAddr] {
 pub struct Admission {
     pub tally: Arc<Tally>,
     pub settings: Arc<ArcSwap<Settings>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -245,7 +246,7 @@ impl ConnectionFilter for Admission {
         let ip = addr.map(|a| a.ip());
         let room = self.tally.has_room(ip, &settings.limits, exempt(&settings));
         if !room {
-            count(Denial::TooManyConnections);
+            count(&self.metrics, Denial::TooManyConnections);
             tracing::debug!(client = ?ip, reason = Denial::TooManyConnections.as_str(), "connection closed at accept");
         }
         room
@@ -258,6 +259,7 @@ pub struct Guarded {
     pub proxy: Arc<HttpProxy<Sidecar>>,
     pub tally: Arc<Tally>,
     pub settings: Arc<ArcSwap<Settings>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Guarded {
@@ -278,7 +280,7 @@ impl Guarded {
                 Head::Ready(head) => head,
                 Head::Closed | Head::Idle => return,
                 Head::Late { started } => {
-                    count(Denial::HeaderTimeout);
+                    count(&self.metrics, Denial::HeaderTimeout);
                     tracing::info!(
                         decision = "denied",
                         reason = Denial::HeaderTimeout.as_str(),
@@ -324,7 +326,7 @@ impl ServerApp for Guarded {
             Ok(slot) => slot,
             Err(refusal) => {
                 tracing::debug!(client = ?ip, reason = refusal.as_str(), "connection closed");
-                count(refusal);
+                count(&self.metrics, refusal);
                 return None;
             }
         };

@@ -15,29 +15,37 @@ use async_trait::async_trait;
 use super::memory::MemoryCounters;
 use super::{Counters, Hit, StateError};
 use crate::authority::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
+use crate::metrics::Metrics;
 
 /// A fallback is logged at most this often.
 const WARN_EVERY_MS: i64 = 10_000;
 
-/// Rate-limits the fallback warning.
-#[derive(Default)]
-struct Warned(AtomicI64);
+/// Counts fallbacks and rate-limits their warning.
+struct Warned {
+    metrics: Arc<Metrics>,
+    /// Unix ms of the last warning; 0 before the first.
+    at: AtomicI64,
+}
 
 impl Warned {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        Warned {
+            metrics,
+            at: AtomicI64::new(0),
+        }
+    }
+
     /// Counts a fallback for `op` and logs it unless a warning went out in the last 10 s.
     fn fell_back(&self, op: &str, why: &str) {
-        crate::metrics::get()
-            .state_fallbacks
-            .with_label_values(&[op])
-            .inc();
+        self.metrics.state_fallbacks.with_label_values(&[op]).inc();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let last = self.0.load(Ordering::Relaxed);
+        let last = self.at.load(Ordering::Relaxed);
         if (last == 0 || now - last >= WARN_EVERY_MS)
             && self
-                .0
+                .at
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
@@ -58,11 +66,11 @@ pub struct FallbackReplayStore {
 }
 
 impl FallbackReplayStore {
-    pub fn new(shared: Arc<dyn ReplayStore>) -> Self {
+    pub fn new(shared: Arc<dyn ReplayStore>, metrics: Arc<Metrics>) -> Self {
         FallbackReplayStore {
             shared,
             memory: MemoryReplayStore::new(),
-            warned: Warned::default(),
+            warned: Warned::new(metrics),
         }
     }
 }
@@ -103,11 +111,11 @@ pub struct FallbackCounters {
 }
 
 impl FallbackCounters {
-    pub fn new(shared: Arc<dyn Counters>) -> Self {
+    pub fn new(shared: Arc<dyn Counters>, metrics: Arc<Metrics>) -> Self {
         FallbackCounters {
             shared,
-            memory: MemoryCounters::new(),
-            warned: Warned::default(),
+            memory: MemoryCounters::default(),
+            warned: Warned::new(metrics),
         }
     }
 }
@@ -186,11 +194,8 @@ mod tests {
     #[tokio::test]
     async fn replay_falls_back_to_memory() {
         let shared = Arc::new(Flaky::default());
-        let store = FallbackReplayStore::new(shared.clone());
-        let before = crate::metrics::get()
-            .state_fallbacks
-            .with_label_values(&["replay"])
-            .get();
+        let metrics = Arc::new(Metrics::new());
+        let store = FallbackReplayStore::new(shared.clone(), metrics.clone());
         let rows = [
             (false, "a", Ok(())),
             (false, "a", Err(ReplayError::Replayed)),
@@ -207,22 +212,27 @@ mod tests {
                 "{jti} down={down}"
             );
         }
-        let after = crate::metrics::get()
-            .state_fallbacks
-            .with_label_values(&["replay"])
-            .get();
-        assert!(after >= before + 3);
+        // The three spends while down, each counted.
+        assert_eq!(
+            metrics.state_fallbacks.with_label_values(&["replay"]).get(),
+            3
+        );
     }
 
     /// Counts come from the shared store while it answers, from memory while it does not.
     #[tokio::test]
     async fn counters_fall_back_to_memory() {
         let shared = Arc::new(Flaky::default());
-        let counters = FallbackCounters::new(shared.clone());
+        let metrics = Arc::new(Metrics::new());
+        let counters = FallbackCounters::new(shared.clone(), metrics.clone());
         let window = Duration::from_secs(60);
         assert_eq!(counters.hit("k", window).await.unwrap().count, 100);
         shared.down.store(true, Ordering::SeqCst);
         assert_eq!(counters.hit("k", window).await.unwrap().count, 1);
         assert_eq!(counters.hit("k", window).await.unwrap().count, 2);
+        assert_eq!(
+            metrics.state_fallbacks.with_label_values(&["count"]).get(),
+            2
+        );
     }
 }

@@ -16,8 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::redis::{OnUnavailable, Redis, RedisSettings};
-use crate::authority::replay_redis::RedisReplayStore;
+use crate::authority::replay::RedisReplayStore;
 use crate::authority::{MemoryReplayStore, ReplayStore};
+use crate::metrics::Metrics;
 
 /// The shared store could not answer within `state.redis.timeout`, or answered an error.
 /// Holds no key or secret.
@@ -54,24 +55,28 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Memory stores without `state.redis`; Redis stores with it (no I/O yet).
-    pub fn build(settings: Option<&RedisSettings>) -> Result<Stores, StateError> {
+    /// Memory stores without `state.redis`; Redis stores with it (no I/O yet), counting their
+    /// commands, errors and fallbacks into `metrics`.
+    pub fn build(
+        settings: Option<&RedisSettings>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Stores, StateError> {
         let Some(settings) = settings else {
             return Ok(Stores {
                 replay: Arc::new(MemoryReplayStore::new()),
-                counters: Arc::new(memory::MemoryCounters::new()),
+                counters: Arc::new(memory::MemoryCounters::default()),
                 redis: None,
             });
         };
-        let redis = Arc::new(Redis::new(settings.clone())?);
+        let redis = Arc::new(Redis::new(settings.clone(), metrics.clone())?);
         let replay: Arc<dyn ReplayStore> = Arc::new(RedisReplayStore::new(redis.clone()));
         let counters: Arc<dyn Counters> = redis.clone();
         let (replay, counters): (Arc<dyn ReplayStore>, Arc<dyn Counters>) =
             match settings.on_unavailable {
                 OnUnavailable::Refuse => (replay, counters),
                 OnUnavailable::Memory => (
-                    Arc::new(fallback::FallbackReplayStore::new(replay)),
-                    Arc::new(fallback::FallbackCounters::new(counters)),
+                    Arc::new(fallback::FallbackReplayStore::new(replay, metrics.clone())),
+                    Arc::new(fallback::FallbackCounters::new(counters, metrics)),
                 ),
             };
         Ok(Stores {

@@ -25,6 +25,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult, Script};
 
 use super::{Counters, Hit, StateError};
+use crate::metrics::Metrics;
 
 /// A connection is rebuilt after a failure at most this often.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
@@ -128,6 +129,8 @@ struct Ready {
 pub struct Redis {
     settings: RedisSettings,
     client: redis::Client,
+    /// Where commands, their durations and failures are counted (the Sidecar's).
+    metrics: Arc<Metrics>,
     /// Made at the first command, inside a runtime (the client spawns its tasks there).
     managed: ArcSwapOption<Managed>,
     counter: Script,
@@ -165,13 +168,14 @@ fn unix_ms() -> i64 {
 }
 
 impl Redis {
-    /// No I/O: the first command connects.
-    pub fn new(settings: RedisSettings) -> Result<Redis, StateError> {
+    /// No I/O: the first command connects. Commands are counted into `metrics`.
+    pub fn new(settings: RedisSettings, metrics: Arc<Metrics>) -> Result<Redis, StateError> {
         let client = redis::Client::open(settings.url.expose())
             .map_err(|e| StateError(format!("state.redis.url: {:?}", e.kind())))?;
         Ok(Redis {
             settings,
             client,
+            metrics,
             managed: ArcSwapOption::empty(),
             counter: Script::new(COUNTER_SCRIPT),
             warned_at: AtomicI64::new(i64::MIN / 2),
@@ -201,7 +205,7 @@ impl Redis {
         let started = Instant::now();
         let outcome =
             tokio::time::timeout(self.settings.timeout, command(managed.connection.clone())).await;
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         metrics
             .state_duration
             .observe(started.elapsed().as_secs_f64());
@@ -433,13 +437,14 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let redis = Redis::new(RedisSettings {
+        let settings = RedisSettings {
             url: RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap(),
             key_prefix: "t:".into(),
             timeout: Duration::from_millis(200),
             on_unavailable: OnUnavailable::Refuse,
-        })
-        .unwrap();
+        };
+        let metrics = Arc::new(Metrics::new());
+        let redis = Redis::new(settings, metrics.clone()).unwrap();
         let started = Instant::now();
         let e = redis
             .hit("k", Duration::from_secs(1))
@@ -447,6 +452,7 @@ mod tests {
             .expect_err("nothing listens");
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(e.0.starts_with("count: "), "{e}");
+        assert_eq!(metrics.state_errors.with_label_values(&["count"]).get(), 1);
         assert!(redis.readiness().await.is_err());
     }
 }

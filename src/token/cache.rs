@@ -1,4 +1,5 @@
-//! Verified-token cache for the `/v2/` data path: a registry client sends the same bearer token
+//! Verified-token cache for the `/v2/` data path (the proxy's `Sidecar` holds one, `authorize`
+//! is handed it): a registry client sends the same bearer token
 //! on every request until it expires, so its signature is checked once and the claims are kept,
 //! keyed by the SHA-256 of issuer, audience and token, until the token's `exp`.
 //!
@@ -8,14 +9,14 @@
 //! caller still checks revocation and scope on every request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
 
 use super::claims::{IssuedClaims, VerifyError};
 use super::keys::KeySet;
 
-/// Entries of the process-wide cache: ~0.5 KiB each, so about 5 MiB at most.
+/// Entries of the sidecar's cache: ~0.5 KiB each, so about 5 MiB at most.
 pub const CAPACITY: usize = 10_000;
 
 struct Entry {
@@ -30,10 +31,11 @@ pub struct VerifiedTokens {
     entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
-/// The cache the proxy uses.
-pub fn shared() -> &'static VerifiedTokens {
-    static SHARED: OnceLock<VerifiedTokens> = OnceLock::new();
-    SHARED.get_or_init(|| VerifiedTokens::new(CAPACITY))
+/// An empty cache of [`CAPACITY`] tokens.
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self::new(CAPACITY)
+    }
 }
 
 impl VerifiedTokens {
@@ -133,9 +135,9 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::claims::AccessEntry;
-    use crate::token::keygen::{keygen, KeyAlg};
-    use crate::token::keys::{KeyIdFormat, SigningConfig};
+    use crate::cli::keygen::{keygen, KeyAlg};
+    use crate::registry::{Resource, Scope};
+    use crate::token::{KeyIdFormat, SigningConfig};
     use serde_json::Map;
 
     const NOW: i64 = 1_800_000_000;
@@ -164,11 +166,7 @@ mod tests {
             nbf: NOW,
             iat: NOW,
             jti: "j".into(),
-            access: vec![AccessEntry {
-                resource_type: "repository".into(),
-                name: "acme/app".into(),
-                actions: vec!["pull".into()],
-            }],
+            access: vec![Scope::new(Resource::repository("acme/app"), ["pull"])],
             extra: Map::new(),
         })
         .unwrap()

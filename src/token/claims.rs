@@ -8,15 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::keys::{KeyError, KeySet};
-
-/// One grant of the `access` claim: `{"type": "repository", "name": "acme/app", "actions": ["pull"]}`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct AccessEntry {
-    #[serde(rename = "type")]
-    pub resource_type: String,
-    pub name: String,
-    pub actions: Vec<String>,
-}
+use crate::registry::Scope;
 
 /// The claims of an issued token, as Distribution reads them (`aud` is one string).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -28,7 +20,8 @@ pub struct IssuedClaims {
     pub nbf: i64,
     pub iat: i64,
     pub jti: String,
-    pub access: Vec<AccessEntry>,
+    /// The grants, one entry per granted scope: `{"type", "name", "actions"}`.
+    pub access: Vec<Scope>,
     /// Plan and license claims copied through from the OpTok; never overrides a claim above.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -129,7 +122,8 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::keygen::{keygen, KeyAlg};
+    use crate::cli::keygen::{keygen, KeyAlg};
+    use crate::registry::Resource;
     use crate::token::keys::tests::{config, key_file};
     use crate::token::keys::SigningConfig;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -150,11 +144,7 @@ mod tests {
             nbf: NOW,
             iat: NOW,
             jti: "j-1".into(),
-            access: vec![AccessEntry {
-                resource_type: "repository".into(),
-                name: "acme/app".into(),
-                actions: vec!["pull".into()],
-            }],
+            access: vec![Scope::new(Resource::repository("acme/app"), ["pull"])],
             extra: Map::new(),
         }
     }

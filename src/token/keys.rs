@@ -1,12 +1,12 @@
 //! Signing keys of the realm: loads the configured private key (PEM or PKCS#12), its optional
-//! certificate chain (sent as `x5c`) and the rotated-out public keys, derives key ids in the
-//! libtrust (Distribution 2.x) or RFC 7638 thumbprint (Distribution 3.x) form, and publishes
-//! them as `jwks.json`. Signing and verification themselves live in `claims`.
+//! certificate chain (sent as `x5c`) and the rotated-out public keys, names each with a key id
+//! (`signing.keyId`, else one derived as [`super::kid`] says), and publishes them as
+//! `jwks.json`. Signing and verification themselves live in `claims`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use openssl::nid::Nid;
@@ -14,18 +14,9 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::x509::X509;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-/// How the `kid` of a key is derived when `signing.keyId` is not set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyIdFormat {
-    /// libtrust fingerprint, what Distribution 2.x looks up in its `rootcertbundle`.
-    #[default]
-    Libtrust,
-    /// RFC 7638 JWK thumbprint, what Distribution 3.x looks up in its `jwks`.
-    Thumbprint,
-}
+use super::kid::KeyIdFormat;
+use crate::jose::b64url_encode;
 
 /// The `signing` section of the configuration, paths resolved.
 #[derive(Clone)]
@@ -221,7 +212,7 @@ impl KeySet {
 
         let kid = match &cfg.key_id {
             Some(kid) => kid.clone(),
-            None => derive_kid(cfg.key_id_format, &spki, &jwk),
+            None => cfg.key_id_format.derive(&spki, &jwk),
         };
         let encoding = encoding_key(&pkey, alg)?;
         let public = public_key(path, kid, alg, jwk)?;
@@ -254,45 +245,6 @@ impl KeySet {
         std::iter::once(&self.current.public)
             .chain(&self.previous)
             .find(|k| k.kid == kid)
-    }
-}
-
-/// libtrust key id (Distribution 2.x): base32 of the first 240 bits of SHA-256 over the DER
-/// SubjectPublicKeyInfo, in 12 groups of 4 joined by `:`.
-pub fn libtrust_key_id(spki_der: &[u8]) -> String {
-    let digest = Sha256::digest(spki_der);
-    let b32 = data_encoding::BASE32_NOPAD.encode(&digest[..30]);
-    let mut kid = String::with_capacity(59);
-    for (i, c) in b32.chars().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            kid.push(':');
-        }
-        kid.push(c);
-    }
-    kid
-}
-
-/// RFC 7638 thumbprint: base64url SHA-256 of the required members in lexicographic order.
-pub fn thumbprint_key_id(jwk: &Value) -> String {
-    let members: &[&str] = match jwk["kty"].as_str() {
-        Some("EC") => &["crv", "kty", "x", "y"],
-        Some("RSA") => &["e", "kty", "n"],
-        Some("OKP") => &["crv", "kty", "x"],
-        _ => &["kty"],
-    };
-    let canonical: serde_json::Map<String, Value> = members
-        .iter()
-        .map(|m| (m.to_string(), jwk[*m].clone()))
-        .collect();
-    // serde_json's Map is ordered by key, and to_string writes no whitespace.
-    let text = Value::Object(canonical).to_string();
-    URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
-}
-
-fn derive_kid(format: KeyIdFormat, spki: &[u8], jwk: &Value) -> String {
-    match format {
-        KeyIdFormat::Libtrust => libtrust_key_id(spki),
-        KeyIdFormat::Thumbprint => thumbprint_key_id(jwk),
     }
 }
 
@@ -375,10 +327,6 @@ fn check_leaf(leaf: &X509, spki: &[u8], key: &Path, chain_path: &Path) -> Result
     Ok(())
 }
 
-fn b64u(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The algorithm a key signs with and its public JWK (without `kid`).
 fn public_jwk<T: openssl::pkey::HasPublic>(
     path: &Path,
@@ -408,7 +356,7 @@ fn public_jwk<T: openssl::pkey::HasPublic>(
             let (x, y) = coords().map_err(|e| crypto("read EC point", e))?;
             Ok((
                 Algorithm::ES256,
-                json!({"kty": "EC", "crv": "P-256", "x": b64u(&x), "y": b64u(&y)}),
+                json!({"kty": "EC", "crv": "P-256", "x": b64url_encode(&x), "y": b64url_encode(&y)}),
             ))
         }
         Id::RSA => {
@@ -419,7 +367,7 @@ fn public_jwk<T: openssl::pkey::HasPublic>(
             }
             Ok((
                 Algorithm::RS256,
-                json!({"kty": "RSA", "n": b64u(&rsa.n().to_vec()), "e": b64u(&rsa.e().to_vec())}),
+                json!({"kty": "RSA", "n": b64url_encode(rsa.n().to_vec()), "e": b64url_encode(rsa.e().to_vec())}),
             ))
         }
         Id::ED25519 => {
@@ -428,7 +376,7 @@ fn public_jwk<T: openssl::pkey::HasPublic>(
                 .map_err(|e| crypto("read Ed25519 key", e))?;
             Ok((
                 Algorithm::EdDSA,
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64u(&raw)}),
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(&raw)}),
             ))
         }
         other => Err(unsupported(format!("key type {other:?}"))),
@@ -506,12 +454,14 @@ fn load_previous(path: &Path, format: KeyIdFormat) -> Result<PublicKey, KeyError
     let spki = key
         .public_key_to_der()
         .map_err(|e| crypto("encode public key", e))?;
-    public_key(path, derive_kid(format, &spki, &jwk), alg, jwk)
+    public_key(path, format.derive(&spki, &jwk), alg, jwk)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::jose::thumbprint;
+    use crate::token::kid::libtrust_key_id;
     use openssl::ec::{EcGroup, EcKey};
     use openssl::rsa::Rsa;
     use rstest::rstest;
@@ -594,36 +544,6 @@ pub(crate) mod tests {
         crt
     }
 
-    /// libtrust ids match the one Distribution's own docs show for this JWK
-    /// (docs/spec/manifest-v2-1.md, a libtrust-signed manifest).
-    #[test]
-    fn libtrust_key_id_known_answer() {
-        let d = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
-        let mut spki = data_encoding::HEXLOWER
-            .decode(b"3059301306072a8648ce3d020106082a8648ce3d03010703420004")
-            .unwrap();
-        spki.extend(d("3gAwX48IQ5oaYQAYSxor6rYYc_6yjuLCjtQ9LUakg4A"));
-        spki.extend(d("t72ge6kIA1XOjqjVoEOiPPAURltJFBMGDSQvEGVB010"));
-        assert_eq!(
-            libtrust_key_id(&spki),
-            "OD6I:6DRK:JXEJ:KBM4:255X:NSAA:MUSF:E4VM:ZI6W:CUN2:L4Z6:LSF4"
-        );
-    }
-
-    /// RFC 7638 §3.1 (RSA) and RFC 9449 Fig. 9 (EC) thumbprints.
-    #[rstest]
-    #[case::rfc7638_rsa(
-        json!({"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29", "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}),
-        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-    )]
-    #[case::rfc9449_ec(
-        json!({"crv": "P-256", "kty": "EC", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs", "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "use": "sig"}),
-        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
-    )]
-    fn thumbprint_known_answers(#[case] jwk: Value, #[case] expected: &str) {
-        assert_eq!(thumbprint_key_id(&jwk), expected);
-    }
-
     /// Every supported PEM form loads, with the algorithm of its key and a libtrust kid that
     /// equals the one computed over openssl's own SPKI encoding.
     #[rstest]
@@ -689,10 +609,7 @@ pub(crate) mod tests {
         let mut cfg = config(key_file(dir.path(), "ec-pkcs8"));
         cfg.key_id_format = KeyIdFormat::Thumbprint;
         let keys = KeySet::load(&cfg).unwrap();
-        assert_eq!(
-            keys.current.kid(),
-            thumbprint_key_id(&keys.current.public().jwk)
-        );
+        assert_eq!(keys.current.kid(), thumbprint(&keys.current.public().jwk));
         assert_eq!(keys.current.kid().len(), 43);
         cfg.key_id = Some("k1".into());
         assert_eq!(KeySet::load(&cfg).unwrap().current.kid(), "k1");

@@ -1,16 +1,13 @@
-//! The token side of the sidecar: signing keys and `jwks.json` (`keys`), the registry JWT it
-//! issues and verifies (`claims`), and `keygen`, which writes a CA and a signing key the
-//! registry trusts. Nothing here knows of pingora.
+//! The token side of the sidecar: signing keys and `jwks.json` (`keys`), their key ids
+//! (`kid`), the registry JWT it issues and verifies (`claims`), the realm that issues it
+//! (`realm`), the cache of verified tokens (`cache`). Nothing here knows of pingora. (`registry-token keygen`, which writes the keys, is a command: `cli::keygen`.)
 
 pub mod cache;
 pub mod claims;
-pub mod keygen;
 pub mod keys;
+pub mod kid;
 pub mod realm;
 
-pub use claims::{AccessEntry, IssuedClaims, VerifyError};
-pub use keygen::{keygen, keygen_with, Generated, KeyAlg, KeygenOptions};
-pub use keys::{
-    libtrust_key_id, thumbprint_key_id, KeyError, KeyIdFormat, KeySet, PublicKey, SigningConfig,
-    SigningKey,
-};
+pub use claims::{IssuedClaims, VerifyError};
+pub use keys::{KeyError, KeySet, PublicKey, SigningConfig, SigningKey};
+pub use kid::{libtrust_key_id, KeyIdFormat};

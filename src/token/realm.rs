@@ -5,12 +5,16 @@
 //! leaves no trace in the replay store (SPEC section 7). Each refusal is a [`Refusal`] variant:
 //! its `as_str()` is the SPEC `reason` (metric label and body), and `respond::refusal` writes it.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
-use super::{AccessEntry, IssuedClaims};
+use super::IssuedClaims;
 use crate::authority::{AuthError, Authority, Caller, Presented};
 use crate::config::Settings;
-use crate::registry::{parse_scopes, ResourceType, Scope, ScopeError};
+use crate::policy::limits::{self, Kind, Verdict};
+use crate::registry::{parse_scopes, Resource, Scope, ScopeError};
+use crate::state::Counters;
 
 /// `expires_in` is never below this many seconds (Docker clients refuse shorter).
 const MIN_EXPIRES_IN: i64 = 60;
@@ -24,6 +28,11 @@ pub struct TokenRequest<'a> {
     pub authorization: Vec<&'a str>,
     pub dpop: Vec<&'a str>,
     pub client_cert_sha256: Option<[u8; 32]>,
+    /// The client's address (`policy::limits::client_ip`): what a caller with neither license
+    /// nor subject is counted under.
+    pub client_ip: Option<IpAddr>,
+    /// Where plan limits count (SPEC 8).
+    pub counters: &'a dyn Counters,
 }
 
 /// The success body (Distribution token spec plus OAuth2's `access_token`).
@@ -74,6 +83,16 @@ pub enum Refusal {
     PlanDenied,
     #[error("the token could not be signed")]
     SigningFailed,
+    /// Past the plan's `limits.tokens` (SPEC 8).
+    #[error("token rate limit reached: {limit} tokens per {window}s; retry after {retry_after}s")]
+    RateLimited {
+        limit: u64,
+        window: u64,
+        retry_after: u64,
+    },
+    /// The shared state could not count the issuance.
+    #[error("the request could not be counted against the plan's limit; retry later")]
+    StateUnavailable,
 }
 
 impl Refusal {
@@ -93,6 +112,8 @@ impl Refusal {
             Refusal::UnknownPlan => "unknown_plan",
             Refusal::PlanDenied => "plan_denied",
             Refusal::SigningFailed => "signing_failed",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::StateUnavailable => "state_unavailable",
         }
     }
 
@@ -103,6 +124,8 @@ impl Refusal {
             Refusal::MissingCredentials => 401,
             Refusal::LicenseRevoked | Refusal::UnknownPlan | Refusal::PlanDenied => 403,
             Refusal::SigningFailed => 500,
+            Refusal::RateLimited { .. } => 429,
+            Refusal::StateUnavailable => 503,
             _ => 400,
         }
     }
@@ -115,6 +138,7 @@ impl Refusal {
             Refusal::MissingCredentials | Refusal::LicenseRevoked => "invalid_token",
             Refusal::UnknownPlan | Refusal::PlanDenied => "insufficient_scope",
             Refusal::SigningFailed => "server_error",
+            Refusal::StateUnavailable => "temporarily_unavailable",
             _ => "invalid_request",
         }
     }
@@ -124,6 +148,7 @@ impl Refusal {
         match self.status() {
             401 => "UNAUTHORIZED",
             403 => "DENIED",
+            429 => "TOOMANYREQUESTS",
             503 => "UNAVAILABLE",
             _ => "INVALID_REQUEST",
         }
@@ -145,9 +170,14 @@ impl Refusal {
         }
     }
 
-    /// Seconds for `Retry-After`: when the Authority's keys cannot be had.
+    /// Seconds for `Retry-After`: when the Authority's keys or the shared state cannot be had,
+    /// and until the window of a rate limit ends.
     pub fn retry_after(&self) -> Option<u64> {
-        (self.status() == 503).then_some(10)
+        match self {
+            Refusal::RateLimited { retry_after, .. } => Some(*retry_after),
+            Refusal::StateUnavailable => Some(limits::STATE_RETRY_AFTER),
+            _ => (self.status() == 503).then_some(10),
+        }
     }
 
     /// True when the answer must carry a fresh `DPoP-Nonce` (RFC 9449 section 8).
@@ -314,14 +344,38 @@ pub async fn issue(
             Refusal::PlanDenied
         });
     }
+    // Counted only once granted, before the proof is spent: a limited request spends nothing.
+    if let Some(limit) = plan.limits.tokens {
+        let who = limits::Caller {
+            license: caller.license.as_deref(),
+            subject: (!anonymous).then_some(caller.subject.as_str()),
+            ip: req.client_ip,
+        };
+        let hit = req
+            .counters
+            .hit(&limits::key(Kind::Tokens, &who), limit.per)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot count a token issuance");
+                Refusal::StateUnavailable
+            })?;
+        if let Verdict::Limited {
+            headers,
+            retry_after,
+        } = limits::judge(&limit, &hit)
+        {
+            return Err(Refusal::RateLimited {
+                limit: headers.limit,
+                window: headers.window,
+                retry_after,
+            });
+        }
+    }
     // Last check: spend the DPoP proof only now that the request is granted.
     if let Some(proof) = &caller.proof {
         authority.spend(proof, now).await?;
     }
-    let granted = access
-        .iter()
-        .map(|a| format!("{}:{}:{}", a.resource_type, a.name, a.actions.join(",")))
-        .collect();
+    let granted = access.iter().map(Scope::to_string).collect();
 
     let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let mut extra = serde_json::Map::new();
@@ -365,28 +419,25 @@ pub async fn issue(
 }
 
 /// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
-fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<AccessEntry> {
+/// The token names the resource without its class, as it always has.
+fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<Scope> {
     scopes
         .iter()
         .filter_map(|scope| {
             let actions = plan.grant(scope);
-            (!actions.is_empty()).then(|| AccessEntry {
-                resource_type: match scope.resource_type {
-                    ResourceType::Repository => "repository".into(),
-                    ResourceType::Registry => "registry".into(),
-                },
-                name: scope.name.clone(),
-                actions,
-            })
+            let resource = Resource {
+                class: None,
+                ..scope.resource.clone()
+            };
+            (!actions.is_empty()).then_some(Scope { resource, actions })
         })
         .collect()
 }
 
 /// 128 random bits, base64url.
 fn new_jti() -> String {
-    use base64::Engine;
     let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    crate::jose::b64url_encode(bytes)
 }
 
 #[cfg(test)]
@@ -405,8 +456,8 @@ pub(crate) mod tests {
     /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
     /// `LIC-REVOKED` revoked, and `extra` YAML appended.
     pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
-        crate::token::keygen(
-            crate::token::KeyAlg::Es256,
+        crate::cli::keygen::keygen(
+            crate::cli::keygen::KeyAlg::Es256,
             dir,
             REALM,
             SERVICE,
@@ -437,6 +488,8 @@ revokedLicenses: [LIC-REVOKED]
         authority: Authority,
         key: TestKey,
         client: TestKey,
+        /// Where plan limits count.
+        counters: std::sync::Arc<dyn Counters>,
         _dir: tempfile::TempDir,
     }
 
@@ -452,6 +505,7 @@ revokedLicenses: [LIC-REVOKED]
                 authority,
                 key,
                 client: TestKey::p256(),
+                counters: std::sync::Arc::new(crate::state::memory::MemoryCounters::default()),
                 _dir: dir,
             }
         }
@@ -492,6 +546,8 @@ revokedLicenses: [LIC-REVOKED]
                 authorization: req.authorization.iter().map(String::as_str).collect(),
                 dpop: dpop.iter().map(String::as_str).collect(),
                 client_cert_sha256: None,
+                client_ip: Some([192, 0, 2, 1].into()),
+                counters: self.counters.as_ref(),
             };
             issue(
                 &self.settings,
@@ -747,6 +803,88 @@ revokedLicenses: [LIC-REVOKED]
         );
     }
 
+    /// A `limits.tokens` plan: issuances count per license, else subject, else address; past
+    /// the limit 429 `rate_limited` with the window's rest as `Retry-After`, and the proof of a
+    /// limited request is not spent; a store that cannot count gives 503 `state_unavailable`.
+    #[tokio::test]
+    async fn issuances_are_limited_per_caller() {
+        let mut f = Fixture::new();
+        let limit = crate::policy::limits::Limit {
+            count: 2,
+            per: std::time::Duration::from_secs(60),
+        };
+        f.settings
+            .policy
+            .plans
+            .get_mut("enterprise")
+            .unwrap()
+            .limits
+            .tokens = Some(limit);
+        let pull = "repository:acme/app:pull";
+        let lic1 = f.optok(|_| {});
+        let lic1_bob = f.optok(|c| c["sub"] = json!("bob"));
+        let lic2 = f.optok(|c| c["stellaops:license"] = json!("LIC-2"));
+        let no_license = f.optok(|c| {
+            c.as_object_mut().unwrap().remove("stellaops:license");
+        });
+        assert!(f.issue(&Req::dpop(&lic1, pull)).await.is_ok());
+        assert!(
+            f.issue(&Req::dpop(&lic1_bob, pull)).await.is_ok(),
+            "2nd on LIC-1"
+        );
+        let spent_later = Req {
+            dpop: Some(vec![f.proof(&lic1)]),
+            ..Req::dpop(&lic1, pull)
+        };
+        let refused = f.issue(&spent_later).await.unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.as_str(), refused.retry_after()),
+            (429, "rate_limited", Some(60))
+        );
+        assert!(
+            f.issue(&Req::dpop(&lic2, pull)).await.is_ok(),
+            "another license"
+        );
+        assert!(
+            f.issue(&Req::dpop(&no_license, pull)).await.is_ok(),
+            "by subject"
+        );
+        assert!(f.issue(&Req::dpop(&no_license, pull)).await.is_ok());
+        assert!(f.issue(&Req::dpop(&no_license, pull)).await.is_err());
+        // The refused request's proof was not spent: under a fresh window it is accepted.
+        f.counters = std::sync::Arc::new(crate::state::memory::MemoryCounters::default());
+        assert!(
+            f.issue(&spent_later).await.is_ok(),
+            "the proof was left unspent"
+        );
+
+        struct Down;
+        #[async_trait::async_trait]
+        impl Counters for Down {
+            async fn hit(
+                &self,
+                _: &str,
+                _: std::time::Duration,
+            ) -> Result<crate::state::Hit, crate::state::StateError> {
+                Err(crate::state::StateError("down".into()))
+            }
+        }
+        f.counters = std::sync::Arc::new(Down);
+        let refused = f.issue(&Req::dpop(&lic2, pull)).await.unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.as_str(), refused.retry_after()),
+            (503, "state_unavailable", Some(10))
+        );
+        // A plan without limits never asks the store.
+        f.settings
+            .policy
+            .plans
+            .get_mut("enterprise")
+            .unwrap()
+            .limits = Default::default();
+        assert!(f.issue(&Req::dpop(&lic2, pull)).await.is_ok());
+    }
+
     /// The refusal model per variant: status, `error`, Docker code and challenge kind.
     #[test]
     fn refusal_variants() {
@@ -820,6 +958,24 @@ revokedLicenses: [LIC-REVOKED]
                 500,
                 "server_error",
                 "INVALID_REQUEST",
+                "none",
+            ),
+            (
+                Refusal::RateLimited {
+                    limit: 2,
+                    window: 60,
+                    retry_after: 7,
+                },
+                429,
+                "invalid_request",
+                "TOOMANYREQUESTS",
+                "none",
+            ),
+            (
+                Refusal::StateUnavailable,
+                503,
+                "temporarily_unavailable",
+                "UNAVAILABLE",
                 "none",
             ),
         ];

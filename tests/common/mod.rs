@@ -15,6 +15,7 @@
 
 pub mod authority;
 pub mod dpop;
+pub mod limits;
 pub mod oci;
 pub mod redis;
 pub mod registry;

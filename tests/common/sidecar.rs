@@ -121,6 +121,9 @@ pub struct Plan {
     pub name: String,
     /// `(pattern, actions)`.
     pub rules: Vec<(String, Vec<String>)>,
+    /// The plan's `limits` (SPEC 8) as written, e.g. `{"pulls": {"count": 3, "per": "1h"}}`;
+    /// `Null`: none.
+    pub limits: Value,
 }
 
 impl Plan {
@@ -131,6 +134,7 @@ impl Plan {
                 .iter()
                 .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
                 .collect(),
+            limits: Value::Null,
         }
     }
 }
@@ -229,7 +233,11 @@ impl SidecarConfig {
                     .iter()
                     .map(|(pattern, actions)| json!({"pattern": pattern, "actions": actions}))
                     .collect();
-                json!({"name": p.name, "repositories": rules})
+                let mut plan = json!({"name": p.name, "repositories": rules});
+                if !p.limits.is_null() {
+                    plan["limits"] = p.limits.clone();
+                }
+                plan
             })
             .collect();
         let mut doc = json!({

@@ -8,12 +8,11 @@
 //! registry's own host, unless `--allow-realm-host` names the realm's host (SPEC 7): a
 //! challenge is chosen by whoever answers `/v2/`, and must not be able to collect them.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use openssl::bn::BigNumContext;
 use openssl::ec::EcKey;
@@ -21,11 +20,16 @@ use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::Private;
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::authority::dpop::access_token_hash;
 use crate::config::is_loopback;
+use crate::jose::{b64url_encode, peek_segment, Clock, SystemClock};
+use crate::registry::challenge::Challenge;
+use crate::registry::Scope;
 
 /// Time allowed for each HTTP request.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,57 +50,6 @@ pub enum ProbeError {
     KeyWithoutOptok,
     #[error("malformed scope `{0}` (expected repository:NAME:ACTIONS or registry:catalog:*)")]
     Scope(String),
-}
-
-/// The parameters of a `WWW-Authenticate: Bearer ...` challenge.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Challenge {
-    pub realm: Option<String>,
-    pub service: Option<String>,
-    pub scope: Option<String>,
-    pub error: Option<String>,
-}
-
-impl Challenge {
-    /// Parses `Bearer realm="...",service="...",scope="..."`; `None` for any other scheme.
-    pub fn parse(header: &str) -> Option<Challenge> {
-        let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let mut params = HashMap::new();
-        let mut rest = rest.trim();
-        while let Some((name, after)) = rest.split_once('=') {
-            let name = name
-                .trim()
-                .trim_start_matches(',')
-                .trim()
-                .to_ascii_lowercase();
-            let (value, after) = match after.strip_prefix('"') {
-                // Quoted string: up to the next unescaped quote.
-                Some(quoted) => {
-                    let end = quoted.find('"').unwrap_or(quoted.len());
-                    (
-                        quoted[..end].to_string(),
-                        quoted.get(end + 1..).unwrap_or(""),
-                    )
-                }
-                None => {
-                    let end = after.find(',').unwrap_or(after.len());
-                    (after[..end].trim().to_string(), &after[end..])
-                }
-            };
-            params.insert(name, value);
-            rest = after.trim_start_matches([',', ' ']);
-        }
-        let mut take = |k: &str| params.remove(k);
-        Some(Challenge {
-            realm: take("realm"),
-            service: take("service"),
-            scope: take("scope"),
-            error: take("error"),
-        })
-    }
 }
 
 /// The credentials the realm is asked with.
@@ -350,13 +303,6 @@ fn credential_helper(name: &str, host: &str) -> Result<(String, String), String>
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// An RFC 9449 proof for `htm htu`, bound to `optok` (`ath`), signed ES256 with `key`.
 fn dpop_proof(key: &EcKey<Private>, htm: &str, htu: &str, optok: &str) -> String {
     let mut ctx = BigNumContext::new().expect("bignum context");
@@ -367,23 +313,22 @@ fn dpop_proof(key: &EcKey<Private>, htm: &str, htu: &str, optok: &str) -> String
     key.public_key()
         .affine_coordinates(key.group(), &mut x, &mut y, &mut ctx)
         .expect("P-256 point");
-    let coordinate = |n: &openssl::bn::BigNum| {
-        URL_SAFE_NO_PAD.encode(n.to_vec_padded(32).expect("32-byte coordinate"))
-    };
+    let coordinate =
+        |n: &openssl::bn::BigNum| b64url_encode(n.to_vec_padded(32).expect("32-byte coordinate"));
     let header = json!({"typ": "dpop+jwt", "alg": "ES256",
                         "jwk": {"kty": "EC", "crv": "P-256", "x": coordinate(&x), "y": coordinate(&y)}});
     let claims = json!({"jti": format!("{:032x}", rand::random::<u128>()), "htm": htm, "htu": htu,
-                        "iat": now(), "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(optok.as_bytes()))});
+                        "iat": SystemClock.now(), "ath": access_token_hash(optok)});
     let input = format!(
         "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
+        b64url_encode(header.to_string()),
+        b64url_encode(claims.to_string())
     );
     // JOSE wants r || s, each 32 bytes, not the DER that openssl writes.
     let sig = EcdsaSig::sign(&Sha256::digest(input.as_bytes()), key).expect("ECDSA signature");
     let mut raw = sig.r().to_vec_padded(32).expect("r");
     raw.extend(sig.s().to_vec_padded(32).expect("s"));
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(raw))
+    format!("{input}.{}", b64url_encode(raw))
 }
 
 /// A header value safe to print: credentials become `<redacted N bytes>`.
@@ -715,26 +660,15 @@ fn describe_token(token: &str, body: &Value) -> String {
     let claims: Value = token
         .split('.')
         .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(peek_segment)
         .unwrap_or(Value::Null);
+    // An entry that is no grant shows as `?`.
     let grants: Vec<String> = claims["access"]
         .as_array()
         .map(|entries| {
             entries
                 .iter()
-                .map(|e| {
-                    let actions: Vec<&str> = e["actions"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    format!(
-                        "{}:{}:{}",
-                        e["type"].as_str().unwrap_or("?"),
-                        e["name"].as_str().unwrap_or("?"),
-                        actions.join(",")
-                    )
-                })
+                .map(|e| Scope::deserialize(e).map_or_else(|_| "?".into(), |s| s.to_string()))
                 .collect()
         })
         .unwrap_or_default();
@@ -753,35 +687,8 @@ fn describe_token(token: &str, body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::b64url_decode;
     use rstest::rstest;
-
-    /// Challenges parse whatever the order and spacing; another scheme is not a Bearer challenge.
-    #[rstest]
-    #[case::sidecar(
-        r#"Bearer realm="http://h:1/token",service="registry.test",scope="repository:a/b:pull""#,
-        Some("http://h:1/token"),
-        Some("registry.test"),
-        None
-    )]
-    #[case::distribution(
-        r#"Bearer realm="https://r/token",service="svc",error="invalid_token""#,
-        Some("https://r/token"),
-        Some("svc"),
-        Some("invalid_token")
-    )]
-    #[case::spaces(r#"bearer service="s", realm="r""#, Some("r"), Some("s"), None)]
-    #[case::basic(r#"Basic realm="x""#, None, None, None)]
-    fn challenges_parse(
-        #[case] header: &str,
-        #[case] realm: Option<&str>,
-        #[case] service: Option<&str>,
-        #[case] error: Option<&str>,
-    ) {
-        let parsed = Challenge::parse(header);
-        assert_eq!(parsed.as_ref().and_then(|c| c.realm.as_deref()), realm);
-        assert_eq!(parsed.as_ref().and_then(|c| c.service.as_deref()), service);
-        assert_eq!(parsed.as_ref().and_then(|c| c.error.as_deref()), error);
-    }
 
     /// Credentials are never printed, only their size.
     #[rstest]
@@ -858,12 +765,8 @@ mod tests {
                 .unwrap();
         let proof = dpop_proof(&key, "GET", "http://h/token", "optok");
         let parts: Vec<&str> = proof.split('.').collect();
-        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 64);
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(
-            claims["ath"],
-            URL_SAFE_NO_PAD.encode(Sha256::digest(b"optok"))
-        );
+        assert_eq!(b64url_decode(parts[2]).unwrap().len(), 64);
+        let claims = peek_segment(parts[1]).unwrap();
+        assert_eq!(claims["ath"], b64url_encode(Sha256::digest(b"optok")));
     }
 }

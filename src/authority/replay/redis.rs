@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::replay::{ProofUse, ReplayError, ReplayLimits, ReplayStore};
+use super::{ProofUse, ReplayError, ReplayLimits, ReplayStore};
 use crate::state::redis::{ttl_ms, Redis};
 
 /// Spent proofs on Redis, shared by every replica that uses the same Redis and `keyPrefix`.

@@ -1,6 +1,6 @@
 //! Client certificates reported by a trusted TLS-terminating edge (Envoy's
-//! `X-Forwarded-Client-Cert`), for mTLS binding behind a proxy. The proxy believes the header
-//! only from configured edge addresses; this module only reads it.
+//! `X-Forwarded-Client-Cert`), for mTLS binding behind a proxy. `client_certificate` in the
+//! proxy believes the header only from configured edge addresses; this module only reads it.
 
 /// Splits on `sep` outside double quotes.
 fn split_unquoted(text: &str, sep: char) -> Vec<&str> {

@@ -1,11 +1,18 @@
-//! Strict JOSE parsing shared by the OpTok ([`super::optok`]) and DPoP ([`super::dpop`]) checks:
-//! compact JWS splitting, strict base64url, JSON objects that refuse duplicate members, public
-//! JWKs (canonical, public only) with their RFC 7638 thumbprints, and signature verification.
+//! JOSE, said once: base64url, compact JWS parsing, public JWKs with their RFC 7638
+//! thumbprints, signature verification, and the [`Clock`] that JWT times are read against.
 //!
-//! Everything here is pure: no I/O, no clock.
+//! The OpTok ([`crate::authority::optok`]) and DPoP ([`crate::authority::dpop`]) checks parse
+//! strictly here (three strict base64url segments, JSON objects that refuse duplicate members);
+//! the realm's key ids ([`crate::token`]) take their thumbprints from here; the command-line
+//! tools peek at tokens here ([`peek_segment`]). Time is a NumericDate (RFC 7519: unix
+//! seconds) taken from a [`Clock`] the caller passes in, so expiry is testable without sleeping.
+//!
+//! Everything but [`SystemClock`] is pure: no I/O, no clock.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -14,7 +21,8 @@ use openssl::bn::BigNumContext;
 use openssl::ec::{EcGroup, EcPoint};
 use openssl::nid::Nid;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Why a JOSE object or key was refused. Messages never quote the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,12 +62,12 @@ pub fn algorithm(name: &str) -> Option<Algorithm> {
 }
 
 /// The allowed algorithm a JOSE header's `alg` names, if it names one.
-pub fn header_algorithm(jose: &serde_json::Map<String, serde_json::Value>) -> Option<Algorithm> {
+pub fn header_algorithm(jose: &Map<String, Value>) -> Option<Algorithm> {
     jose.get("alg").and_then(|a| a.as_str()).and_then(algorithm)
 }
 
 /// Strict base64url: no padding, no foreign characters, no stray trailing bits.
-pub fn b64url(segment: &str) -> Result<Vec<u8>, JoseError> {
+pub fn b64url_decode(segment: &str) -> Result<Vec<u8>, JoseError> {
     URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| JoseError::Base64)
@@ -68,6 +76,12 @@ pub fn b64url(segment: &str) -> Result<Vec<u8>, JoseError> {
 /// base64url without padding.
 pub fn b64url_encode(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The JSON in one segment of a compact JWS, unverified and leniently read (any JSON value,
+/// duplicates allowed): for showing a token, never for deciding on one.
+pub fn peek_segment(segment: &str) -> Option<Value> {
+    serde_json::from_slice(&b64url_decode(segment).ok()?).ok()
 }
 
 /// A compact JWS split and decoded; the signature is not checked yet.
@@ -89,9 +103,9 @@ pub fn parse_compact(token: &str) -> Result<Compact<'_>, JoseError> {
     else {
         return Err(JoseError::Segments);
     };
-    let header = parse_object(&b64url(h)?, "header")?;
-    let payload = parse_object(&b64url(p)?, "payload")?;
-    b64url(s)?;
+    let header = parse_object(&b64url_decode(h)?, "header")?;
+    let payload = parse_object(&b64url_decode(p)?, "payload")?;
+    b64url_decode(s)?;
     Ok(Compact {
         header,
         payload,
@@ -159,6 +173,26 @@ impl<'de> Visitor<'de> for NoDuplicates {
     }
 }
 
+/// RFC 7638 JWK thumbprint: base64url SHA-256 of the required members in lexicographic order,
+/// without whitespace. Members other than the required ones are ignored.
+pub fn thumbprint(jwk: &Value) -> String {
+    let members: &[&str] = match jwk["kty"].as_str() {
+        Some("EC") => &["crv", "kty", "x", "y"],
+        Some("RSA") => &["e", "kty", "n"],
+        Some("OKP") => &["crv", "kty", "x"],
+        _ => &["kty"],
+    };
+    // Inserted in lexicographic order, so the text is canonical whether or not serde_json keeps
+    // insertion order; `to_string` writes no whitespace.
+    let canonical: Map<String, Value> = members
+        .iter()
+        .map(|m| (m.to_string(), jwk[*m].clone()))
+        .collect();
+    b64url_encode(Sha256::digest(
+        Value::Object(canonical).to_string().as_bytes(),
+    ))
+}
+
 /// The members that only a private (or symmetric) JWK carries.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
@@ -209,7 +243,7 @@ fn member<'a>(
         .ok_or(JoseError::Key("the JWK lacks a required member"))?;
     Ok((
         text,
-        b64url(text).map_err(|_| JoseError::Key("a JWK member is not strict base64url"))?,
+        b64url_decode(text).map_err(|_| JoseError::Key("a JWK member is not strict base64url"))?,
     ))
 }
 
@@ -316,18 +350,18 @@ impl PublicKey {
         by_type && self.alg.is_none_or(|own| own == alg)
     }
 
-    /// RFC 7638 SHA-256 thumbprint over the required members in lexicographic order.
+    /// The key's required public members, as a JWK.
+    pub fn jwk(&self) -> Value {
+        match &self.material {
+            Material::Ec { crv, x, y } => json!({"kty": "EC", "crv": crv, "x": x, "y": y}),
+            Material::Rsa { n, e } => json!({"kty": "RSA", "n": n, "e": e}),
+            Material::Okp { x } => json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+        }
+    }
+
+    /// The RFC 7638 [`thumbprint`] of the key (a DPoP `jkt`).
     pub fn thumbprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        // The members are strict base64url, so they need no JSON escaping.
-        let canonical = match &self.material {
-            Material::Ec { crv, x, y } => {
-                format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
-            }
-            Material::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
-            Material::Okp { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
-        };
-        b64url_encode(Sha256::digest(canonical.as_bytes()))
+        thumbprint(&self.jwk())
     }
 
     /// Verifies `signature` (strict base64url) over `signing_input` with `alg`.
@@ -341,7 +375,7 @@ impl PublicKey {
         if !self.fits(alg) {
             return Err(JoseError::Algorithm);
         }
-        b64url(signature)?;
+        b64url_decode(signature)?;
         match jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), &self.decoding, alg)
         {
             Ok(true) => Ok(()),
@@ -357,12 +391,72 @@ fn on_curve(nid: Nid, point: &[u8]) -> Option<()> {
     EcPoint::from_bytes(&group, point, &mut ctx).ok().map(drop)
 }
 
+/// Where the time comes from: a NumericDate (RFC 7519), unix seconds. Passed in where time
+/// matters, so that tests can hold it still or move it.
+pub trait Clock: Send + Sync {
+    /// Now, in unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system's clock; a clock before 1970 reads 0.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// A clock that reads what it was last set to (tests).
+#[derive(Debug, Default)]
+pub struct FixedClock(AtomicI64);
+
+impl FixedClock {
+    /// A clock standing at `now`.
+    pub fn at(now: i64) -> Self {
+        FixedClock(AtomicI64::new(now))
+    }
+
+    /// Moves the clock to `now`.
+    pub fn set(&self, now: i64) {
+        self.0.store(now, Ordering::Relaxed);
+    }
+
+    /// Moves the clock `seconds` on.
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::Relaxed);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
 
-    /// RFC 9449 Fig. 9's JWK has the thumbprint the RFC gives.
+    /// RFC 7638 §3.1 (RSA) and RFC 9449 Fig. 9 (EC) thumbprints.
+    #[rstest]
+    #[case::rfc7638_rsa(
+        serde_json::json!({"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29", "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}),
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    )]
+    #[case::rfc9449_ec(
+        serde_json::json!({"crv": "P-256", "kty": "EC", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs", "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "use": "sig"}),
+        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+    )]
+    fn thumbprint_known_answers(#[case] jwk: Value, #[case] expected: &str) {
+        assert_eq!(thumbprint(&jwk), expected);
+    }
+
+    /// RFC 9449 Fig. 9's JWK, validated, has the thumbprint the RFC gives.
     #[test]
     fn rfc9449_thumbprint() {
         let jwk = serde_json::json!({"crv":"P-256","kty":"EC",
@@ -400,6 +494,29 @@ mod tests {
     #[case("e30.e30.A", false)]
     fn compact(#[case] token: &str, #[case] ok: bool) {
         assert_eq!(parse_compact(token).is_ok(), ok);
+    }
+
+    /// A segment is peeked at leniently: any JSON, duplicates and all; not base64url or not
+    /// JSON is `None`.
+    #[rstest]
+    #[case("eyJhIjoxLCJhIjoyfQ", Some(serde_json::json!({"a": 2})))]
+    #[case("WzFd", Some(serde_json::json!([1])))]
+    #[case("e30=", None)]
+    #[case("bm90IGpzb24", None)]
+    fn peek(#[case] segment: &str, #[case] expected: Option<Value>) {
+        assert_eq!(peek_segment(segment), expected);
+    }
+
+    /// A fixed clock reads what it was set to and moves only when told.
+    #[test]
+    fn fixed_clock() {
+        let clock = FixedClock::at(1_000);
+        assert_eq!(clock.now(), 1_000);
+        clock.advance(61);
+        assert_eq!(clock.now(), 1_061);
+        clock.set(5);
+        assert_eq!(clock.now(), 5);
+        assert!(SystemClock.now() > 1_700_000_000);
     }
 
     /// Private, symmetric, non-canonical and off-curve keys are refused.

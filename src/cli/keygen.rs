@@ -14,8 +14,9 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -29,7 +30,9 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509NameRef, X509};
 
-use super::keys::{load_private_pem, read, KeyError, KeyIdFormat, KeySet, SigningConfig};
+use crate::jose::{Clock, SystemClock};
+use crate::token::keys::{load_private_pem, read, KeyError, KeySet, SigningConfig};
+use crate::token::KeyIdFormat;
 
 /// The algorithm of the signing key `keygen` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +172,7 @@ pub fn keygen_with(o: &KeygenOptions) -> Result<Generated, KeyError> {
             path: chain_path.clone(),
             reason: e.to_string(),
         })?;
-        let path = out.join(format!("signing-previous-{}.crt", unix_now()));
+        let path = out.join(format!("signing-previous-{}.crt", SystemClock.now()));
         write(
             &path,
             &leaf.to_pem().map_err(ossl("encode certificate"))?,
@@ -227,6 +230,47 @@ pub fn keygen_with(o: &KeygenOptions) -> Result<Generated, KeyError> {
         moved_ca_key,
         not_after: leaf.not_after().to_string(),
     })
+}
+
+/// Runs `keygen` as the command line asks: writes the files, prints where they went and the
+/// registry's `auth.token` snippet; exit code 1 when it cannot.
+pub fn run(options: &KeygenOptions) -> ExitCode {
+    match keygen_with(options) {
+        Ok(generated) => {
+            if let Some(old) = &generated.moved_ca_key {
+                println!(
+                    "moved the CA's private key {} into {}",
+                    old.display(),
+                    generated.ca_dir.display()
+                );
+            }
+            println!(
+                "wrote signing.pem, signing-chain.crt (valid until {}), jwks.json, ca.crt to {}",
+                generated.not_after,
+                generated.dir.display()
+            );
+            println!(
+                "the CA's private key is in {}: mount {} without it into the sidecar, only ca.crt into the registry",
+                generated.ca_dir.display(),
+                generated.dir.display()
+            );
+            if let Some(previous) = &generated.previous {
+                println!(
+                    "the replaced signing certificate is {}: list it in signing.previousKeys",
+                    previous.display()
+                );
+            }
+            println!(
+                "\nFor the registry's configuration:\n\n{}",
+                generated.snippet
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keygen: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Finds the CA (its key in `ca_dir`, its certificate there or in `out`), or creates one when
@@ -364,12 +408,6 @@ fn ossl(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> KeyError {
     move |source| KeyError::Crypto { what, source }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn p256() -> Result<EcKey<Private>, KeyError> {
     EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
         .and_then(|g| EcKey::generate(&g))
@@ -413,7 +451,7 @@ fn builder(
     b.set_subject_name(subject)?;
     b.set_issuer_name(issuer)?;
     // notAfter - notBefore is exactly `lifetime`.
-    let start = unix_now() - BACKDATE_SECS;
+    let start = SystemClock.now() - BACKDATE_SECS;
     b.set_not_before(Asn1Time::from_unix(start)?.as_ref())?;
     b.set_not_after(Asn1Time::from_unix(start + lifetime.as_secs() as i64)?.as_ref())?;
     Ok(b)
@@ -590,7 +628,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let kid = super::super::keys::libtrust_key_id(&key.public_key_to_der().unwrap());
+        let kid = crate::token::libtrust_key_id(&key.public_key_to_der().unwrap());
         assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
         let bundle = fs::canonicalize(out.join("ca.crt")).unwrap();
