@@ -6,7 +6,8 @@
 //! A proof spent at one replica is a replay at the other; Redis killed mid-run makes the realm
 //! answer 503 `state_unavailable` with `Retry-After` within the timeout (never a hang, never
 //! an accepted replay), and service resumes when Redis is back, without a restart;
-//! `onUnavailable: memory` keeps issuing; a silent or erroring Redis is refused the same way.
+//! `onUnavailable: memory` keeps issuing; a silent or erroring Redis is refused the same way;
+//! a plan's pull limit counts once across replicas.
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::limits::{loopback, manifest, pull_token, seed_image, with_pull_limit, Pull};
 use common::redis::{RedisServer, Silent};
 use common::sidecar::{merge, BIN, SERVICE};
 use common::*;
@@ -436,5 +438,59 @@ fn counters_on_redis_are_shared_fixed_windows() {
     assert_eq!(
         redis.command("EXISTS e2e:count:pulls:lic:LIC-1").as_deref(),
         Some(":1")
+    );
+}
+
+/// SPEC 8 across replicas: two replicas on one Redis, a plan with `pulls: {count: 3, per: 1h}`;
+/// manifest GETs with one token, alternating between them, give 200, 200, 200, then 429 with
+/// the `RateLimit-*` headers and `Retry-After`, whichever replica answers; the count is one
+/// key on Redis.
+#[test]
+fn pull_limit_counts_once_across_replicas() {
+    let redis = RedisServer::start();
+    let stack = Stack::start_with(|config| {
+        with_pull_limit(config, 3);
+        merge(
+            &mut config.patch,
+            &json!({"state": {"redis": {"url": redis.url(), "keyPrefix": "e2e:"}}}),
+        );
+    });
+    seed_image(&stack, &stack.sidecar.addr());
+    let mut config_b = stack.sidecar.config().clone();
+    config_b.listen_port = None;
+    let b = Sidecar::start(config_b);
+
+    let token = pull_token(&stack, "alice", "limited", "LIC-A");
+    let pulls: Vec<Pull> = [&stack.sidecar, &b, &stack.sidecar, &b]
+        .iter()
+        .map(|replica| manifest(&replica.url(), "GET", &token, loopback(1), None))
+        .collect();
+    let seen: Vec<(u16, Option<&str>, Option<&str>)> = pulls
+        .iter()
+        .map(|p| (p.status, p.limit.as_deref(), p.remaining.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (200, Some("3;w=3600"), Some("2;w=3600")),
+            (200, Some("3;w=3600"), Some("1;w=3600")),
+            (200, Some("3;w=3600"), Some("0;w=3600")),
+            (429, Some("3;w=3600"), Some("0;w=3600")),
+        ],
+        "{pulls:?}"
+    );
+    let retry = pulls[3].retry_after.expect("Retry-After");
+    assert!((1..=3600).contains(&retry), "Retry-After {retry}");
+    assert!(
+        pulls[3].body.contains("TOOMANYREQUESTS"),
+        "{}",
+        pulls[3].body
+    );
+    let labels = [("plan", "limited"), ("kind", "pulls")];
+    assert_eq!(b.metric("registry_token_rate_limited_total", &labels), 1.0);
+    assert_eq!(
+        redis.command("KEYS e2e:count:*").as_deref(),
+        Some("*1"),
+        "one window for the license, shared"
     );
 }
