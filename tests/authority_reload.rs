@@ -34,20 +34,6 @@ fn refused(status: u16, reason: &str) -> (u16, String) {
     (status, reason.to_string())
 }
 
-/// The actions a registry token grants on `name`, sorted.
-fn granted(token: &str, name: &str) -> Vec<String> {
-    let mut actions: Vec<String> = jwt_claims(token)["access"]
-        .as_array()
-        .expect("access list")
-        .iter()
-        .filter(|a| a["type"] == "repository" && a["name"] == name)
-        .flat_map(|a| a["actions"].as_array().unwrap().iter())
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    actions.sort();
-    actions
-}
-
 /// `GET /token` with `Authorization: Bearer <optok>` and no proof.
 fn bearer(sidecar: &Sidecar, scope: &str, optok: &str) -> reqwest::blocking::Response {
     client()

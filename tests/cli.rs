@@ -4,35 +4,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use common::sidecar::{BIN, SERVICE, TOKEN_ISSUER};
+use common::sidecar::{SERVICE, TOKEN_ISSUER};
 use common::{
-    free_port, poll, Authority, DpopKey, Keys, Registry, Sidecar, SidecarConfig, Stack, TokenAuth,
+    free_port, poll, run, stderr, Authority, DpopKey, Keys, Registry, Sidecar, SidecarConfig,
+    Stack, TokenAuth,
 };
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("REGISTRY_TOKEN_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .envs(env.iter().copied())
-        .output()
-        .expect("run registry-token")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A valid configuration for `keys`, as YAML text.
 fn valid(keys: &Path, issuer: &str) -> String {

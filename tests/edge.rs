@@ -6,144 +6,12 @@ mod common;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::pki::{cert, key, x5t, Pki, Role};
 use common::*;
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509NameBuilder, X509};
 use serde_json::json;
-
-fn key() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-}
-
-/// A certificate for `cn`, signed by `issuer` (self-signed when `None`).
-fn cert(
-    cn: &str,
-    key: &PKey<Private>,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    ca: bool,
-    server: bool,
-) -> X509 {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let serial = BigNum::from_u32(rand::random::<u32>() >> 1)
-        .unwrap()
-        .to_asn1_integer()
-        .unwrap();
-    b.set_serial_number(&serial).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
-        .unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-    } else if server {
-        let san = SubjectAlternativeName::new()
-            .ip("127.0.0.1")
-            .dns("localhost")
-            .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))
-            .unwrap();
-        b.append_extension(san).unwrap();
-        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-            .unwrap();
-    } else {
-        b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
-            .unwrap();
-    }
-    b.sign(
-        issuer.map(|(_, k)| k).unwrap_or(key),
-        MessageDigest::sha256(),
-    )
-    .unwrap();
-    b.build()
-}
-
-/// A server CA and certificate for 127.0.0.1, a client CA, and two client certificates.
-struct Pki {
-    dir: tempfile::TempDir,
-    client_a: X509,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, bytes: Vec<u8>| fs::write(dir.path().join(name), bytes).unwrap();
-        let (server_ca_key, client_ca_key) = (key(), key());
-        let server_ca = cert("test server CA", &server_ca_key, None, true, false);
-        let client_ca = cert("test client CA", &client_ca_key, None, true, false);
-        let server_key = key();
-        let server = cert(
-            "127.0.0.1",
-            &server_key,
-            Some((&server_ca, &server_ca_key)),
-            false,
-            true,
-        );
-        write("server-ca.crt", server_ca.to_pem().unwrap());
-        write("server.crt", server.to_pem().unwrap());
-        write("server.key", server_key.private_key_to_pem_pkcs8().unwrap());
-        write("clients-ca.crt", client_ca.to_pem().unwrap());
-        let mut clients = Vec::new();
-        for name in ["a", "b"] {
-            // skopeo's --cert-dir layout: CA as *.crt, the client pair as *.cert and *.key.
-            let client_dir = dir.path().join(format!("client-{name}"));
-            fs::create_dir(&client_dir).unwrap();
-            let client_key = key();
-            let client = cert(
-                &format!("client {name}"),
-                &client_key,
-                Some((&client_ca, &client_ca_key)),
-                false,
-                false,
-            );
-            fs::write(client_dir.join("ca.crt"), server_ca.to_pem().unwrap()).unwrap();
-            fs::write(client_dir.join("client.cert"), client.to_pem().unwrap()).unwrap();
-            fs::write(
-                client_dir.join("client.key"),
-                client_key.private_key_to_pem_pkcs8().unwrap(),
-            )
-            .unwrap();
-            clients.push(client);
-        }
-        let client_a = clients.swap_remove(0);
-        Pki { dir, client_a }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn tls_patch(&self) -> serde_json::Value {
-        json!({"server": {"tls": {
-            "certificate": self.path("server.crt"),
-            "privateKey": self.path("server.key"),
-            "clientCa": self.path("clients-ca.crt"),
-        }}})
-    }
-}
-
-/// RFC 8705 `x5t#S256`: base64url SHA-256 of the certificate's DER.
-fn x5t(cert: &X509) -> String {
-    b64(openssl::sha::sha256(&cert.to_der().unwrap()))
-}
 
 /// An OpTok bound to a client certificate thumbprint.
 fn mtls_optok(authority: &Authority, thumbprint: &str) -> String {
@@ -407,9 +275,9 @@ fn certificate_reloads_on_sighup() {
     let before = serial(());
     assert!(before.starts_with("serial="), "{before}");
     let ca_key = key();
-    let ca = cert("renewed CA", &ca_key, None, true, false);
+    let ca = cert("renewed CA", &ca_key, None, Role::Ca);
     let server_key = key();
-    let renewed = cert("127.0.0.1", &server_key, Some((&ca, &ca_key)), false, true);
+    let renewed = cert("127.0.0.1", &server_key, Some((&ca, &ca_key)), Role::Server);
     fs::write(pki.path("server.crt"), renewed.to_pem().unwrap()).unwrap();
     fs::write(
         pki.path("server.key"),
@@ -442,12 +310,7 @@ fn chunked_upload(sidecar_addr: &str, token: &str, between: impl FnOnce()) -> u1
         .unwrap_or(&location)
         .to_string();
     let piece = vec![7u8; 256 * 1024];
-    let digest = format!(
-        "sha256:{}",
-        hex(&openssl::sha::sha256(
-            &[piece.as_slice(), piece.as_slice()].concat()
-        ))
-    );
+    let digest = sha256_digest(&[piece.as_slice(), piece.as_slice()].concat());
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut stream = TcpStream::connect(sidecar_addr).unwrap();
     stream
@@ -487,10 +350,6 @@ fn wait_upload_started(registry: &Registry) {
                 .then_some(())
         },
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A zero-downtime upgrade (`serve --upgrade`, then SIGQUIT to the old process) in the middle

@@ -3,16 +3,12 @@
 //! `/readyz` says why (URLs, error chains). The upstream probe is cached for 2 s.
 //!
 //! ```text
-//! reqwest ──▶ Sidecar ──▶ Relay ──▶ Registry (no auth)
+//! reqwest ──▶ Sidecar ──▶ Tap ──▶ Registry (no auth)
 //!                          └ counts the probes (`GET /v2/`), and can refuse every connection
 //! ```
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,107 +17,15 @@ use serde_json::{json, Value};
 /// How long a change of the upstream's state may take to show (the probe cache is 2 s).
 const SHOWS_WITHIN: Duration = Duration::from_secs(15);
 
-/// What the sidecar wrote on one upstream connection.
-type Record = Arc<Mutex<Vec<u8>>>;
-
-/// A TCP relay in front of the registry: keeps what the sidecar sent on each connection, and
-/// while `down`, closes every connection at once (the registry "does not answer").
-struct Relay {
-    addr: SocketAddr,
-    sent: Arc<Mutex<Vec<Record>>>,
-    down: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+/// Readiness probes that reached the registry through `tap` so far: `GET /v2/` request lines.
+fn probes(tap: &Tap) -> usize {
+    tap.count(b"GET /v2/ HTTP/1.1\r\n")
 }
 
-impl Relay {
-    fn start(upstream: &str) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
-        let addr = listener.local_addr().unwrap();
-        let relay = Relay {
-            addr,
-            sent: Arc::default(),
-            down: Arc::default(),
-            stop: Arc::default(),
-        };
-        let (upstream, sent, down, stop) = (
-            upstream.to_string(),
-            relay.sent.clone(),
-            relay.down.clone(),
-            relay.stop.clone(),
-        );
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                if down.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let record = Arc::new(Mutex::new(Vec::new()));
-                sent.lock().unwrap().push(record.clone());
-                let (mut from, mut to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-                std::thread::spawn(move || relay_up(client, server, &record));
-            }
-        });
-        relay
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Makes the registry unreachable (`true`) or reachable again through the relay.
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    /// Readiness probes that reached the relay so far: `GET /v2/` request lines.
-    fn probes(&self) -> usize {
-        const LINE: &[u8] = b"GET /v2/ HTTP/1.1\r\n";
-        self.sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|record| {
-                let bytes = record.lock().unwrap();
-                bytes.windows(LINE.len()).filter(|w| *w == LINE).count()
-            })
-            .sum()
-    }
-}
-
-/// Copies client → server, recording each chunk before it is sent on.
-fn relay_up(mut client: TcpStream, mut server: TcpStream, record: &Mutex<Vec<u8>>) {
-    let mut buf = [0u8; 16384];
-    while let Ok(n @ 1..) = client.read(&mut buf) {
-        record.lock().unwrap().extend_from_slice(&buf[..n]);
-        if server.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = server.shutdown(Shutdown::Write);
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wake the accept loop
-    }
-}
-
-/// Authority + keygen + a registry without auth behind the relay + the sidecar. Drops in order.
+/// Authority + keygen + a registry without auth behind the tap + the sidecar. Drops in order.
 struct Bed {
     sidecar: Sidecar,
-    relay: Relay,
+    tap: Tap,
     _registry: Registry,
     _keys: Keys,
     authority: Authority,
@@ -137,8 +41,8 @@ impl Bed {
         }
         let keys = Keys::generate();
         let registry = Registry::start(None);
-        let relay = Relay::start(&registry.addr());
-        let config = SidecarConfig::new(&relay.url(), &authority.issuer(), keys.path());
+        let tap = Tap::start(&registry.addr());
+        let config = SidecarConfig::new(&tap.url(), &authority.issuer(), keys.path());
         let sidecar = if authority_down {
             Sidecar::start_unready(config)
         } else {
@@ -146,7 +50,7 @@ impl Bed {
         };
         Bed {
             sidecar,
-            relay,
+            tap,
             _registry: registry,
             _keys: keys,
             authority,
@@ -206,7 +110,7 @@ fn the_main_readyz_names_only_what_fails_and_the_admin_readyz_says_why() {
         json!({"ready": true, "failing": []})
     );
 
-    bed.relay.set_down(true);
+    bed.tap.set_down(true);
     let body = bed.wait_readyz(503);
     assert_eq!(
         body, r#"{"ready":false,"failing":["upstream"]}"#,
@@ -218,7 +122,7 @@ fn the_main_readyz_names_only_what_fails_and_the_admin_readyz_says_why() {
     assert_eq!(admin["failing"], json!(["upstream"]));
     let upstream = detail(&admin, "upstream");
     assert!(
-        upstream.contains(&format!("{}/v2/", bed.relay.url()))
+        upstream.contains(&format!("{}/v2/", bed.tap.url()))
             && upstream.contains("does not answer"),
         "the admin listener says which URL fails and why: {upstream}"
     );
@@ -234,7 +138,7 @@ fn the_main_readyz_names_only_what_fails_and_the_admin_readyz_says_why() {
     assert_eq!(healthz.status(), 200);
     assert_eq!(healthz.text().unwrap(), "ok");
 
-    bed.relay.set_down(false);
+    bed.tap.set_down(false);
     bed.wait_readyz(200);
 }
 
@@ -272,7 +176,7 @@ fn a_flood_of_readyz_probes_the_registry_at_most_once_per_two_seconds() {
         format!("{}/readyz", bed.sidecar.url()),
         format!("{}/readyz", bed.sidecar.admin_url()),
     );
-    let before = bed.relay.probes();
+    let before = probes(&bed.tap);
     let started = Instant::now();
     let statuses: Vec<(String, u16)> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..8)
@@ -295,7 +199,7 @@ fn a_flood_of_readyz_probes_the_registry_at_most_once_per_two_seconds() {
             .collect()
     });
     let elapsed = started.elapsed();
-    let probes = bed.relay.probes() - before;
+    let probes = probes(&bed.tap) - before;
     let allowed = (elapsed.as_secs_f64() / 2.0).floor() as usize + 1;
     assert!(
         probes <= allowed,

@@ -7,30 +7,11 @@ mod common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use common::sidecar::{BIN, SERVICE, TOKEN_ISSUER};
 use common::*;
 use serde_json::{json, Value};
-
-/// Runs `registry-token ARGS` with no `REGISTRY_TOKEN_*` from the outer environment.
-fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env("RUST_LOG", "error");
-    for (name, _) in std::env::vars() {
-        if name.to_ascii_uppercase().starts_with("REGISTRY_TOKEN_") || name == "DOCKER_CONFIG" {
-            command.env_remove(name);
-        }
-    }
-    command
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run registry-token")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `doctor --json [--check NAME]` on `config`: exit code and findings.
 fn doctor(config: &Path, check: Option<&str>) -> (i32, Vec<Value>) {

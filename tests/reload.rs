@@ -28,21 +28,6 @@ fn outcome(response: reqwest::blocking::Response) -> (u16, String) {
     (status, reason)
 }
 
-/// The actions a registry token grants on `name`, sorted.
-fn granted(token: &str, name: &str) -> Vec<String> {
-    let claims = jwt_claims(token);
-    let mut actions: Vec<String> = claims["access"]
-        .as_array()
-        .expect("access list")
-        .iter()
-        .filter(|a| a["type"] == "repository" && a["name"] == name)
-        .flat_map(|a| a["actions"].as_array().unwrap().iter())
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    actions.sort();
-    actions
-}
-
 /// A client of one plan and license, asking for scopes on a fresh DPoP proof each time.
 struct Caller {
     key: DpopKey,

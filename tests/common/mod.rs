@@ -11,15 +11,22 @@
 //!                          ▼                                against keygen's ca.crt
 //!                       Authority (metadata + JWKS, in this process)
 //! ```
+//!
+//! Beside the stack: `tap` (a recording relay between sidecar and registry), `pki` (test
+//! certificates), `process` (one-shot `registry-token` commands with a clean environment),
+//! `redis` (a `redis-server` to kill and restart, and misbehaving stand-ins).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod authority;
 pub mod dpop;
 pub mod limits;
 pub mod oci;
+pub mod pki;
+pub mod process;
 pub mod redis;
 pub mod registry;
 pub mod sidecar;
+pub mod tap;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -31,9 +38,11 @@ use base64::Engine;
 
 pub use authority::{Alg, Authority, Mode};
 pub use dpop::DpopKey;
-pub use oci::{oci_layout, read_oci_layout, skopeo, skopeo_ok, OciImage};
+pub use oci::{oci_layout, read_oci_layout, sha256_digest, skopeo, skopeo_ok, OciImage};
+pub use process::{run, stderr, stdout};
 pub use registry::{Registry, TokenAuth};
 pub use sidecar::{Keys, Layout, Plan, Sidecar, SidecarConfig, Stack};
+pub use tap::Tap;
 
 /// How long a process may take to become ready (the first start after a build is slow).
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -59,6 +68,11 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Lower-case hex, as in OCI digests and `Hash=` of `X-Forwarded-Client-Cert`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Decodes unpadded base64url.
 pub fn unb64(text: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(text).expect("base64url")
@@ -68,6 +82,20 @@ pub fn unb64(text: &str) -> Vec<u8> {
 pub fn jwt_claims(jwt: &str) -> serde_json::Value {
     let payload = jwt.split('.').nth(1).expect("a compact JWS");
     serde_json::from_slice(&unb64(payload)).expect("JSON claims")
+}
+
+/// The actions a registry token grants on repository `name`, sorted.
+pub fn granted(token: &str, name: &str) -> Vec<String> {
+    let mut actions: Vec<String> = jwt_claims(token)["access"]
+        .as_array()
+        .expect("access list")
+        .iter()
+        .filter(|a| a["type"] == "repository" && a["name"] == name)
+        .flat_map(|a| a["actions"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    actions.sort();
+    actions
 }
 
 /// The decoded header of a compact JWS.

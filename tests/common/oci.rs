@@ -23,14 +23,11 @@ pub struct OciImage {
     pub layer_digests: Vec<String>,
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
-    let digest = hash(MessageDigest::sha256(), bytes).unwrap();
+/// `sha256:<hex>`, the OCI digest of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        super::hex(&hash(MessageDigest::sha256(), bytes).unwrap())
     )
 }
 

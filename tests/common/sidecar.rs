@@ -7,11 +7,13 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use super::process::ClearEnv;
 use super::{
     client, free_port, log_tail, metric_value, poll, Authority, DpopKey, Registry, TokenAuth,
     START_DEADLINE,
@@ -78,6 +80,21 @@ impl Keys {
         keys
     }
 
+    /// One keygen output shared by the callers alive at the same time, removed with the last
+    /// of them: for suites that start a stack per test and only read the keys.
+    pub fn shared() -> Arc<Keys> {
+        static SHARED: Mutex<Weak<Keys>> = Mutex::new(Weak::new());
+        let mut slot = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(keys) = slot.upgrade() {
+            return keys;
+        }
+        let keys = Arc::new(Keys::generate());
+        *slot = Arc::downgrade(&keys);
+        keys
+    }
+
     /// The folder given to the sidecar (and whose `ca.crt` the registry trusts).
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -91,27 +108,6 @@ impl Keys {
     /// The CA certificate for the registry's `rootcertbundle`.
     pub fn ca_crt(&self) -> PathBuf {
         self.path().join("ca.crt")
-    }
-}
-
-/// Removes every `REGISTRY_TOKEN_*` variable, so the outer environment cannot override the test's
-/// config.
-trait ClearEnv {
-    fn env_clear_registry_token(&mut self) -> &mut Self;
-}
-
-impl ClearEnv for Command {
-    fn env_clear_registry_token(&mut self) -> &mut Self {
-        for (name, _) in std::env::vars_os() {
-            if name
-                .to_string_lossy()
-                .to_ascii_uppercase()
-                .starts_with("REGISTRY_TOKEN_")
-            {
-                self.env_remove(name);
-            }
-        }
-        self
     }
 }
 
