@@ -41,6 +41,9 @@ pub struct FileConfig {
     /// The `jti`s of single refresh tokens no longer honoured.
     #[serde(default)]
     pub revoked_refresh_tokens: Vec<String>,
+    /// Shared state for replicas (SPEC section 8); absent: memory.
+    #[serde(default)]
+    pub state: super::state::StateFile,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -436,4 +439,9 @@ pub const KEY_NAMES: &[&str] = &[
     "refreshTokens",
     "enabled",
     "revokedRefreshTokens",
+    "state",
+    "redis",
+    "keyPrefix",
+    "timeout",
+    "onUnavailable",
 ];

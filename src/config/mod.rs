@@ -7,6 +7,7 @@
 pub mod env;
 pub mod file;
 pub mod locate;
+pub mod state;
 pub mod watch;
 
 use std::fmt;
@@ -186,6 +187,8 @@ pub struct Settings {
     pub refresh: RefreshSettings,
     /// Increases by one at every reload that takes effect.
     pub generation: u64,
+    /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
+    pub state: Option<crate::state::redis::RedisSettings>,
 }
 
 /// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
@@ -478,6 +481,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let (policy, problems) = Policy::compile(&file);
     p.0.extend(problems);
     let refresh = refresh_settings(&file, &mut p);
+    let state = state::state(&file.state, &mut p);
 
     let (Some(upstream), Some(realm), Some(keys), true) =
         (upstream, registry.realm, signing.keys, p.0.is_empty())
@@ -524,6 +528,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         keys: Arc::new(keys),
         policy,
         refresh,
+        state,
         file,
         generation: 1,
     })
@@ -903,12 +908,15 @@ fn server_tls(t: &file::TlsFile, p: &mut Problems) -> Option<Arc<ServerTls>> {
 }
 
 /// The sections that differ between two files and only take effect after a restart: the
-/// listeners. (A changed `authority` section builds a new Authority beside the one in force:
-/// see [`crate::authority::Succession`].)
+/// listeners and `state`. (A changed `authority` section builds a new Authority beside the one
+/// in force: see [`crate::authority::Succession`].)
 pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if !old.server.same_listeners(&new.server) {
         changed.push("server");
+    }
+    if old.state != new.state {
+        changed.push("state");
     }
     changed
 }

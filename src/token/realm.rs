@@ -79,7 +79,7 @@ pub enum Refusal {
     MalformedScope(#[from] ScopeError),
     /// The OpTok or its binding (SPEC 4, steps 3 and 4).
     #[error(transparent)]
-    Authority(#[from] AuthError),
+    Authority(AuthError),
     /// No credentials, and the scopes need some (anonymous access grants none of them).
     #[error("credentials are required for this scope")]
     MissingCredentials,
@@ -98,12 +98,25 @@ pub enum Refusal {
         window: u64,
         retry_after: u64,
     },
-    /// The shared state could not count the issuance.
-    #[error("the request could not be counted against the plan's limit; retry later")]
+    /// The shared state could not count the issuance, or could not spend the DPoP proof
+    /// (`AuthError::StateUnavailable`).
+    #[error("the shared state store is unavailable; retry later")]
     StateUnavailable,
     /// A `grant_type=refresh_token` that is refused: `400 invalid_grant` (SPEC section 9).
     #[error(transparent)]
     Refresh(#[from] RefreshError),
+}
+
+/// An Authority error is the realm's refusal as it is, except the shared store's: a replay
+/// store that cannot answer (`state.redis`) is the same 503 `state_unavailable` as counters
+/// that cannot count.
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::StateUnavailable => Refusal::StateUnavailable,
+            e => Refusal::Authority(e),
+        }
+    }
 }
 
 impl Refusal {
@@ -436,10 +449,7 @@ pub async fn issue(
         authority
             .spend(proof, now)
             .await
-            .map_err(|e| match audit.refreshing {
-                true => Refusal::Refresh(e.into()),
-                false => e.into(),
-            })?;
+            .map_err(|e| unspent(e, audit.refreshing))?;
     }
     let granted = access.iter().map(Scope::to_string).collect();
 
@@ -510,6 +520,17 @@ pub async fn issue(
         granted,
         dpop_nonce: authority.fresh_nonce(now),
     })
+}
+
+/// The refusal of a DPoP proof that could not be spent: a refresh grant's replayed proof is
+/// `400 invalid_grant`, any other the Authority's; a replay store that did not answer is
+/// `503 state_unavailable` either way.
+fn unspent(e: AuthError, refreshing: bool) -> Refusal {
+    match e {
+        AuthError::StateUnavailable => Refusal::StateUnavailable,
+        e if refreshing => Refusal::Refresh(e.into()),
+        e => e.into(),
+    }
 }
 
 /// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
@@ -979,6 +1000,38 @@ revokedLicenses: [LIC-REVOKED]
         assert!(f.issue(&Req::dpop(&lic2, pull)).await.is_ok());
     }
 
+    /// A proof that cannot be spent: replayed is `dpop_replay` (as `invalid_grant` on a refresh
+    /// grant), an unanswering replay store `503 state_unavailable` on both.
+    #[test]
+    fn unspent_proofs() {
+        let rows = [
+            (
+                AuthError::Replay,
+                false,
+                (401, "invalid_dpop_proof", "dpop_replay"),
+            ),
+            (
+                AuthError::Replay,
+                true,
+                (400, "invalid_grant", "dpop_replay"),
+            ),
+            (
+                AuthError::StateUnavailable,
+                false,
+                (503, "temporarily_unavailable", "state_unavailable"),
+            ),
+            (
+                AuthError::StateUnavailable,
+                true,
+                (503, "temporarily_unavailable", "state_unavailable"),
+            ),
+        ];
+        for (error, refreshing, want) in rows {
+            let r = unspent(error, refreshing);
+            assert_eq!((r.status(), r.error(), r.as_str()), want, "{r:?}");
+        }
+    }
+
     /// The refusal model per variant: status, `error`, Docker code and challenge kind.
     #[test]
     fn refusal_variants() {
@@ -1063,6 +1116,13 @@ revokedLicenses: [LIC-REVOKED]
                 429,
                 "invalid_request",
                 "TOOMANYREQUESTS",
+                "none",
+            ),
+            (
+                Refusal::from(AuthError::StateUnavailable),
+                503,
+                "temporarily_unavailable",
+                "UNAVAILABLE",
                 "none",
             ),
             (
