@@ -3,7 +3,8 @@
 //! ```text
 //! /readyz ─▶ Health::check(settings, authority) ─▶ Report
 //!              ├─ upstream:  GET <upstream>/v2/ answers (any status), cached 2 s, one at a time
-//!              └─ authority: the Authority in force holds usable keys (no I/O)
+//!              ├─ authority: the Authority in force holds usable keys (no I/O)
+//!              └─ state:     with `state.redis`, Redis answers PING (cached 2 s, one at a time)
 //! main listener  ─▶ Report::public()   {"ready":false,"failing":["upstream"]}  (names only)
 //! admin listener ─▶ Report::detailed() + URLs and error chains per part
 //! ```
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 use crate::authority::{Authority, KeysStatus};
 use crate::config::Settings;
+use crate::state::redis::{OnUnavailable, Redis};
 
 /// How long an upstream probe's result is reused.
 pub const PROBE_CACHE: Duration = Duration::from_secs(2);
@@ -30,6 +32,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum Part {
     Upstream,
     Authority,
+    /// The shared store (`state.redis`).
+    State,
 }
 
 impl Part {
@@ -37,6 +41,7 @@ impl Part {
         match self {
             Part::Upstream => "upstream",
             Part::Authority => "authority",
+            Part::State => "state",
         }
     }
 }
@@ -155,6 +160,28 @@ pub fn authority_check(
     }
 }
 
+/// The shared-store part from Redis's last `PING`: under `onUnavailable: memory` the replica
+/// still serves (from memory), so it stays ready and the detail says why.
+pub fn state_check(redis: &Redis, answer: &Result<Duration, crate::state::StateError>) -> Check {
+    let settings = redis.settings();
+    let (ready, detail) = match (answer, settings.on_unavailable) {
+        (Ok(rtt), _) => (true, format!("{} answered PING in {rtt:?}", settings.url)),
+        (Err(e), OnUnavailable::Refuse) => (false, format!("{}: {e}", settings.url)),
+        (Err(e), OnUnavailable::Memory) => (
+            true,
+            format!(
+                "{}: {e}; serving from this replica's memory (onUnavailable: memory)",
+                settings.url
+            ),
+        ),
+    };
+    Check {
+        part: Part::State,
+        ready,
+        detail,
+    }
+}
+
 /// The last upstream probe.
 struct Probed {
     at: Instant,
@@ -173,6 +200,8 @@ struct Probe {
 pub struct Health {
     /// Held across a probe: concurrent checks wait for it, then read its result.
     probe: tokio::sync::Mutex<Probe>,
+    /// The shared store, when `state.redis` is set.
+    state: Option<std::sync::Arc<Redis>>,
 }
 
 impl Default for Health {
@@ -182,6 +211,17 @@ impl Default for Health {
                 client: None,
                 last: None,
             }),
+            state: None,
+        }
+    }
+}
+
+impl Health {
+    /// Readiness that also asks `state` (Redis) when it is set.
+    pub fn with_state(state: Option<std::sync::Arc<Redis>>) -> Self {
+        Health {
+            state,
+            ..Health::default()
         }
     }
 }
@@ -206,9 +246,11 @@ impl Health {
             &authority.status(),
             waiting_status.as_ref().map(|(i, s)| (*i, s)),
         );
-        Report {
-            checks: vec![upstream, authority],
+        let mut checks = vec![upstream, authority];
+        if let Some(redis) = &self.state {
+            checks.push(state_check(redis, &redis.readiness().await));
         }
+        Report { checks }
     }
 
     async fn upstream(&self, settings: &Settings) -> Check {

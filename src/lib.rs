@@ -3,8 +3,9 @@
 //! ```text
 //! request ─▶ request_filter ─▶ path
 //!              ├─ /healthz /readyz /.well-known/jwks.json → respond
-//!              ├─ /token  → token::realm::issue  (authority → policy → token) → JSON / problem
-//!              ├─ /v2/... → proxy::authorize     (registry::route → token verify → revocation)
+//!              ├─ /token  → token::realm::issue  (authority → policy → limits → spend proof → token)
+//!              ├─ /v2/... → proxy::authorize     (registry::route → token verify → revocation
+//!              │                                   → proxy::limit: manifest GETs per plan)
 //!              │               ├─ deny  → 401 challenge / 400 / 404 / 405, never forwarded
 //!              │               └─ allow → streamed to the registry
 //!              └─ anything else → 404
@@ -19,10 +20,16 @@
 //! `proxy` and `config::watch` do.
 //!
 //! No process globals: `server::run` builds the shared state (the metrics registry, the
-//! verified-token cache, the Authority in force) and hands it to the proxy's `Sidecar`, the
-//! admin listener and the background services.
+//! verified-token cache, the Authority in force, the `state::Stores`) and hands it to the
+//! proxy's `Sidecar`, the admin listener and the background services.
+//!
+//! State replicas share (SPEC 8) sits behind two traits, `state::Counters` (plan limits) and
+//! `authority::ReplayStore` (spent DPoP proofs): in memory without `state.redis`
+//! (`state::memory`, `authority::replay::memory`); on Redis with it (`state::redis`,
+//! `authority::replay::redis`), wrapped by `state::fallback` under `onUnavailable: memory`.
 
-/// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints.
+/// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints, the DPoP
+/// replay store (memory or Redis).
 pub mod authority;
 /// Command-line tools: check-config, doctor, test, keygen, token inspect.
 pub mod cli;
@@ -43,7 +50,8 @@ pub mod proxy;
 pub mod registry;
 /// The pingora server and its services.
 pub mod server;
-/// State replicas share: plan-limit counters (memory, or Redis with `state.redis`).
+/// State replicas share: plan-limit counters and the store set-up (`Stores`): memory, or
+/// Redis with `state.redis` (every command under its timeout), and the memory fallback.
 pub mod state;
 /// Registry tokens: signing keys and key ids, claims, the realm.
 pub mod token;

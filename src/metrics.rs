@@ -3,11 +3,13 @@
 //! Names and labels are part of the contract (SPEC section 6): change them only with the SPEC.
 //!
 //! No global: `server::run` builds one [`Metrics`] in an `Arc` and hands it to whatever counts
-//! (the proxy's `Sidecar`, the Authority and its key cache, the reload service) and to the
-//! admin listener, which renders it. Tests and tools build their own.
+//! (the proxy's `Sidecar`, the Authority and its key cache, the reload service, the Redis
+//! store and its memory fallback) and to the admin listener, which renders it. Tests and
+//! tools build their own.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The sidecar's metrics, registered in their own registry. `Send + Sync`; share it in an `Arc`.
@@ -33,6 +35,14 @@ pub struct Metrics {
     pub dpop_replay_entries: IntGauge,
     /// Requests refused by a plan limit (SPEC 8), by plan and kind (`pulls`, `tokens`).
     pub rate_limited: IntCounterVec,
+    /// Shared-state (Redis) commands that failed or took longer than `state.redis.timeout`, by
+    /// op (`replay`, `count`, `ping`, `probe`).
+    pub state_errors: IntCounterVec,
+    /// Requests served from this replica's memory because Redis did not answer
+    /// (`onUnavailable: memory`), by op.
+    pub state_fallbacks: IntCounterVec,
+    /// Time each shared-state command took (up to the timeout).
+    pub state_duration: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -84,7 +94,34 @@ impl Metrics {
         registry
             .register(Box::new(dpop_replay_entries.clone()))
             .expect("unique metric");
+        let state_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "registry_token_state_duration_seconds",
+                "Duration of shared-state (Redis) commands",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(state_duration.clone()))
+            .expect("unique metric");
         Metrics {
+            state_errors: counter(
+                &registry,
+                "registry_token_state_errors_total",
+                "Shared-state (Redis) commands that failed or timed out",
+                &["op"],
+            ),
+            state_fallbacks: counter(
+                &registry,
+                "registry_token_state_fallbacks_total",
+                "Requests served from this replica's memory while Redis did not answer",
+                &["op"],
+            ),
+            state_duration,
             issued: counter(
                 &registry,
                 "registry_token_issued_total",

@@ -33,6 +33,7 @@ use crate::health::Health;
 use crate::jose::SystemClock;
 use crate::metrics::Metrics;
 use crate::proxy::Sidecar;
+use crate::state::Stores;
 use crate::token::cache::VerifiedTokens;
 
 /// The admin listener: Prometheus metrics, and `/readyz` with the details (URLs, errors).
@@ -173,9 +174,24 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     // The shared state every service is handed: no process global.
     let metrics = Arc::new(Metrics::new());
     metrics.config_generation.set(settings.generation as i64);
-    let authority = Authority::with_metrics(settings.authority.clone(), metrics.clone());
+    let stores = match Stores::build(settings.state.as_ref(), metrics.clone()) {
+        Ok(stores) => stores,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the shared state store (state.redis)");
+            std::process::exit(2);
+        }
+    };
+    if let Some(redis) = &settings.state {
+        tracing::info!(redis = %redis.url, on_unavailable = ?redis.on_unavailable, "spent DPoP proofs and plan-limit counts are shared on Redis");
+    }
+    let authority = Authority::with_store(
+        settings.authority.clone(),
+        Default::default(),
+        stores.replay.clone(),
+        metrics.clone(),
+    );
     let authority = Arc::new(Succession::new(authority));
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::with_state(stores.redis.clone()));
     let reloaded = Arc::new(Notify::new());
     let idle_timeout = settings.limits.idle_timeout;
     let settings = Arc::new(ArcSwap::from_pointee(settings));
@@ -206,7 +222,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         metrics: metrics.clone(),
         tokens: Arc::new(VerifiedTokens::default()),
         clock: Arc::new(SystemClock),
-        counters: Arc::new(crate::state::memory::MemoryCounters::default()),
+        counters: stores.counters.clone(),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);

@@ -60,7 +60,8 @@ fn doctor_passes_on_a_healthy_stack() {
             "check.authority",
             "check.upstream",
             "check.upstream-trusts-tokens",
-            "check.plans"
+            "check.plans",
+            "check.state"
         ]
     );
     for f in &findings {
@@ -81,7 +82,7 @@ fn doctor_passes_on_a_healthy_stack() {
         &[],
     );
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
     assert!(
         text.lines().all(|l| l.starts_with("pass  check.")),
         "{text}"

@@ -33,6 +33,9 @@ pub enum AuthError {
     InsufficientScope { via: Via },
     #[error("the Authority's signing keys are not available; retry later")]
     Unavailable,
+    /// The shared replay store (`state.redis`) did not answer: no proof is accepted unchecked.
+    #[error("the shared state store is unavailable; retry shortly")]
+    StateUnavailable,
 }
 
 /// The DPoP `algs` advertised in challenges: what [`jose::ALGORITHMS`] accepts.
@@ -50,7 +53,7 @@ impl AuthError {
         match self {
             AuthError::InvalidRequest(_) => 400,
             AuthError::InsufficientScope { .. } => 403,
-            AuthError::Unavailable => 503,
+            AuthError::Unavailable | AuthError::StateUnavailable => 503,
             _ => 401,
         }
     }
@@ -68,13 +71,16 @@ impl AuthError {
             AuthError::SenderMismatch { .. } => "sender_constraint_mismatch",
             AuthError::InsufficientScope { .. } => "insufficient_optok_scope",
             AuthError::Unavailable => "authority_unavailable",
+            AuthError::StateUnavailable => "state_unavailable",
         }
     }
 
     /// The RFC 6750 / RFC 9449 `error` code; `None` when no credentials were presented.
     pub fn oauth_error(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingCredentials | AuthError::Unavailable => None,
+            AuthError::MissingCredentials
+            | AuthError::Unavailable
+            | AuthError::StateUnavailable => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken { .. } | AuthError::SenderMismatch { .. } => {
                 Some("invalid_token")
@@ -166,6 +172,13 @@ mod tests {
     )]
     #[case(
         AuthError::Unavailable,
+        SenderConstraint::Dpop,
+        503,
+        None,
+        r#"DPoP algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#
+    )]
+    #[case(
+        AuthError::StateUnavailable,
         SenderConstraint::Dpop,
         503,
         None,

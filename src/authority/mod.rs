@@ -211,6 +211,7 @@ impl Authority {
         match spent {
             Ok(()) => Ok(()),
             Err(ReplayError::Replayed) => Err(AuthError::Replay),
+            Err(ReplayError::Unavailable) => Err(AuthError::StateUnavailable),
             Err(full) => Err(AuthError::ReplayFull(full)),
         }
     }

@@ -27,6 +27,7 @@ pub const CHECKS: &[&str] = &[
     "check.upstream",
     "check.upstream-trusts-tokens",
     "check.plans",
+    "check.state",
 ];
 
 /// A leaf certificate ending sooner than this is a warning (SPEC 7 "Keys on disk").
@@ -209,7 +210,58 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
             ),
         });
     }
+    if wanted("check.state") {
+        findings.push(match settings {
+            Some(s) => state(s).await,
+            None => Finding::not_run("check.state"),
+        });
+    }
     findings
+}
+
+/// `state.redis`: reachable, its round trip, and a key written and deleted under the prefix.
+async fn state(s: &Settings) -> Finding {
+    const CHECK: &str = "check.state";
+    let Some(settings) = &s.state else {
+        return Finding::pass(
+            CHECK,
+            "in memory (no state.redis): fine for one replica; replicas need Redis to share spent DPoP proofs and limits",
+        );
+    };
+    let redis = match crate::state::redis::Redis::new(settings.clone(), Default::default()) {
+        Ok(redis) => redis,
+        Err(e) => return Finding::fail(CHECK, e.to_string(), "correct state.redis.url"),
+    };
+    let url = &settings.url;
+    let rtt = match redis.ping().await {
+        Ok(rtt) => rtt,
+        Err(e) => {
+            return Finding::fail(
+                CHECK,
+                format!("{url} does not answer PING within {:?}: {e}", settings.timeout),
+                "start Redis, or correct state.redis.url (password, rediss:// for TLS) and the network path",
+            )
+        }
+    };
+    if let Err(e) = redis.write_probe().await {
+        return Finding::fail(
+            CHECK,
+            format!("{url} answers, but a key under `{}` cannot be written: {e}", settings.key_prefix),
+            "grant the Redis user write access to the prefix (ACL ~registry-token:*), and check maxmemory",
+        );
+    }
+    let message = format!(
+        "{url} answers in {rtt:?}; keys under `{}` are writable",
+        settings.key_prefix
+    );
+    if rtt * 2 > settings.timeout {
+        return Finding::warn(
+            CHECK,
+            message,
+            "the round trip is close to state.redis.timeout: move Redis closer or raise the timeout",
+        );
+    }
+    Finding::pass(CHECK, message)
 }
 
 /// The probe token: no access, `aud` = service, `iss` = signing.issuer, one minute of life.

@@ -35,6 +35,9 @@ pub struct FileConfig {
     pub default_plan: Option<String>,
     #[serde(default)]
     pub revoked_licenses: Vec<String>,
+    /// Shared state for replicas (SPEC section 8); absent: memory.
+    #[serde(default)]
+    pub state: super::state::StateFile,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -411,4 +414,9 @@ pub const KEY_NAMES: &[&str] = &[
     "tokens",
     "count",
     "per",
+    "state",
+    "redis",
+    "keyPrefix",
+    "timeout",
+    "onUnavailable",
 ];

@@ -7,6 +7,7 @@
 pub mod env;
 pub mod file;
 pub mod locate;
+pub mod state;
 pub mod watch;
 
 use std::fmt;
@@ -183,6 +184,8 @@ pub struct Settings {
     pub policy: Policy,
     /// Increases by one at every reload that takes effect.
     pub generation: u64,
+    /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
+    pub state: Option<crate::state::redis::RedisSettings>,
 }
 
 /// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
@@ -474,6 +477,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let signing = signing(&file.signing, &mut p);
     let (policy, problems) = Policy::compile(&file);
     p.0.extend(problems);
+    let state = state::state(&file.state, &mut p);
 
     let (Some(upstream), Some(realm), Some(keys), true) =
         (upstream, registry.realm, signing.keys, p.0.is_empty())
@@ -519,6 +523,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         lifetime: signing.lifetime,
         keys: Arc::new(keys),
         policy,
+        state,
         file,
         generation: 1,
     })
@@ -874,12 +879,15 @@ fn server_tls(t: &file::TlsFile, p: &mut Problems) -> Option<Arc<ServerTls>> {
 }
 
 /// The sections that differ between two files and only take effect after a restart: the
-/// listeners. (A changed `authority` section builds a new Authority beside the one in force:
-/// see [`crate::authority::Succession`].)
+/// listeners and `state`. (A changed `authority` section builds a new Authority beside the one
+/// in force: see [`crate::authority::Succession`].)
 pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if !old.server.same_listeners(&new.server) {
         changed.push("server");
+    }
+    if old.state != new.state {
+        changed.push("state");
     }
     changed
 }

@@ -2,13 +2,23 @@
 //! DPoP replay store (`authority::replay`). Without `state.redis` both live in this process's
 //! memory; with it, on Redis, so every replica sees every other's counts and spent proofs.
 //!
-//! The request path only sees the traits; `server` picks the implementation from the config.
+//! The request path only sees the traits; `server` picks the implementation from the config
+//! ([`Stores::build`]): `memory` without `state.redis`; `redis` with it, wrapped by `fallback`
+//! under `onUnavailable: memory`.
 
+pub mod fallback;
 pub mod memory;
+pub mod redis;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use self::redis::{OnUnavailable, Redis, RedisSettings};
+use crate::authority::replay::RedisReplayStore;
+use crate::authority::{MemoryReplayStore, ReplayStore};
+use crate::metrics::Metrics;
 
 /// The shared store could not answer within `state.redis.timeout`, or answered an error.
 /// Holds no key or secret.
@@ -31,4 +41,48 @@ pub struct Hit {
 pub trait Counters: Send + Sync {
     /// Counts one event under `key` and returns the window's count after it.
     async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StateError>;
+}
+
+/// The stores one process uses, built once at start (a change of `state` needs a restart).
+#[derive(Clone)]
+pub struct Stores {
+    /// Where spent DPoP proofs are remembered (hand it to `Authority::with_store`).
+    pub replay: Arc<dyn ReplayStore>,
+    /// Where plan limits count.
+    pub counters: Arc<dyn Counters>,
+    /// The Redis behind both, for readiness and `doctor`; `None` in memory.
+    pub redis: Option<Arc<Redis>>,
+}
+
+impl Stores {
+    /// Memory stores without `state.redis`; Redis stores with it (no I/O yet), counting their
+    /// commands, errors and fallbacks into `metrics`.
+    pub fn build(
+        settings: Option<&RedisSettings>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Stores, StateError> {
+        let Some(settings) = settings else {
+            return Ok(Stores {
+                replay: Arc::new(MemoryReplayStore::new()),
+                counters: Arc::new(memory::MemoryCounters::default()),
+                redis: None,
+            });
+        };
+        let redis = Arc::new(Redis::new(settings.clone(), metrics.clone())?);
+        let replay: Arc<dyn ReplayStore> = Arc::new(RedisReplayStore::new(redis.clone()));
+        let counters: Arc<dyn Counters> = redis.clone();
+        let (replay, counters): (Arc<dyn ReplayStore>, Arc<dyn Counters>) =
+            match settings.on_unavailable {
+                OnUnavailable::Refuse => (replay, counters),
+                OnUnavailable::Memory => (
+                    Arc::new(fallback::FallbackReplayStore::new(replay, metrics.clone())),
+                    Arc::new(fallback::FallbackCounters::new(counters, metrics)),
+                ),
+            };
+        Ok(Stores {
+            replay,
+            counters,
+            redis: Some(redis),
+        })
+    }
 }

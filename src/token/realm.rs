@@ -71,7 +71,7 @@ pub enum Refusal {
     MalformedScope(#[from] ScopeError),
     /// The OpTok or its binding (SPEC 4, steps 3 and 4).
     #[error(transparent)]
-    Authority(#[from] AuthError),
+    Authority(AuthError),
     /// No credentials, and the scopes need some (anonymous access grants none of them).
     #[error("credentials are required for this scope")]
     MissingCredentials,
@@ -90,9 +90,22 @@ pub enum Refusal {
         window: u64,
         retry_after: u64,
     },
-    /// The shared state could not count the issuance.
-    #[error("the request could not be counted against the plan's limit; retry later")]
+    /// The shared state could not count the issuance, or could not spend the DPoP proof
+    /// (`AuthError::StateUnavailable`).
+    #[error("the shared state store is unavailable; retry later")]
     StateUnavailable,
+}
+
+/// An Authority error is the realm's refusal as it is, except the shared store's: a replay
+/// store that cannot answer (`state.redis`) is the same 503 `state_unavailable` as counters
+/// that cannot count.
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::StateUnavailable => Refusal::StateUnavailable,
+            e => Refusal::Authority(e),
+        }
+    }
 }
 
 impl Refusal {
@@ -969,6 +982,13 @@ revokedLicenses: [LIC-REVOKED]
                 429,
                 "invalid_request",
                 "TOOMANYREQUESTS",
+                "none",
+            ),
+            (
+                Refusal::from(AuthError::StateUnavailable),
+                503,
+                "temporarily_unavailable",
+                "UNAVAILABLE",
                 "none",
             ),
             (

@@ -14,6 +14,7 @@
 //!
 //! Beside the stack: `tap` (a recording relay between sidecar and registry), `pki` (test
 //! certificates), `process` (one-shot `registry-token` commands with a clean environment),
+//! `redis` (a `redis-server` to kill and restart, and misbehaving stand-ins),
 //! `dockerd` and `containerd` (daemons of a test's own, for the docker CLI and `ctr`).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod oci;
 pub mod pki;
 pub mod process;
+pub mod redis;
 pub mod registry;
 pub mod sidecar;
 pub mod tap;

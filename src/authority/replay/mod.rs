@@ -10,14 +10,17 @@
 //! expired entries, new proofs are refused (fail closed), and one key can only fill its share.
 //!
 //! The store is a seam: the [`ReplayStore`] trait here, one implementation per file beside it
-//! (`memory.rs`: [`MemoryReplayStore`], for one process; a shared store such as Redis lets
-//! replicas refuse each other's replays). The verifier never sees the store.
+//! (`memory.rs`: [`MemoryReplayStore`], for one process; `redis.rs`: [`RedisReplayStore`],
+//! shared by every replica on one Redis, so replicas refuse each other's replays). The verifier
+//! never sees the store.
 
 use async_trait::async_trait;
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryReplayStore;
+pub use redis::RedisReplayStore;
 
 /// Why a proof could not be spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +31,10 @@ pub enum ReplayError {
     Full,
     #[error("this DPoP key holds its whole share of the replay store")]
     KeyFull,
+    /// The shared store (Redis) did not answer in time: fail closed, the realm answers 503
+    /// `state_unavailable`.
+    #[error("the shared DPoP replay store is unavailable")]
+    Unavailable,
 }
 
 /// What a verified proof spends when its request is granted. Holds no proof text.
