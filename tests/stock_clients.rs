@@ -1,7 +1,8 @@
 //! Stock clients, for real (issue 12 item 6): the docker CLI with a docker daemon the test
 //! starts, and containerd's `ctr` with a containerd the test starts, log in, push and pull
 //! through the sidecar with the OpTok as the Basic-auth password (`senderConstraint: none`:
-//! neither can make a DPoP proof), and print a readable sentence when the plan refuses a push.
+//! neither can make a DPoP proof), and say why when the plan refuses a push (docker prints the
+//! realm's sentence; ctr its status, and the sentence under `--debug`).
 //! The README's "Stock clients" section shows these commands.
 
 mod common;
@@ -124,8 +125,9 @@ fn docker_cli_logs_in_pushes_pulls_and_reads_a_refusal() {
 /// containerd's `ctr`, as a user types it: `ctr images pull --plain-http --user x:OPTOK` of an
 /// image skopeo pushed (unpacked by containerd, same manifest digest), `ctr images tag` and
 /// `ctr images push --plain-http --user x:OPTOK` to another repository of the plan (served
-/// back under the same digest), then a push to a repository the plan does not grant fails
-/// with the realm's sentence. The OpTok never reaches the log.
+/// back under the same digest), then a push to a repository the plan does not grant fails:
+/// ctr 1.6 prints the token request's status, and under `--debug` the realm's sentence and
+/// reason. The OpTok never reaches the sidecar's log nor ctr's debug output.
 #[test]
 fn ctr_pulls_pushes_and_reads_a_refusal() {
     let containerd = Containerd::start();
