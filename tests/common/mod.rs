@@ -14,10 +14,13 @@
 //!
 //! Beside the stack: `tap` (a recording relay between sidecar and registry), `pki` (test
 //! certificates), `process` (one-shot `registry-token` commands with a clean environment),
-//! `redis` (a `redis-server` to kill and restart, and misbehaving stand-ins).
+//! `redis` (a `redis-server` to kill and restart, and misbehaving stand-ins),
+//! `dockerd` and `containerd` (daemons of a test's own, for the docker CLI and `ctr`).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod authority;
+pub mod containerd;
+pub mod dockerd;
 pub mod dpop;
 pub mod limits;
 pub mod oci;
