@@ -6,12 +6,12 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
+use common::dockerd::{rootfs_tar, Dockerd};
 use common::pki::{x5t, Pki};
 use common::*;
 use registry_token::token::refresh::{self, RefreshClaims};
@@ -205,149 +205,6 @@ fn skopeo_with_only_an_identitytoken_outlives_its_optok() {
     stack.sidecar.assert_log_free_of(&[&refresh_token, &optok]);
 }
 
-/// A docker daemon of the test's own: vfs storage, no iptables or bridge, its own data and
-/// exec roots and socket; stopped with SIGTERM (so its containerd stops too) on drop.
-struct Dockerd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-dockerd")
-            .tempdir()
-            .unwrap();
-        let log = fs::File::create(dir.path().join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-                "--storage-driver=vfs",
-            ])
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--host")
-            .arg(format!(
-                "unix://{}",
-                dir.path().join("docker.sock").display()
-            ))
-            .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run dockerd (Debian's docker.io; scripts/deps installs it)");
-        let mut dockerd = Dockerd { child, dir };
-        poll(START_DEADLINE, "dockerd to answer", || {
-            if let Ok(Some(status)) = dockerd.child.try_wait() {
-                panic!("dockerd exited ({status}):\n{}", dockerd.log_tail());
-            }
-            dockerd
-                .docker(&["version"], None)
-                .status
-                .success()
-                .then_some(())
-        });
-        dockerd
-    }
-
-    fn config_dir(&self) -> PathBuf {
-        self.dir.path().join("client")
-    }
-
-    /// `docker -H unix://SOCK --config DIR ARGS`, with `stdin` piped in when given.
-    fn docker(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = Command::new("docker");
-        command
-            .arg("-H")
-            .arg(format!(
-                "unix://{}",
-                self.dir.path().join("docker.sock").display()
-            ))
-            .arg("--config")
-            .arg(self.config_dir())
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("DOCKER_HOST")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run docker");
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("docker output")
-    }
-
-    fn docker_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.docker(args, stdin);
-        assert!(
-            out.status.success(),
-            "docker {} failed ({}):\n{}\n{}",
-            args.first().unwrap_or(&""),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn log_tail(&self) -> String {
-        log_tail(&self.dir.path().join("dockerd.log"), 40)
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let stopped = (0..150).any(|_| {
-            std::thread::sleep(Duration::from_millis(100)); // waiting for our child to exit
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        });
-        if !stopped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- dockerd log tail ----\n{}", self.log_tail());
-        }
-    }
-}
-
-/// A one-file root filesystem as a tar archive, for `docker import`.
-fn rootfs_tar(dir: &Path) -> Vec<u8> {
-    let root = dir.join("rootfs");
-    fs::create_dir_all(&root).unwrap();
-    fs::write(
-        root.join("hello.txt"),
-        format!("refresh {}\n", rand::random::<u64>()),
-    )
-    .unwrap();
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .args(["-cf", "-", "hello.txt"])
-        .output()
-        .expect("run tar");
-    assert!(out.status.success(), "tar failed");
-    out.stdout
-}
-
 /// The docker CLI against a daemon the test started: `docker login` once with an OpTok that
 /// lives a few seconds stores an `identitytoken` (and no password) in its config; after the
 /// OpTok expired, `docker push` and (after removing the local image) `docker pull` still work,
@@ -359,10 +216,9 @@ fn docker_login_once_then_push_and_pull_after_the_optok_expired() {
     let host = stack.sidecar.addr();
     let reference = format!("{host}/acme/app:v1");
     let work = tempfile::tempdir().unwrap();
-    let tar = rootfs_tar(work.path());
-    // An image of our own, before the clock starts: `docker import` from a tar on stdin.
-    let tar_path = work.path().join("rootfs.tar");
-    fs::write(&tar_path, &tar).unwrap();
+    // An image of our own, before the clock starts: `docker import` of a one-file tar.
+    let content = format!("refresh {}\n", rand::random::<u64>());
+    let tar_path = rootfs_tar(work.path(), &content);
     dockerd.docker_ok(&["import", tar_path.to_str().unwrap(), &reference], None);
 
     let optok = short_optok(&stack.authority, "dave", "LIC-4", OPTOK_SECONDS);
