@@ -33,19 +33,30 @@ ENV REGISTRY_TOKEN_CONFIG=/etc/registry-token/conf/registry-token.yaml
 ENTRYPOINT ["registry-token"]
 CMD ["serve"]
 
-# The development Authority of docker-compose.yml (`target: dev-authority`): the image above
-# plus python3 and openssl for scripts/dev-authority, and registry-token for `test`. Not for
-# production: it mints OpToks for anyone who can run a command in it.
-FROM runtime AS dev-authority
-USER root
+# The Authority of docker-compose.yml (`target: oidc-authority`): panva's oidc-provider, OpenID
+# Certified (scripts/oidc-authority, pinned by its package-lock.json), on Node 20 (what
+# package.json asks and CI runs), serving the issuer http://127.0.0.1:8090 the compose sidecar
+# trusts; get-token.mjs mints OpToks and registry-token is here for `registry-token test`.
+# Not for production: its clients and their secrets come from clients.json.
+# CI (tests/image.rs) copies exactly this stage's COPY files into a clean folder, runs its
+# `npm ci` there and starts its CMD.
+FROM node:20-bookworm-slim AS oidc-authority
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 openssl \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin authority \
  && mkdir -p /var/lib/authority && chown 10001 /var/lib/authority
-COPY scripts/dev-authority /usr/local/bin/dev-authority
+WORKDIR /opt/oidc-authority
+COPY scripts/oidc-authority/package.json scripts/oidc-authority/package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY scripts/oidc-authority/index.mjs scripts/oidc-authority/get-token.mjs scripts/oidc-authority/clients.json ./
+COPY --from=build /src/target/release/registry-token /usr/local/bin/registry-token
+# Its signing key (jwks.json) lives in the `authority` volume; get-token.mjs writes DPoP keys
+# and OpToks into the working folder.
+WORKDIR /var/lib/authority
 USER 10001
 ENTRYPOINT []
-CMD ["dev-authority", "serve", "--dir", "/var/lib/authority", "--port", "8090"]
+CMD ["node", "/opt/oidc-authority/index.mjs", "--port", "8090", "--dir", "/var/lib/authority", "--clients", "/opt/oidc-authority/clients.json"]
 
 # The default target: the sidecar's image.
 FROM runtime

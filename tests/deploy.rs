@@ -511,7 +511,7 @@ fn kubernetes_sidecar_config_is_valid() {
     );
 }
 
-/// docker-compose.yml does what its header tells users: the development Authority runs in the
+/// docker-compose.yml does what its header tells users: the Authority (oidc-provider) runs in the
 /// sidecar's network namespace on the issuer the sidecar is given, holds no registry or CA
 /// key and publishes nothing; `docker login` is shown only in the stock-client mode
 /// (`SENDER_CONSTRAINT=none`), the default being DPoP; the sidecar's healthcheck asks
@@ -525,7 +525,7 @@ fn compose_stack_matches_its_header() {
     let authority = &services["authority"];
     assert_eq!(authority["network_mode"], "service:registry-token");
     assert!(authority.get("ports").is_none() && authority.get("networks").is_none());
-    assert_eq!(authority["build"]["target"], "dev-authority");
+    assert_eq!(authority["build"]["target"], "oidc-authority");
     let mounts: Vec<&str> = authority["volumes"]
         .as_array()
         .unwrap()
@@ -540,9 +540,9 @@ fn compose_stack_matches_its_header() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(
         dockerfile.contains(
-            r#"CMD ["dev-authority", "serve", "--dir", "/var/lib/authority", "--port", "8090"]"#
+            r#"CMD ["node", "/opt/oidc-authority/index.mjs", "--port", "8090", "--dir", "/var/lib/authority", "--clients", "/opt/oidc-authority/clients.json"]"#
         ),
-        "the dev-authority stage serves on 8090"
+        "the oidc-authority stage serves on 8090, its key in the `authority` volume"
     );
 
     let sidecar = &services["registry-token"];

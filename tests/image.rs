@@ -13,6 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
 /// The project's root, where the Dockerfile is.
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -281,4 +284,323 @@ fn dockerfile_file_set_builds() {
         .expect("run the built binary");
     assert!(built.status.success());
     assert!(String::from_utf8_lossy(&built.stdout).contains("keygen"));
+}
+
+/// A stage of the Dockerfile as the engine would run it here: its context `COPY` lines (with
+/// the `WORKDIR` each lands in), its `RUN` lines (with theirs) and its `CMD` (JSON form).
+#[derive(Debug, Default, PartialEq)]
+struct Stage {
+    copies: Vec<(String, Copy)>,
+    runs: Vec<(String, String)>,
+    cmd: Vec<String>,
+}
+
+/// Reads the stage `FROM ... AS name`, up to the next `FROM`.
+fn named_stage(dockerfile: &str, name: &str) -> Option<Stage> {
+    let mut stage: Option<Stage> = None;
+    let mut workdir = "/".to_string();
+    for instruction in instructions(dockerfile) {
+        let (keyword, rest) = instruction
+            .split_once(char::is_whitespace)
+            .unwrap_or((instruction.as_str(), ""));
+        let keyword = keyword.to_ascii_uppercase();
+        let rest = rest.trim();
+        if keyword == "FROM" {
+            if stage.is_some() {
+                break;
+            }
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if words.len() == 3 && words[1].eq_ignore_ascii_case("as") && words[2] == name {
+                stage = Some(Stage::default());
+            }
+            continue;
+        }
+        let Some(stage) = stage.as_mut() else {
+            continue;
+        };
+        match keyword.as_str() {
+            "WORKDIR" => workdir = rest.to_string(),
+            "COPY" | "ADD" => {
+                let args: Vec<&str> = rest.split_whitespace().collect();
+                if args.iter().any(|a| a.starts_with("--from")) {
+                    continue;
+                }
+                let paths: Vec<String> = args
+                    .iter()
+                    .filter(|a| !a.starts_with("--"))
+                    .map(|a| a.to_string())
+                    .collect();
+                let (dest, sources) = paths.split_last().expect("COPY SRC DEST");
+                stage.copies.push((
+                    workdir.clone(),
+                    Copy {
+                        sources: sources.to_vec(),
+                        dest: dest.clone(),
+                    },
+                ));
+            }
+            "RUN" => stage.runs.push((workdir.clone(), rest.to_string())),
+            "CMD" => {
+                stage.cmd = serde_json::from_str(rest)
+                    .unwrap_or_else(|e| panic!("CMD in the JSON form ({e}): {rest}"))
+            }
+            _ => {}
+        }
+    }
+    stage
+}
+
+/// The stage parser tracks the WORKDIR of each COPY and RUN and stops at the next stage.
+#[test]
+fn dockerfile_named_stage_is_read() {
+    let stage = named_stage(
+        "FROM rust AS build\nCOPY x ./\nFROM node AS web\nRUN apt-get update\nWORKDIR /opt/w\n\
+         COPY a/p.json a/l.json ./\nRUN npm ci \\\n  --omit=dev && npm cache clean\n\
+         COPY --from=build /x /usr/bin/x\nWORKDIR /var\nCMD [\"node\", \"/opt/w/i.mjs\"]\n\
+         FROM debian\nCOPY late /late\n",
+        "web",
+    )
+    .unwrap();
+    assert_eq!(
+        stage,
+        Stage {
+            copies: vec![(
+                "/opt/w".into(),
+                Copy {
+                    sources: vec!["a/p.json".into(), "a/l.json".into()],
+                    dest: "./".into()
+                }
+            )],
+            runs: vec![
+                ("/".into(), "apt-get update".into()),
+                ("/opt/w".into(), "npm ci   --omit=dev && npm cache clean".into()),
+            ],
+            cmd: vec!["node".into(), "/opt/w/i.mjs".into()],
+        }
+    );
+    assert_eq!(named_stage("FROM a AS b\n", "c"), None);
+}
+
+/// `path` of the image (absolute, or relative to `workdir`) inside `root`, the clean folder
+/// standing for the image's file system.
+fn in_root(root: &Path, workdir: &str, path: &str) -> PathBuf {
+    let absolute = if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        Path::new(workdir).join(path.trim_start_matches("./"))
+    };
+    root.join(absolute.strip_prefix("/").unwrap())
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// docker-compose.yml's `authority` service is the Dockerfile's `oidc-authority` stage, and
+/// that stage works from exactly the files it copies: in a clean folder holding only them, its
+/// own `npm ci` installs oidc-provider from the lock file, its CMD serves the discovery document
+/// of the issuer the compose sidecar trusts (`http://127.0.0.1:8090`, here on a free port), and
+/// the stage's `get-token.mjs` gets a DPoP-bound OpTok there.
+///
+/// What does not run here: the `apt-get` line (the base image's packages), `COPY --from=build`
+/// (the binary `dockerfile_file_set_builds` builds), and `npm` gets `--prefer-offline` (packages
+/// from the machine's npm cache when it holds them, as they would come from the registry).
+#[test]
+fn compose_authority_stage_serves_from_its_file_set() {
+    let compose: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    let authority = &compose["services"]["authority"];
+    assert_eq!(authority["build"]["context"], ".");
+    let target = authority["build"]["target"].as_str().expect("build.target");
+    assert_eq!(target, "oidc-authority", "the real provider is the Authority");
+    let issuer = compose["services"]["registry-token"]["environment"]
+        ["REGISTRY_TOKEN_AUTHORITY__ISSUER"]
+        .as_str()
+        .unwrap();
+    assert_eq!(issuer, "${AUTHORITY_ISSUER:-http://127.0.0.1:8090}");
+
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let stage = named_stage(&dockerfile, target).expect("the stage docker-compose.yml builds");
+    assert!(
+        dockerfile.trim_end().ends_with("FROM runtime"),
+        "the default target stays the sidecar's image"
+    );
+    let patterns: Vec<String> = std::fs::read_to_string(root().join(".dockerignore"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    assert!(
+        ignored(&patterns, Path::new("scripts/oidc-authority/node_modules/x")),
+        "node_modules stays out of the build context"
+    );
+
+    let image = tempfile::tempdir().unwrap();
+    let mut copied = Vec::new();
+    for (workdir, copy) in &stage.copies {
+        let dest = in_root(image.path(), workdir, &copy.dest);
+        for source in &copy.sources {
+            let from = root().join(source);
+            assert!(from.exists(), "COPY {source}: not in the build context");
+            assert!(
+                !ignored(&patterns, Path::new(source)),
+                "COPY {source}: left out by .dockerignore"
+            );
+            let to = if copy.dest.ends_with('/') || copy.sources.len() > 1 {
+                dest.join(Path::new(source).file_name().unwrap())
+            } else {
+                dest.clone()
+            };
+            copy_tree(&from, &to, Path::new(source), &patterns);
+            copied.push(source.as_str());
+        }
+    }
+    for file in [
+        "package.json",
+        "package-lock.json",
+        "index.mjs",
+        "get-token.mjs",
+        "clients.json",
+    ] {
+        assert!(
+            copied.contains(&format!("scripts/oidc-authority/{file}").as_str()),
+            "the stage copies {file}: {copied:?}"
+        );
+    }
+
+    // The stage's install: `npm ci ...` up to the next shell operator, in its WORKDIR.
+    let (workdir, npm) = stage
+        .runs
+        .iter()
+        .find_map(|(workdir, run)| {
+            let words: Vec<&str> = run.split_whitespace().collect();
+            let start = words.windows(2).position(|w| w == ["npm", "ci"])?;
+            let args: Vec<String> = words[start + 1..]
+                .iter()
+                .take_while(|w| !["&&", "||", ";", "|"].contains(w))
+                .map(|w| w.to_string())
+                .collect();
+            Some((workdir.clone(), args))
+        })
+        .expect("the stage runs npm ci");
+    assert!(npm.iter().any(|a| a == "--omit=dev"), "{npm:?}");
+    let out = Command::new("npm")
+        .args(&npm)
+        .arg("--prefer-offline")
+        .current_dir(in_root(image.path(), &workdir, "."))
+        .output()
+        .expect("run npm (apt-get install nodejs npm; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "npm {} in a folder holding only the stage's COPY files failed:\n{}",
+        npm.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The stage's CMD: `--port` is the compose issuer's, here a free one; its paths are in the
+    // clean folder.
+    let cmd = &stage.cmd;
+    assert_eq!(cmd.first().map(String::as_str), Some("node"), "{cmd:?}");
+    let port_at = cmd.iter().position(|a| a == "--port").expect("--port") + 1;
+    assert_eq!(cmd[port_at], "8090", "the issuer the compose sidecar trusts");
+    let port = free_port();
+    let args: Vec<String> = cmd[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            if i + 1 == port_at {
+                port.to_string()
+            } else if arg.starts_with('/') {
+                let path = in_root(image.path(), "/", arg);
+                if !path.exists() {
+                    std::fs::create_dir_all(&path).unwrap(); // the stage's `mkdir -p`
+                }
+                path.display().to_string()
+            } else {
+                arg.clone()
+            }
+        })
+        .collect();
+    let log = image.path().join("authority.log");
+    let file = std::fs::File::create(&log).unwrap();
+    /// The provider, stopped on drop.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(
+        Command::new("node")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("run node"),
+    );
+    let issuer = format!("http://127.0.0.1:{port}");
+    let http = reqwest::blocking::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let discovery: serde_json::Value = loop {
+        let answer = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .and_then(|r| r.json().ok());
+        if let Some(document) = answer {
+            break document;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!(
+                "the stage's CMD exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no discovery document at {issuer} within 30 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    assert_eq!(discovery["token_endpoint"], format!("{issuer}/token").as_str());
+    assert!(
+        discovery["dpop_signing_alg_values_supported"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "ES256")),
+        "{discovery}"
+    );
+
+    // The stage's get-token.mjs (what the compose header runs) gets a DPoP-bound OpTok.
+    let key = image.path().join("me.pem");
+    let out = Command::new("node")
+        .arg(in_root(image.path(), &workdir, "get-token.mjs"))
+        .args(["--issuer", &issuer, "--client", "acme-ci", "--dpop-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let optok = String::from_utf8(out.stdout).unwrap();
+    let payload = optok.trim().split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
+    drop(child);
 }
