@@ -9,6 +9,9 @@
 //! built are reused. Which files cargo needs (manifest targets such as `[[bench]]`, modules,
 //! `include_str!`) and whether `Cargo.lock` is complete (`--locked`) do not depend on the
 //! profile.
+//!
+//! The compose stack's Authority stage (`oidc-authority`) is proved the same way: its `COPY`
+//! files in a clean folder, its `npm ci`, and its CMD serving a discovery document.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -373,7 +376,10 @@ fn dockerfile_named_stage_is_read() {
             )],
             runs: vec![
                 ("/".into(), "apt-get update".into()),
-                ("/opt/w".into(), "npm ci   --omit=dev && npm cache clean".into()),
+                (
+                    "/opt/w".into(),
+                    "npm ci  --omit=dev && npm cache clean".into()
+                ),
             ],
             cmd: vec!["node".into(), "/opt/w/i.mjs".into()],
         }
@@ -419,7 +425,10 @@ fn compose_authority_stage_serves_from_its_file_set() {
     let authority = &compose["services"]["authority"];
     assert_eq!(authority["build"]["context"], ".");
     let target = authority["build"]["target"].as_str().expect("build.target");
-    assert_eq!(target, "oidc-authority", "the real provider is the Authority");
+    assert_eq!(
+        target, "oidc-authority",
+        "the real provider is the Authority"
+    );
     let issuer = compose["services"]["registry-token"]["environment"]
         ["REGISTRY_TOKEN_AUTHORITY__ISSUER"]
         .as_str()
@@ -440,7 +449,10 @@ fn compose_authority_stage_serves_from_its_file_set() {
         .map(String::from)
         .collect();
     assert!(
-        ignored(&patterns, Path::new("scripts/oidc-authority/node_modules/x")),
+        ignored(
+            &patterns,
+            Path::new("scripts/oidc-authority/node_modules/x")
+        ),
         "node_modules stays out of the build context"
     );
 
@@ -511,7 +523,10 @@ fn compose_authority_stage_serves_from_its_file_set() {
     let cmd = &stage.cmd;
     assert_eq!(cmd.first().map(String::as_str), Some("node"), "{cmd:?}");
     let port_at = cmd.iter().position(|a| a == "--port").expect("--port") + 1;
-    assert_eq!(cmd[port_at], "8090", "the issuer the compose sidecar trusts");
+    assert_eq!(
+        cmd[port_at], "8090",
+        "the issuer the compose sidecar trusts"
+    );
     let port = free_port();
     let args: Vec<String> = cmd[1..]
         .iter()
@@ -576,7 +591,10 @@ fn compose_authority_stage_serves_from_its_file_set() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert_eq!(discovery["issuer"], issuer.as_str());
-    assert_eq!(discovery["token_endpoint"], format!("{issuer}/token").as_str());
+    assert_eq!(
+        discovery["token_endpoint"],
+        format!("{issuer}/token").as_str()
+    );
     assert!(
         discovery["dpop_signing_alg_values_supported"]
             .as_array()
@@ -599,7 +617,8 @@ fn compose_authority_stage_serves_from_its_file_set() {
     );
     let optok = String::from_utf8(out.stdout).unwrap();
     let payload = optok.trim().split('.').nth(1).expect("a JWT");
-    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["iss"], issuer.as_str());
     assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
     drop(child);

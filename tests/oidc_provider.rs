@@ -2,7 +2,8 @@
 //! (`scripts/oidc-authority`, on the machine's Node). A client gets a DPoP-bound JWT access token
 //! with the client-credentials grant, exactly as a CI job would from its IdP, and pushes and
 //! pulls through the sidecar with it; a client of the public plan is refused a push with its
-//! reason, and the provider's bound token is useless without the client's DPoP key.
+//! reason, and the provider's bound token is useless without the client's DPoP key. The
+//! compose stack's `get-token.mjs` gets bound and unbound OpToks from it for the stack's two modes.
 
 mod common;
 
@@ -158,4 +159,129 @@ fn oidc_provider_tokens_push_through_the_sidecar() {
     assert_eq!(response.status(), 403);
     let refusal: Value = response.json().unwrap();
     assert_eq!(refusal["reason"], "plan_denied", "{refusal}");
+}
+
+/// `node scripts/oidc-authority/get-token.mjs --issuer ISSUER ARGS`: its exit status and stdout.
+fn get_token(authority: &OidcAuthority, args: &[&str]) -> (bool, String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-authority/get-token.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .args(["--issuer", &authority.issuer])
+        .args(args)
+        .output()
+        .expect("run node");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `registry-token test URL ARGS`: its exit status and what it printed.
+fn registry_token_test(url: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::sidecar::BIN)
+        .args(["test", url])
+        .args(args)
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .output()
+        .expect("run registry-token test");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The compose stack's two modes, with the commands its header and the README give
+/// (`get-token.mjs`, then `registry-token test` or a stock client's Basic login): with
+/// `--dpop-key` the provider's OpTok is bound to that key (the key file is made if missing, and
+/// reused) and `registry-token test` walks the flow with it under `senderConstraint: dpop`;
+/// without it the OpTok is unbound, which the DPoP sidecar refuses and a `senderConstraint:
+/// none` sidecar accepts as a docker-login password. Unknown clients and wrong secrets fail
+/// with the provider's reason, never a token.
+#[test]
+fn get_token_script_serves_both_compose_modes() {
+    let authority = OidcAuthority::start();
+    let keys = Keys::generate();
+    let port = free_port();
+    let registry = Registry::start(Some(TokenAuth {
+        realm: format!("http://127.0.0.1:{port}/token"),
+        service: SERVICE.into(),
+        issuer: TOKEN_ISSUER.into(),
+        rootcertbundle: keys.ca_crt(),
+    }));
+    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer, keys.path());
+    config.listen_port = Some(port);
+    let dpop = Sidecar::start(config);
+    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer, keys.path());
+    config.sender_constraint = "none".into();
+    let stock = Sidecar::start(config);
+
+    // DPoP mode: a bound OpTok, and the flow walked with it and its key.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.pem");
+    let key_arg = key.to_str().unwrap();
+    let (ok, optok, err) = get_token(&authority, &["--client", "acme-ci", "--dpop-key", key_arg]);
+    assert!(ok, "{err}");
+    let pem = std::fs::read(&key).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&unb64(optok.split('.').nth(1).unwrap())).expect("JWT claims");
+    assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
+    let (ok, again, err) = get_token(&authority, &["--client", "acme-ci", "--dpop-key", key_arg]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), pem, "the key file is reused");
+    let again: Value =
+        serde_json::from_slice(&unb64(again.split('.').nth(1).unwrap())).expect("JWT claims");
+    assert_eq!(again["cnf"], claims["cnf"]);
+    let optok_file = dir.path().join("optok");
+    std::fs::write(&optok_file, &optok).unwrap();
+    let scope = "repository:acme/app:pull,push";
+    let (ok, text) = registry_token_test(
+        &dpop.url(),
+        &[
+            "--scope",
+            scope,
+            "--optok",
+            optok_file.to_str().unwrap(),
+            "--dpop-key",
+            key_arg,
+        ],
+    );
+    assert!(ok, "registry-token test with the bound OpTok:\n{text}");
+
+    // Stock-client mode: an unbound OpTok.
+    let (ok, unbound, err) = get_token(&authority, &["--client", "acme-ci"]);
+    assert!(ok, "{err}");
+    let claims: Value =
+        serde_json::from_slice(&unb64(unbound.split('.').nth(1).unwrap())).expect("JWT claims");
+    assert!(claims.get("cnf").is_none(), "{claims}");
+    assert_eq!(claims["stellaops:plan"], "enterprise");
+    let unbound_file = dir.path().join("unbound");
+    std::fs::write(&unbound_file, &unbound).unwrap();
+    let (ok, text) = registry_token_test(
+        &dpop.url(),
+        &["--scope", scope, "--optok", unbound_file.to_str().unwrap()],
+    );
+    assert!(!ok, "the DPoP sidecar accepted an unbound OpTok:\n{text}");
+    // What `docker login -u acme-ci --password-stdin` then sends.
+    let response = client()
+        .get(stock.realm())
+        .query(&[("service", SERVICE), ("scope", scope)])
+        .basic_auth("acme-ci", Some(&unbound))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().unwrap();
+    assert!(body["token"].is_string(), "{body}");
+
+    // No token for an unknown client or a wrong secret.
+    let (ok, out, err) = get_token(&authority, &["--client", "nobody"]);
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("no client nobody"), "{err}");
+    let (ok, out, err) = get_token(&authority, &["--client", "acme-ci", "--secret", "wrong"]);
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("invalid_client"), "{err}");
 }
