@@ -67,6 +67,8 @@ fn smoke_run_writes_every_row() {
         "| `limits.pulls` counted on Redis |",
         "| `/token` replay store on Redis: p50 − memory p50 ≤ 0.30 ms |",
         "| `/token` replay store on Redis: issuances/s ÷ memory ≥ 0.85 |",
+        "| `/token`, DPoP, replay store on Redis, 1 connection |",
+        "| `/token` replay store on Redis, 1 connection: p50 − memory p50 ≤ 0.30 ms |",
         "| manifest GET, `limits.pulls` on Redis ÷ no limit ≥ 0.85 |",
     ] {
         assert!(text.contains(row), "no row {row:?} in:\n{text}");
