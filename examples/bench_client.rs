@@ -1,7 +1,8 @@
 //! The load client and crypto floor of `scripts/bench` (not part of the sidecar).
 //!
 //! ```text
-//! bench_client token      URL AUTHORITY_PEM ISSUER SCOPE...       prints a registry token (DPoP flow)
+//! bench_client token      URL AUTHORITY_PEM ISSUER [--plan NAME] SCOPE...
+//!                                                               prints a registry token (DPoP flow)
 //! bench_client token-load URL AUTHORITY_PEM ISSUER dpop|bearer CONNS SECS SCOPE
 //! bench_client floor      CONFIG AUTHORITY_PEM ISSUER THREADS SECS SCOPE
 //! bench_client http-load  ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]
@@ -12,7 +13,8 @@
 //! writes bytes while it measures. `token-load` drives keep-alive HTTP/1.1 connections, one
 //! thread each, and prints `requests errors seconds p50_ms p99_ms`; `floor` runs the realm's
 //! crypto alone (verify OpTok, verify proof, sign) on `THREADS` threads and prints
-//! `operations seconds`.
+//! `operations seconds`. `token --plan NAME` puts `NAME` in the OpTok's plan claim instead of
+//! `enterprise` (the bench's limited plan).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use registry_token::authority::{dpop, optok, MemoryReplayStore, ProofCheck, ReplayLimits};
 use registry_token::jose;
@@ -100,14 +102,42 @@ fn token_request(host: &str, scope: &str, authorization: &str, proof: Option<&st
     format!("GET /token?{query} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n{proof}\r\n").into_bytes()
 }
 
-/// `token URL AUTHORITY_PEM ISSUER SCOPE...`: one DPoP token request; prints the registry token.
+/// An OpTok as [`mint_optok`] makes it, with `plan` as its plan claim.
+fn mint_optok_for_plan(
+    authority: &Es256,
+    issuer: &str,
+    dpop: &Es256,
+    plan: &str,
+) -> Result<String, Failure> {
+    let t = SystemClock.now();
+    let claims = json!({"iss": issuer, "sub": "bench", "aud": "registry", "iat": t,
+        "exp": t + 3600, "scope": "registry.token.issue", "stellaops:plan": plan,
+        "stellaops:license": "LIC-BENCH", "cnf": {"jkt": dpop.thumbprint()?}});
+    authority.jws(
+        &json!({"alg": "ES256", "typ": "at+jwt", "kid": "dev-1"}),
+        &claims,
+    )
+}
+
+/// `token URL AUTHORITY_PEM ISSUER [--plan NAME] SCOPE...`: one DPoP token request; prints the
+/// registry token.
 fn token(args: &[String]) -> Result<(), Failure> {
-    let [url, pem, issuer, scopes @ ..] = args else {
-        return Err("token URL AUTHORITY_PEM ISSUER SCOPE...".into());
+    let usage = "token URL AUTHORITY_PEM ISSUER [--plan NAME] SCOPE...";
+    let [url, pem, issuer, rest @ ..] = args else {
+        return Err(usage.into());
+    };
+    let (plan, scopes) = match rest {
+        [flag, plan, scopes @ ..] if flag == "--plan" => (Some(plan.as_str()), scopes),
+        [flag, ..] if flag == "--plan" => return Err(usage.into()),
+        scopes => (None, scopes),
     };
     let host = url.trim_start_matches("http://");
     let key = Arc::new(Es256::generate()?);
-    let op = mint_optok(&Es256::from_pem(pem)?, issuer, Some(&key))?;
+    let authority = Es256::from_pem(pem)?;
+    let op = match plan {
+        Some(plan) => mint_optok_for_plan(&authority, issuer, &key, plan)?,
+        None => mint_optok(&authority, issuer, Some(&key))?,
+    };
     let proof = proofs(&key, &format!("{url}/token"), &op, 1)?.remove(0);
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("service", SERVICE);

@@ -1,6 +1,8 @@
 //! `scripts/bench --smoke` (issue 5) starts docker-registry, registry-token and nginx on
 //! 127.0.0.1, measures each row for about a second, writes its Markdown table where it is told
-//! (never the committed BENCHMARKS.md) and stops everything. Uses this build's binaries.
+//! (never the committed BENCHMARKS.md) and stops everything. Uses this build's binaries. Issue
+//! 10's rows are there too: `/token` with the replay store on Redis (a redis-server the script
+//! starts), manifest GETs with and without `limits.pulls`.
 
 use std::path::Path;
 use std::process::Command;
@@ -58,14 +60,25 @@ fn smoke_run_writes_every_row() {
         "| crypto floor: verify OpTok + verify proof + sign,",
         "Sidecar peak RSS (VmHWM) during the blob transfers:",
         "| `/token` (DPoP) / crypto floor ≥ 0.70 |",
+        // issue 10: the replay store on Redis, manifest GETs under a pull limit
+        "| `/token`, DPoP proof + OpTok, replay store on Redis |",
+        "| no `limits` (plan enterprise) |",
+        "| `limits.pulls` counted in memory |",
+        "| `limits.pulls` counted on Redis |",
+        "| `/token` replay store on Redis: p50 − memory p50 ≤ 0.30 ms |",
+        "| `/token` replay store on Redis: issuances/s ÷ memory ≥ 0.85 |",
+        "| `/token`, DPoP, replay store on Redis, 1 connection |",
+        "| `/token` replay store on Redis, 1 connection: p50 − memory p50 ≤ 0.30 ms |",
+        "| manifest GET, `limits.pulls` on Redis ÷ no limit ≥ 0.85 |",
     ] {
         assert!(text.contains(row), "no row {row:?} in:\n{text}");
     }
     // Every measured rate is a positive number.
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("| `/token`") || l.starts_with("| HEAD"))
-    {
+    for line in text.lines().filter(|l| {
+        ["| `/token`,", "| HEAD", "| no `limits`", "| `limits.pulls`"]
+            .iter()
+            .any(|row| l.starts_with(row))
+    }) {
         let cell = line.split('|').nth(2).unwrap_or_default();
         let rate: f64 = cell
             .split_whitespace()
