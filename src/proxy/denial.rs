@@ -6,6 +6,7 @@
 //! its Docker error code and whether it carries a Bearer challenge. `respond::denial` is the one
 //! place that turns a variant into HTTP.
 
+use crate::metrics::Metrics;
 use crate::policy::limits::{RateHeaders, STATE_RETRY_AFTER};
 use crate::registry::RouteError;
 
@@ -76,6 +77,14 @@ pub struct Challenge<'a> {
 }
 
 impl Denial {
+    /// Counts this refusal in `registry_proxy_denied_total`, labelled with [`Denial::as_str`].
+    pub fn count(&self, metrics: &Metrics) {
+        metrics
+            .proxy_denied
+            .with_label_values(&[self.as_str()])
+            .inc();
+    }
+
     /// The machine reason: metric label and log field.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -269,10 +269,7 @@ impl Sidecar {
                 Ok(false)
             }
             Err(denial) => {
-                self.metrics
-                    .proxy_denied
-                    .with_label_values(&[denial.as_str()])
-                    .inc();
+                denial.count(&self.metrics);
                 tracing::info!(
                     decision = "denied",
                     route = "v2",
@@ -328,10 +325,7 @@ impl ProxyHttp for Sidecar {
         let (path, query) = match split {
             Ok(split) => split,
             Err(denial) => {
-                self.metrics
-                    .proxy_denied
-                    .with_label_values(&[denial.as_str()])
-                    .inc();
+                denial.count(&self.metrics);
                 tracing::info!(
                     decision = "denied",
                     status = denial.status(),

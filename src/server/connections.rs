@@ -38,20 +38,10 @@ use crate::proxy::{Denial, Sidecar};
 
 /// Largest head read before handing it to pingora, which refuses it (its own limit).
 const MAX_HEAD: usize = 1_048_575;
-/// Most header lines pingora parses; past it, its parser decides.
-const MAX_HEADER_LINES: usize = 256;
 /// Time allowed to write the 408 to a client whose head was late.
 const LATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Body of the 408 answering a started head that missed `headerTimeout`.
 const LATE_BODY: &str = r#"{"errors":[{"code":"UNSUPPORTED","message":"the request head did not arrive within the time allowed"}]}"#;
-
-/// Counts a connection closed by a limit in `registry_proxy_denied_total`.
-fn count(metrics: &Metrics, refusal: Denial) {
-    metrics
-        .proxy_denied
-        .with_label_values(&[refusal.as_str()])
-        .inc();
-}
 
 /// The key a client's connections are counted under: its address, or its /64 for IPv6 (one
 /// host usually holds a whole /64).
@@ -150,19 +140,22 @@ impl Drop for Slot {
     }
 }
 
-/// True when `buf` holds a whole request head as pingora will parse it. A head pingora's
-/// parser refuses counts as whole once its blank line is in (pingora retries some refused
-/// request lines with the target escaped, and needs the full head for that).
+/// True when `buf` holds a whole request head: its blank line has arrived, after any empty
+/// lines before the request line (which HTTP/1 parsers skip). Only the end is looked for;
+/// pingora parses the head once, when it is handed over.
 pub fn head_complete(buf: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_LINES];
-    match httparse::Request::new(&mut headers).parse(buf) {
-        Ok(httparse::Status::Complete(_)) => true,
-        Ok(httparse::Status::Partial) => false,
-        // A TLS handshake on a plain listener (docker tries https first): refused at once, not
-        // at headerTimeout, so the client falls back to http without waiting.
-        Err(_) if buf.first() == Some(&0x16) => true,
-        Err(_) => buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n"),
+    // A TLS handshake on a plain listener (docker tries https first): refused at once, not at
+    // headerTimeout, so the client falls back to http without waiting.
+    if buf.first() == Some(&0x16) {
+        return true;
     }
+    let Some(start) = buf.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
+        return false;
+    };
+    let head = &buf[start..];
+    // A line ending (`\n`) followed by an empty line (`\n` or `\r\n`).
+    (0..head.len())
+        .any(|i| head[i] == b'\n' && matches!(&head[i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
 }
 
 /// How waiting for one request head ended.
@@ -249,7 +242,7 @@ impl ConnectionFilter for Admission {
         let ip = addr.map(|a| a.ip());
         let room = self.tally.has_room(ip, &settings.limits, exempt(&settings));
         if !room {
-            count(&self.metrics, Denial::TooManyConnections);
+            Denial::TooManyConnections.count(&self.metrics);
             tracing::debug!(client = ?ip, reason = Denial::TooManyConnections.as_str(), "connection closed at accept");
         }
         room
@@ -283,7 +276,7 @@ impl Guarded {
                 Head::Ready(head) => head,
                 Head::Closed | Head::Idle => return,
                 Head::Late { started } => {
-                    count(&self.metrics, Denial::HeaderTimeout);
+                    Denial::HeaderTimeout.count(&self.metrics);
                     tracing::info!(
                         decision = "denied",
                         reason = Denial::HeaderTimeout.as_str(),
@@ -329,7 +322,7 @@ impl ServerApp for Guarded {
             Ok(slot) => slot,
             Err(refusal) => {
                 tracing::debug!(client = ?ip, reason = refusal.as_str(), "connection closed");
-                count(&self.metrics, refusal);
+                refusal.count(&self.metrics);
                 return None;
             }
         };
