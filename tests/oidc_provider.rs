@@ -4,92 +4,38 @@
 //! pulls through the sidecar with it; a client of the public plan is refused a push with its
 //! reason, and the provider's bound token is useless without the client's DPoP key. The
 //! compose stack's `get-token.mjs` gets bound and unbound OpToks from it for the stack's two modes.
+//! A certificate-bound client (RFC 8705) gets `cnf.x5t#S256` of the certificate it presented at
+//! the provider's mTLS token endpoint, and nothing without one.
+//!
+//! Authority: the real provider throughout, with the shipped `clients.json` (what the compose
+//! stack and the docs run) and, for certificate binding, the test clients of `common::oidc`.
 
 mod common;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use common::sidecar::{SERVICE, TOKEN_ISSUER};
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-/// `node scripts/oidc-authority/index.mjs` on a free port, stopped on drop.
-struct OidcAuthority {
-    child: Child,
-    issuer: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// The development Authority as shipped: the clients of `scripts/oidc-authority/clients.json`.
+fn shipped_authority() -> OidcAuthority {
+    let clients =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-authority/clients.json");
+    OidcAuthority::start_with_clients(&clients)
 }
 
-impl OidcAuthority {
-    fn start() -> OidcAuthority {
-        let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-authority");
-        assert!(
-            project.join("node_modules/oidc-provider").is_dir(),
-            "oidc-provider is not installed: npm ci --prefix scripts/oidc-authority (.ci/run does it)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = dir.path().join("oidc.log");
-        let file = File::create(&log).unwrap();
-        let child = Command::new("node")
-            .arg(project.join("index.mjs"))
-            .args(["--port", &port.to_string(), "--dir"])
-            .arg(dir.path().join("keys"))
-            .arg("--clients")
-            .arg(project.join("clients.json"))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("run node (apt-get install nodejs npm; .ci/run installs it)");
-        let authority = OidcAuthority {
-            child,
-            issuer: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        };
-        let http = client();
-        let metadata = format!("{}/.well-known/openid-configuration", authority.issuer);
-        poll(START_DEADLINE, "oidc-provider discovery", || {
-            (http.get(&metadata).send().ok()?.status() == 200).then_some(())
-        });
-        authority
-    }
-
-    /// A client-credentials access token for `client_id`, bound to `key` by a DPoP proof.
-    fn token(&self, client_id: &str, secret: &str, key: &DpopKey) -> (u16, Value) {
-        let endpoint = format!("{}/token", self.issuer);
-        let proof = key.sign(&key.header(), &key.claims("POST", &endpoint, None));
-        let response = client()
-            .post(&endpoint)
-            .basic_auth(client_id, Some(secret))
-            .header("DPoP", proof)
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", "registry.token.issue"),
-            ])
-            .send()
-            .expect("POST /token at oidc-provider");
-        let status = response.status().as_u16();
-        (status, response.json().unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for OidcAuthority {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "oidc-provider log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
+/// `acme-ci` of the shipped clients.json.
+const ACME_CI: OidcClient =
+    OidcClient::new("acme-ci", "acme-ci-development-secret", "enterprise", "LIC-0042");
+/// `public-reader` of the shipped clients.json.
+const PUBLIC_READER: OidcClient = OidcClient::new(
+    "public-reader",
+    "public-reader-development-secret",
+    "public",
+    "LIC-0043",
+);
 
 /// The sidecar trusts oidc-provider's OpToks as they come (issuer, `aud` registry, scope
 /// `registry.token.issue`, `cnf.jkt`, the plan and license claims per client): the enterprise
@@ -97,7 +43,7 @@ impl Drop for OidcAuthority {
 /// `plan_denied`, and the bound access token without a proof by its key is refused.
 #[test]
 fn oidc_provider_tokens_push_through_the_sidecar() {
-    let authority = OidcAuthority::start();
+    let authority = shipped_authority();
     let keys = Keys::generate();
     let port = free_port();
     let registry = Registry::start(Some(TokenAuth {
@@ -106,13 +52,13 @@ fn oidc_provider_tokens_push_through_the_sidecar() {
         issuer: TOKEN_ISSUER.into(),
         rootcertbundle: keys.ca_crt(),
     }));
-    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer, keys.path());
+    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer(), keys.path());
     config.listen_port = Some(port);
     let sidecar = Sidecar::start(config);
 
     // The provider's answer: a DPoP-bound JWT access token.
     let key = DpopKey::new();
-    let (status, body) = authority.token("acme-ci", "acme-ci-development-secret", &key);
+    let (status, body) = authority.request(&ACME_CI, Some(&key));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP");
     let optok = body["access_token"].as_str().unwrap().to_string();
@@ -151,8 +97,7 @@ fn oidc_provider_tokens_push_through_the_sidecar() {
 
     // The public plan's client may not push.
     let reader = DpopKey::new();
-    let (status, body) =
-        authority.token("public-reader", "public-reader-development-secret", &reader);
+    let (status, body) = authority.request(&PUBLIC_READER, Some(&reader));
     assert_eq!(status, 200, "{body}");
     let public_optok = body["access_token"].as_str().unwrap();
     let response = sidecar.get_token(&["repository:acme/app:push"], public_optok, &reader);
@@ -166,7 +111,7 @@ fn get_token(authority: &OidcAuthority, args: &[&str]) -> (bool, String, String)
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-authority/get-token.mjs");
     let out = Command::new("node")
         .arg(script)
-        .args(["--issuer", &authority.issuer])
+        .args(["--issuer", &authority.issuer()])
         .args(args)
         .output()
         .expect("run node");
@@ -204,7 +149,7 @@ fn registry_token_test(url: &str, args: &[&str]) -> (bool, String) {
 /// with the provider's reason, never a token.
 #[test]
 fn get_token_script_serves_both_compose_modes() {
-    let authority = OidcAuthority::start();
+    let authority = shipped_authority();
     let keys = Keys::generate();
     let port = free_port();
     let registry = Registry::start(Some(TokenAuth {
@@ -213,10 +158,10 @@ fn get_token_script_serves_both_compose_modes() {
         issuer: TOKEN_ISSUER.into(),
         rootcertbundle: keys.ca_crt(),
     }));
-    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer, keys.path());
+    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer(), keys.path());
     config.listen_port = Some(port);
     let dpop = Sidecar::start(config);
-    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer, keys.path());
+    let mut config = SidecarConfig::new(&registry.url(), &authority.issuer(), keys.path());
     config.sender_constraint = "none".into();
     let stock = Sidecar::start(config);
 
@@ -284,4 +229,42 @@ fn get_token_script_serves_both_compose_modes() {
     let (ok, out, err) = get_token(&authority, &["--client", "acme-ci", "--secret", "wrong"]);
     assert!(!ok && out.is_empty());
     assert!(err.contains("invalid_client"), "{err}");
+}
+
+/// `index.mjs --tls-port`: discovery keeps the plain-http issuer, JWKS and token endpoint, and
+/// names the https token endpoint in `mtls_endpoint_aliases` with
+/// `tls_client_certificate_bound_access_tokens`. The certificate-bound client gets a token only
+/// there and only with a client certificate, bound to that certificate (`cnf.x5t#S256`, no
+/// `jkt`); an ordinary client asking there with a certificate gets an unbound token.
+#[test]
+fn certificate_bound_client_gets_the_thumbprint_of_its_certificate() {
+    use common::oidc::{CERT_BOUND, ENTERPRISE};
+    use common::pki::{x5t, Pki};
+
+    let authority = OidcAuthority::shared();
+    let metadata = authority.metadata();
+    assert_eq!(metadata["tls_client_certificate_bound_access_tokens"], true);
+    assert_eq!(metadata["token_endpoint"], format!("{}/token", authority.issuer()));
+    let alias = authority.mtls_token_endpoint();
+    assert!(alias.starts_with("https://127.0.0.1:"), "{alias}");
+
+    let pki = Pki::new();
+    let optok = authority.mtls_optok(&CERT_BOUND, &pki, "client-a");
+    let claims = jwt_claims(&optok);
+    assert_eq!(claims["cnf"], json!({"x5t#S256": x5t(&pki.client_a)}), "{claims}");
+    assert_eq!(claims["stellaops:plan"], "enterprise");
+    assert_eq!(claims["aud"], "registry");
+
+    for (what, (status, body)) in [
+        ("plain http", authority.request(&CERT_BOUND, None)),
+        ("no certificate", authority.mtls_request(&CERT_BOUND, &pki, None)),
+    ] {
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{what}: {body}");
+    }
+
+    let (status, body) = authority.mtls_request(&ENTERPRISE, &pki, Some("client-a"));
+    assert_eq!(status, 200, "{body}");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert!(claims.get("cnf").is_none(), "{claims}");
 }

@@ -1,5 +1,6 @@
 //! End-to-end harness: the real `registry-token` binary, Debian's `docker-registry` (Distribution
-//! 2.8.2), an in-test OIDC Authority, DPoP keys, raw HTTP and OCI image layouts for skopeo.
+//! 2.8.2), an Authority (the real `oidc-provider`, or an in-test one that mints anything), DPoP
+//! keys, raw HTTP and OCI image layouts for skopeo.
 //!
 //! Everything binds to 127.0.0.1 on ports picked at run time, waits for readiness by polling with
 //! a deadline (never a fixed sleep), and stops on `Drop`, printing the tail of its log when the
@@ -9,7 +10,9 @@
 //! skopeo / reqwest ──▶ Sidecar (registry-token serve) ──▶ Registry (docker-registry serve)
 //!                          │  /token: OpTok + DPoP          verifies the sidecar's tokens
 //!                          ▼                                against keygen's ca.crt
-//!                       Authority (metadata + JWKS, in this process)
+//!                       Authority: oidc (panva's oidc-provider on Node: client credentials,
+//!                       DPoP- and certificate-bound OpToks), or authority (metadata + JWKS in
+//!                       this process, OpToks minted by hand with any claims)
 //! ```
 //!
 //! Beside the stack: `tap` (a recording relay between sidecar and registry), `pki` (test
@@ -24,6 +27,7 @@ pub mod dockerd;
 pub mod dpop;
 pub mod limits;
 pub mod oci;
+pub mod oidc;
 pub mod pki;
 pub mod process;
 pub mod redis;
@@ -42,6 +46,7 @@ use base64::Engine;
 pub use authority::{Alg, Authority, Mode};
 pub use dpop::DpopKey;
 pub use oci::{oci_layout, read_oci_layout, sha256_digest, skopeo, skopeo_ok, OciImage};
+pub use oidc::{OidcAuthority, OidcClient, ProviderStack};
 pub use process::{run, stderr, stdout};
 pub use registry::{Registry, TokenAuth};
 pub use sidecar::{Keys, Layout, Plan, Sidecar, SidecarConfig, Stack};

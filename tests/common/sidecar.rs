@@ -598,24 +598,24 @@ fn create_layout(layout: Layout, root: &Path, config_path: &Path, yaml: &str) {
     }
 }
 
-/// Authority + keygen + a registry that trusts keygen's CA and sends clients to the sidecar's
-/// realm + the sidecar. Fields drop in order: sidecar first.
-pub struct Stack {
+/// An Authority + keygen + a registry that trusts keygen's CA and sends clients to the
+/// sidecar's realm + the sidecar. `A` is the Authority: the in-test one (`Stack::start`) or the
+/// real provider (`Stack::on_provider`, common::oidc). Fields drop in order: sidecar first.
+pub struct Stack<A = Authority> {
     pub sidecar: Sidecar,
     pub registry: Registry,
     pub keys: Keys,
-    pub authority: Authority,
+    pub authority: A,
 }
 
-impl Stack {
-    /// The default stack (see `SidecarConfig::new`).
-    pub fn start() -> Stack {
-        Stack::start_with(|_| {})
-    }
-
-    /// A stack whose sidecar config `customize` edits before start.
-    pub fn start_with(customize: impl FnOnce(&mut SidecarConfig)) -> Stack {
-        let authority = Authority::start();
+impl<A> Stack<A> {
+    /// A stack trusting `authority`, whose OpToks carry `issuer`; `customize` edits the
+    /// sidecar's config before start.
+    pub fn start_on(
+        authority: A,
+        issuer: &str,
+        customize: impl FnOnce(&mut SidecarConfig),
+    ) -> Stack<A> {
         let keys = Keys::generate();
         let port = free_port(); // the registry's config names the sidecar's realm
         let registry = Registry::start(Some(TokenAuth {
@@ -624,7 +624,7 @@ impl Stack {
             issuer: TOKEN_ISSUER.into(),
             rootcertbundle: keys.ca_crt(),
         }));
-        let mut config = SidecarConfig::new(&registry.url(), &authority.issuer(), keys.path());
+        let mut config = SidecarConfig::new(&registry.url(), issuer, keys.path());
         config.listen_port = Some(port);
         customize(&mut config);
         let sidecar = Sidecar::start(config);
@@ -634,6 +634,20 @@ impl Stack {
             keys,
             authority,
         }
+    }
+}
+
+impl Stack {
+    /// The default stack (see `SidecarConfig::new`) with the in-test Authority.
+    pub fn start() -> Stack {
+        Stack::start_with(|_| {})
+    }
+
+    /// A stack with the in-test Authority whose sidecar config `customize` edits before start.
+    pub fn start_with(customize: impl FnOnce(&mut SidecarConfig)) -> Stack {
+        let authority = Authority::start();
+        let issuer = authority.issuer();
+        Stack::start_on(authority, &issuer, customize)
     }
 
     /// A DPoP key and an OpTok bound to it, for `sub`/`plan`/`license`.
