@@ -1,5 +1,11 @@
 //! The sidecar at the edge: TLS termination, client certificates binding OpToks (RFC 8705) for
 //! stock clients, HTTP/2, request hygiene on the wire, graceful shutdown and upgrade.
+//!
+//! Authority: the real `oidc-provider` (common::oidc) for the certificate-bound push and pull
+//! and its refusal with another certificate: its client gets `cnf.x5t#S256` of the certificate
+//! it presents at the provider's mTLS token endpoint. The other cases keep the in-test
+//! Authority: they need thumbprints no provider writes (empty, padded, standard base64, of a
+//! certificate never presented) and OpToks at will across restarts and upgrades.
 
 mod common;
 
@@ -9,6 +15,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use common::oidc::CERT_BOUND;
 use common::pki::{cert, key, x5t, Pki, Role};
 use common::*;
 use serde_json::json;
@@ -27,17 +34,30 @@ fn mtls_stack(pki: &Pki) -> Stack {
     })
 }
 
+/// `mtls_stack` trusting the real provider.
+fn provider_mtls_stack(pki: &Pki) -> ProviderStack {
+    Stack::on_provider_with(|cfg| {
+        cfg.sender_constraint = "mtls".into();
+        cfg.patch = pki.tls_patch();
+    })
+}
+
 fn cert_dir(pki: &Pki, name: &str) -> String {
     pki.path(name).to_string_lossy().into_owned()
 }
 
-/// Stock skopeo, with a client certificate and the OpTok as its Basic password, pushes and
-/// pulls through the TLS sidecar under `senderConstraint: mtls`; the digests survive.
+/// Stock skopeo, with a client certificate and, as its Basic password, the OpTok the provider
+/// bound to that certificate, pushes and pulls through the TLS sidecar under
+/// `senderConstraint: mtls`; the digests survive.
 #[test]
 fn skopeo_with_client_certificate_round_trips() {
     let pki = Pki::new();
-    let stack = mtls_stack(&pki);
-    let optok = mtls_optok(&stack.authority, &x5t(&pki.client_a));
+    let stack = provider_mtls_stack(&pki);
+    let optok = stack.authority.mtls_optok(&CERT_BOUND, &pki, "client-a");
+    assert_eq!(
+        jwt_claims(&optok)["cnf"],
+        json!({"x5t#S256": x5t(&pki.client_a)})
+    );
     let work = tempfile::tempdir().unwrap();
     let image = oci_layout(&work.path().join("src"), "v1", &[1024 * 1024, 2048]);
     let creds = format!("user:{optok}");
@@ -72,13 +92,14 @@ fn skopeo_with_client_certificate_round_trips() {
     stack.sidecar.assert_log_free_of(&[&optok]);
 }
 
-/// The same OpTok from a client presenting another certificate is refused (SECURITY 34), and
-/// skopeo fails instead of pushing.
+/// The provider's OpTok bound to client a's certificate, from a client presenting client b's
+/// (signed by the same trusted CA), is refused (SECURITY 34), and skopeo fails instead of
+/// pushing.
 #[test]
 fn another_certificate_is_refused() {
     let pki = Pki::new();
-    let stack = mtls_stack(&pki);
-    let optok = mtls_optok(&stack.authority, &x5t(&pki.client_a));
+    let stack = provider_mtls_stack(&pki);
+    let optok = stack.authority.mtls_optok(&CERT_BOUND, &pki, "client-a");
     let work = tempfile::tempdir().unwrap();
     oci_layout(&work.path().join("src"), "v1", &[4096]);
     let src = format!("oci:{}:v1", work.path().join("src").display());

@@ -21,14 +21,17 @@ use serde_json::{json, Value};
 
 /// The development Authority as shipped: the clients of `scripts/oidc-authority/clients.json`.
 fn shipped_authority() -> OidcAuthority {
-    let clients =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-authority/clients.json");
+    let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-authority/clients.json");
     OidcAuthority::start_with_clients(&clients)
 }
 
 /// `acme-ci` of the shipped clients.json.
-const ACME_CI: OidcClient =
-    OidcClient::new("acme-ci", "acme-ci-development-secret", "enterprise", "LIC-0042");
+const ACME_CI: OidcClient = OidcClient::new(
+    "acme-ci",
+    "acme-ci-development-secret",
+    "enterprise",
+    "LIC-0042",
+);
 /// `public-reader` of the shipped clients.json.
 const PUBLIC_READER: OidcClient = OidcClient::new(
     "public-reader",
@@ -244,20 +247,30 @@ fn certificate_bound_client_gets_the_thumbprint_of_its_certificate() {
     let authority = OidcAuthority::shared();
     let metadata = authority.metadata();
     assert_eq!(metadata["tls_client_certificate_bound_access_tokens"], true);
-    assert_eq!(metadata["token_endpoint"], format!("{}/token", authority.issuer()));
+    assert_eq!(
+        metadata["token_endpoint"],
+        format!("{}/token", authority.issuer())
+    );
     let alias = authority.mtls_token_endpoint();
     assert!(alias.starts_with("https://127.0.0.1:"), "{alias}");
 
     let pki = Pki::new();
     let optok = authority.mtls_optok(&CERT_BOUND, &pki, "client-a");
     let claims = jwt_claims(&optok);
-    assert_eq!(claims["cnf"], json!({"x5t#S256": x5t(&pki.client_a)}), "{claims}");
+    assert_eq!(
+        claims["cnf"],
+        json!({"x5t#S256": x5t(&pki.client_a)}),
+        "{claims}"
+    );
     assert_eq!(claims["stellaops:plan"], "enterprise");
     assert_eq!(claims["aud"], "registry");
 
     for (what, (status, body)) in [
         ("plain http", authority.request(&CERT_BOUND, None)),
-        ("no certificate", authority.mtls_request(&CERT_BOUND, &pki, None)),
+        (
+            "no certificate",
+            authority.mtls_request(&CERT_BOUND, &pki, None),
+        ),
     ] {
         assert_eq!(status, 400, "{what}: {body}");
         assert_eq!(body["error"], "invalid_grant", "{what}: {body}");

@@ -2,6 +2,12 @@
 //! then pushes and pulls long after it expired, with the real clients that keep the refresh
 //! token (the docker daemon, skopeo's `identitytoken`), revocation by config edit, the binding
 //! to a client certificate or a DPoP key, and the refusals of forged tokens.
+//!
+//! Authority: the real `oidc-provider` (common::oidc) for the basic flow, `docker login` and
+//! skopeo with an OpTok of its short-lived client (its tokens live `SHORT_SECONDS`). The other
+//! cases keep the in-test Authority: they need an OpTok per license to revoke one and not the
+//! other, a certificate-bound OpTok beside a DPoP-bound one on one sidecar, and OpToks and
+//! refresh tokens forged or expired at will.
 
 mod common;
 
@@ -12,26 +18,32 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::dockerd::{rootfs_tar, Dockerd};
+use common::oidc::{SHORT, SHORT_SECONDS};
 use common::pki::{x5t, Pki};
 use common::*;
 use registry_token::token::refresh::{self, RefreshClaims};
 use registry_token::token::{KeyIdFormat, KeySet, SigningConfig};
 use serde_json::{json, Value};
 
-/// How long an OpTok handed to a client lives in these tests: it expires during the test.
-const OPTOK_SECONDS: i64 = 6;
+/// Refresh tokens on, `constraint` as sender constraint, an Authority clock skew of 1 s (so a
+/// short OpTok's expiry shows quickly), and `patch` merged over the config.
+fn refresh_config(config: &mut SidecarConfig, constraint: &str, patch: &Value) {
+    config.sender_constraint = constraint.into();
+    config.patch = json!({
+        "refreshTokens": {"enabled": true},
+        "authority": {"clockSkew": "1s"},
+    });
+    common::sidecar::merge(&mut config.patch, patch);
+}
 
-/// A stack with refresh tokens on, `constraint` as sender constraint, an Authority clock skew
-/// of 1 s (so a short OpTok's expiry shows quickly), and `patch` merged over the config.
+/// A stack with the in-test Authority and `refresh_config`.
 fn refresh_stack(constraint: &str, patch: Value) -> Stack {
-    Stack::start_with(|config| {
-        config.sender_constraint = constraint.into();
-        config.patch = json!({
-            "refreshTokens": {"enabled": true},
-            "authority": {"clockSkew": "1s"},
-        });
-        common::sidecar::merge(&mut config.patch, &patch);
-    })
+    Stack::start_with(|config| refresh_config(config, constraint, &patch))
+}
+
+/// A stack on the provider with `refresh_config` under `senderConstraint: none`.
+fn provider_refresh_stack() -> ProviderStack {
+    Stack::on_provider_with(|config| refresh_config(config, "none", &json!({})))
 }
 
 /// An OpTok for `sub` (plan enterprise, `license`), unbound, that expires in `seconds`.
@@ -75,7 +87,7 @@ fn login_ok(sidecar: &Sidecar, optok: &str) -> String {
 /// Basic password, no refresh token asked for): it has expired.
 fn wait_expired(sidecar: &Sidecar, optok: &str) {
     poll(
-        Duration::from_secs(OPTOK_SECONDS as u64 + 30),
+        Duration::from_secs(SHORT_SECONDS + 30),
         "the OpTok to expire",
         || {
             let status = client()
@@ -142,18 +154,17 @@ fn identity_authfile(dir: &Path, host: &str, token: &str) -> PathBuf {
 }
 
 /// skopeo with only an `identitytoken` (no password) in its `--authfile` (the containers/image
-/// refresh path)
-/// pushes and pulls a 2-layer image through the sidecar after the OpTok it came from expired;
+/// refresh path), from a login with the provider's short-lived OpTok, pushes and pulls a 2-layer image through the sidecar after the OpTok it came from expired;
 /// every digest survives, the refresh grant is counted, and neither secret reaches the log.
 #[test]
 fn skopeo_with_only_an_identitytoken_outlives_its_optok() {
-    let stack = refresh_stack("none", json!({}));
-    let optok = short_optok(&stack.authority, "carol", "LIC-3", OPTOK_SECONDS);
+    let stack = provider_refresh_stack();
+    let optok = stack.authority.optok(&SHORT, None);
     let refresh_token = login_ok(&stack.sidecar, &optok);
     let claims = jwt_claims(&refresh_token);
     assert_eq!(
         (&claims["sub"], &claims["client_id"], &claims["license"]),
-        (&json!("carol"), &json!("docker"), &json!("LIC-3"))
+        (&json!(SHORT.id), &json!("docker"), &json!(SHORT.license))
     );
     assert_eq!(jwt_header(&refresh_token)["typ"], "rt+jwt");
     assert!(
@@ -205,14 +216,14 @@ fn skopeo_with_only_an_identitytoken_outlives_its_optok() {
     stack.sidecar.assert_log_free_of(&[&refresh_token, &optok]);
 }
 
-/// The docker CLI against a daemon the test started: `docker login` once with an OpTok that
-/// lives a few seconds stores an `identitytoken` (and no password) in its config; after the
+/// The docker CLI against a daemon the test started: `docker login` once with the provider's
+/// OpTok that lives a few seconds stores an `identitytoken` (and no password) in its config; after the
 /// OpTok expired, `docker push` and (after removing the local image) `docker pull` still work,
 /// by the daemon's refresh grant.
 #[test]
 fn docker_login_once_then_push_and_pull_after_the_optok_expired() {
     let dockerd = Dockerd::start();
-    let stack = refresh_stack("none", json!({}));
+    let stack = provider_refresh_stack();
     let host = stack.sidecar.addr();
     let reference = format!("{host}/acme/app:v1");
     let work = tempfile::tempdir().unwrap();
@@ -221,7 +232,7 @@ fn docker_login_once_then_push_and_pull_after_the_optok_expired() {
     let tar_path = rootfs_tar(work.path(), &content);
     dockerd.docker_ok(&["import", tar_path.to_str().unwrap(), &reference], None);
 
-    let optok = short_optok(&stack.authority, "dave", "LIC-4", OPTOK_SECONDS);
+    let optok = stack.authority.optok(&SHORT, None);
     dockerd.docker_ok(
         &["login", &host, "-u", "x", "--password-stdin"],
         Some(&optok),

@@ -1,6 +1,6 @@
 //! Replicas that share state on Redis (SPEC section 8, SECURITY case 80): two real
-//! `registry-token` processes on different ports, one real `redis-server`, the in-test
-//! Authority. Both replicas have the same `registry.realm` (the address clients use, behind
+//! `registry-token` processes on different ports, one real `redis-server`, and the real
+//! `oidc-provider` (common::oidc) issuing the DPoP-bound OpToks. Both replicas have the same `registry.realm` (the address clients use, behind
 //! one load balancer), so a DPoP proof made for it is valid at either.
 //!
 //! A proof spent at one replica is a replay at the other; Redis killed mid-run makes the realm
@@ -8,6 +8,8 @@
 //! an accepted replay), and service resumes when Redis is back, without a restart;
 //! `onUnavailable: memory` keeps issuing; a silent or erroring Redis is refused the same way;
 //! a plan's pull limit counts once across replicas.
+//!
+//! Authority: the real provider everywhere; one test needs no Authority (the Redis counters).
 
 mod common;
 
@@ -15,7 +17,8 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::limits::{loopback, manifest, pull_token, seed_image, with_pull_limit, Pull};
+use common::limits::{loopback, manifest, push_image, with_pull_limit, Pull, IMAGE};
+use common::oidc::{ENTERPRISE, LIMITED};
 use common::redis::{RedisServer, Silent};
 use common::sidecar::{merge, BIN, SERVICE};
 use common::*;
@@ -42,12 +45,12 @@ struct Replicas {
     b: Sidecar,
     _registry: Registry,
     _keys: Keys,
-    authority: Authority,
+    authority: Arc<OidcAuthority>,
 }
 
 impl Replicas {
     fn start(redis_url: &str, on_unavailable: &str, timeout: &str) -> Replicas {
-        let authority = Authority::start();
+        let authority = OidcAuthority::shared();
         let keys = Keys::generate();
         let registry = Registry::start(None);
         let mut config = SidecarConfig::new(&registry.url(), &authority.issuer(), keys.path());
@@ -73,13 +76,9 @@ impl Replicas {
         }
     }
 
-    /// A DPoP key and an OpTok bound to it, on the enterprise plan.
-    fn client(&self, sub: &str) -> (DpopKey, String) {
-        let key = DpopKey::new();
-        let optok = self
-            .authority
-            .optok(sub, "enterprise", "LIC-1", Some(&key.thumbprint()));
-        (key, optok)
+    /// A DPoP key and the provider's OpTok bound to it, on the enterprise plan.
+    fn client(&self) -> (DpopKey, String) {
+        self.authority.bound(&ENTERPRISE)
     }
 
     /// A fresh proof for the shared realm (A's address).
@@ -174,7 +173,7 @@ fn doctor_state(sidecar: &Sidecar) -> (i32, String) {
 fn a_proof_spent_at_one_replica_is_a_replay_at_the_other() {
     let redis = RedisServer::start();
     let r = Replicas::start(&redis.url(), "refuse", "250ms");
-    let (key, optok) = r.client("alice");
+    let (key, optok) = r.client();
 
     let proof = r.proof(&key, &optok);
     assert_eq!(ask(&r.a, &optok, &proof).status, 200);
@@ -209,7 +208,7 @@ fn concurrent_requests_across_replicas() {
     let redis = RedisServer::start();
     // A loaded test machine must not turn scheduling delays into 503s here.
     let r = Arc::new(Replicas::start(&redis.url(), "refuse", "5s"));
-    let (key, optok) = r.client("bob");
+    let (key, optok) = r.client();
     let key = Arc::new(key);
 
     let run = |proofs: Vec<String>| -> Vec<Outcome> {
@@ -256,7 +255,7 @@ fn concurrent_requests_across_replicas() {
 fn redis_down_refuses_then_service_resumes() {
     let mut redis = RedisServer::start();
     let r = Replicas::start(&redis.url(), "refuse", "250ms");
-    let (key, optok) = r.client("carol");
+    let (key, optok) = r.client();
     let spent = r.proof(&key, &optok);
     assert_eq!(ask(&r.a, &optok, &spent).status, 200);
 
@@ -314,7 +313,7 @@ fn redis_down_refuses_then_service_resumes() {
 fn memory_fallback_keeps_issuing() {
     let mut redis = RedisServer::start();
     let r = Replicas::start(&redis.url(), "memory", "250ms");
-    let (key, optok) = r.client("dave");
+    let (key, optok) = r.client();
     let spent = r.proof(&key, &optok);
     assert_eq!(ask(&r.a, &optok, &spent).status, 200);
 
@@ -355,7 +354,7 @@ fn memory_fallback_keeps_issuing() {
 /// `Retry-After` within the timeout, never a token; `doctor` fails `check.state` and says why.
 #[test]
 fn slow_or_erroring_redis_is_refused_in_time() {
-    let authority = Authority::start();
+    let authority = OidcAuthority::shared();
     let keys = Keys::generate();
     let registry = Registry::start(None);
     let silent = Silent::start();
@@ -369,8 +368,7 @@ fn slow_or_erroring_redis_is_refused_in_time() {
     let erroring = Sidecar::start(config(&full.url()));
 
     for (sidecar, doctor_says) in [(&slow, "does not answer"), (&erroring, "cannot be written")] {
-        let key = DpopKey::new();
-        let optok = authority.optok("eve", "enterprise", "LIC-1", Some(&key.thumbprint()));
+        let (key, optok) = authority.bound(&ENTERPRISE);
         let proof = key.proof("GET", &sidecar.realm(), &optok);
         for attempt in 0..3 {
             assert_state_unavailable(&ask(sidecar, &optok, &proof), &format!("attempt {attempt}"));
@@ -442,25 +440,33 @@ fn counters_on_redis_are_shared_fixed_windows() {
 }
 
 /// SPEC 8 across replicas: two replicas on one Redis, a plan with `pulls: {count: 3, per: 1h}`;
-/// manifest GETs with one token, alternating between them, give 200, 200, 200, then 429 with
+/// an image pushed by the provider's enterprise client, then manifest GETs with one token of its
+/// limited client, alternating between them, give 200, 200, 200, then 429 with
 /// the `RateLimit-*` headers and `Retry-After`, whichever replica answers; the count is one
 /// key on Redis.
 #[test]
 fn pull_limit_counts_once_across_replicas() {
     let redis = RedisServer::start();
-    let stack = Stack::start_with(|config| {
+    let stack = Stack::on_provider_with(|config| {
         with_pull_limit(config, 3);
         merge(
             &mut config.patch,
             &json!({"state": {"redis": {"url": redis.url(), "keyPrefix": "e2e:"}}}),
         );
     });
-    seed_image(&stack, &stack.sidecar.addr());
+    let (key, optok) = stack.authority.bound(&ENTERPRISE);
+    let push = format!("repository:{IMAGE}:pull,push");
+    push_image(
+        &stack.sidecar.addr(),
+        &stack.sidecar.token(&[&push], &optok, &key),
+    );
     let mut config_b = stack.sidecar.config().clone();
     config_b.listen_port = None;
     let b = Sidecar::start(config_b);
 
-    let token = pull_token(&stack, "alice", "limited", "LIC-A");
+    let (key, optok) = stack.authority.bound(&LIMITED);
+    let pull = format!("repository:{IMAGE}:pull");
+    let token = stack.sidecar.token(&[&pull], &optok, &key);
     let pulls: Vec<Pull> = [&stack.sidecar, &b, &stack.sidecar, &b]
         .iter()
         .map(|replica| manifest(&replica.url(), "GET", &token, loopback(1), None))

@@ -2,10 +2,14 @@
 //! (Distribution 2.8.2) that runs token auth with keygen's `ca.crt` as its `rootcertbundle`, so
 //! the registry verifies every token the sidecar issued by itself. skopeo pushes from an OCI
 //! layout, skopeo pulls back into a new one, and every digest is compared.
+//!
+//! Authority: the real `oidc-provider` (common::oidc), whose client-credentials OpToks are
+//! what a CI job brings: DPoP-bound for the DPoP flow, unbound for the stock-client flow.
 
 mod common;
 
 use base64::Engine;
+use common::oidc::ENTERPRISE;
 use common::*;
 use serde_json::Value;
 
@@ -100,15 +104,15 @@ fn harness_copies_an_oci_layout_through_a_plain_registry() {
     assert_eq!(read_oci_layout(back.path(), "v1"), image);
 }
 
-/// The DPoP flow end to end: a token from `/token` (OpTok bound to a DPoP key, scope
-/// `repository:acme/app:pull,push`) carries exactly that access, pushes a 3-layer image
+/// The DPoP flow end to end: a token from `/token` (the provider's OpTok bound to a DPoP key,
+/// scope `repository:acme/app:pull,push`) carries exactly that access for the OpTok's subject, pushes a 3-layer image
 /// through the sidecar with `--dest-registry-token`, pulls it back with `--src-registry-token`
 /// with every digest intact, and is accepted by the registry's own token verification. Neither
 /// token appears in the sidecar's log.
 #[test]
 fn skopeo_round_trip_with_a_dpop_issued_token() {
-    let stack = Stack::start();
-    let (key, optok) = stack.client("alice", "enterprise", "LIC-1");
+    let stack = Stack::on_provider();
+    let (key, optok) = stack.authority.bound(&ENTERPRISE);
     let token = stack
         .sidecar
         .token(&["repository:acme/app:pull,push"], &optok, &key);
@@ -120,7 +124,7 @@ fn skopeo_round_trip_with_a_dpop_issued_token() {
         Value::from("registry.test"),
         "aud is a JSON string"
     );
-    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["sub"], ENTERPRISE.id);
     let access = claims["access"].as_array().expect("access list");
     assert_eq!(access.len(), 1, "{access:?}");
     assert_eq!(access[0]["type"], "repository");
@@ -152,14 +156,15 @@ fn skopeo_round_trip_with_a_dpop_issued_token() {
     stack.sidecar.assert_log_free_of(&[&token, &optok]);
 }
 
-/// Stock-client flow under `senderConstraint: none`: skopeo with `--dest-creds user:OPTOK`
+/// Stock-client flow under `senderConstraint: none`: skopeo with `--dest-creds user:OPTOK` (an
+/// unbound OpTok from the provider)
 /// pings `/v2/`, follows the sidecar's Bearer challenge to `/token` itself, sends the OpTok as
 /// the Basic password, and the token it gets pushes and (with `--src-creds`) pulls the image.
 /// Neither the OpTok nor the Basic credentials appear in the sidecar's log.
 #[test]
 fn skopeo_follows_the_challenge_with_the_optok_as_basic_password() {
-    let stack = Stack::start_with(|config| config.sender_constraint = "none".into());
-    let optok = stack.authority.optok("bob", "enterprise", "LIC-2", None);
+    let stack = Stack::on_provider_with(|config| config.sender_constraint = "none".into());
+    let optok = stack.authority.optok(&ENTERPRISE, None);
     let creds = format!("bob:{optok}");
     let issued_before = stack
         .sidecar

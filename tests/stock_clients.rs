@@ -4,18 +4,22 @@
 //! neither can make a DPoP proof), and say why when the plan refuses a push (docker prints the
 //! realm's sentence; ctr its status, and the sentence under `--debug`).
 //! The README's "Stock clients" section shows these commands.
+//!
+//! Authority: the real `oidc-provider` (common::oidc): the OpToks are its unbound
+//! client-credentials tokens, what `get-token.mjs` without `--dpop-key` hands a stock client.
 
 mod common;
 
 use base64::Engine;
 use common::containerd::{rootfs_layout, Containerd};
 use common::dockerd::{rootfs_tar, Dockerd};
+use common::oidc::{ENTERPRISE, REVOKED};
 use common::*;
 
-/// A stack whose realm takes an unbound OpTok as the Basic password (plans as in
-/// `SidecarConfig::new`: `enterprise` may pull and push `acme/*`, nothing else).
-fn stock_stack() -> Stack {
-    Stack::start_with(|config| config.sender_constraint = "none".into())
+/// A stack on the provider whose realm takes an unbound OpTok as the Basic password (plans
+/// as in `SidecarConfig::new`: `enterprise` may pull and push `acme/*`, nothing else).
+fn stock_stack() -> ProviderStack {
+    Stack::on_provider_with(|config| config.sender_constraint = "none".into())
 }
 
 /// Standard output and error of a command, together: clients print refusals on either.
@@ -53,8 +57,8 @@ fn served_digest(sidecar: &Sidecar, optok: &str, name: &str, tag: &str) -> Strin
     sha256_digest(&response.bytes().unwrap())
 }
 
-/// The docker CLI, as a user types it: `docker login HOST -u x --password-stdin` with an
-/// OpTok, `docker push` of an image made by `docker import` of a tar, `docker rmi`, `docker
+/// The docker CLI, as a user types it: `docker login HOST -u x --password-stdin` with the
+/// provider's OpTok, `docker push` of an image made by `docker import` of a tar, `docker rmi`, `docker
 /// pull` of the same image (same image ID), then `docker push` to a repository the plan does
 /// not grant fails with the realm's sentence, and a login with a revoked license fails with
 /// the realm's sentence too. Neither the OpTok nor the Basic credentials reach the log.
@@ -73,7 +77,7 @@ fn docker_cli_logs_in_pushes_pulls_and_reads_a_refusal() {
     let inspect_id = ["image", "inspect", "--format", "{{.Id}}", &reference];
     let id = dockerd.docker_ok(&inspect_id, None);
 
-    let optok = stack.authority.optok("dana", "enterprise", "LIC-5", None);
+    let optok = stack.authority.optok(&ENTERPRISE, None);
     let login = dockerd.docker_ok(
         &["login", &host, "-u", "x", "--password-stdin"],
         Some(&optok),
@@ -102,9 +106,7 @@ fn docker_cli_logs_in_pushes_pulls_and_reads_a_refusal() {
         "docker prints the realm's sentence: {text}"
     );
 
-    let revoked = stack
-        .authority
-        .optok("erin", "enterprise", "LIC-REVOKED", None);
+    let revoked = stack.authority.optok(&REVOKED, None);
     let login = dockerd.docker(
         &["login", &host, "-u", "x", "--password-stdin"],
         Some(&revoked),
@@ -133,7 +135,7 @@ fn ctr_pulls_pushes_and_reads_a_refusal() {
     let containerd = Containerd::start();
     let stack = stock_stack();
     let host = stack.sidecar.addr();
-    let optok = stack.authority.optok("fred", "enterprise", "LIC-6", None);
+    let optok = stack.authority.optok(&ENTERPRISE, None);
     let user = format!("x:{optok}");
     let src = tempfile::tempdir().unwrap();
     let image = rootfs_layout(

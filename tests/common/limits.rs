@@ -38,13 +38,19 @@ pub fn seed_image(stack: &Stack, addr: &str) {
     let token = stack
         .sidecar
         .token(&[&format!("repository:{IMAGE}:pull,push")], &optok, &key);
+    push_image(addr, &token);
+}
+
+/// Pushes a small image to `acme/app:v1` through the sidecar at `addr` with the registry
+/// token `token` (push granted).
+pub fn push_image(addr: &str, token: &str) {
     let src = tempfile::tempdir().unwrap();
     oci_layout(src.path(), TAG, &[4 << 10]);
     skopeo_ok(&[
         "copy",
         "--dest-tls-verify=false",
         "--dest-registry-token",
-        &token,
+        token,
         &format!("oci:{}:{TAG}", src.path().display()),
         &format!("docker://{addr}/{IMAGE}:{TAG}"),
     ]);

@@ -71,24 +71,54 @@ impl OidcClient {
 }
 
 /// Plan `enterprise` (`acme/*` pull and push in `SidecarConfig::new`).
-pub const ENTERPRISE: OidcClient = OidcClient::new("e2e-enterprise", "e2e-enterprise-secret", "enterprise", "LIC-E2E");
+pub const ENTERPRISE: OidcClient = OidcClient::new(
+    "e2e-enterprise",
+    "e2e-enterprise-secret",
+    "enterprise",
+    "LIC-E2E",
+);
 /// Plan `public` (`public/*` pull only).
-pub const PUBLIC: OidcClient = OidcClient::new("e2e-public", "e2e-public-secret", "public", "LIC-E2E-PUBLIC");
+pub const PUBLIC: OidcClient = OidcClient::new(
+    "e2e-public",
+    "e2e-public-secret",
+    "public",
+    "LIC-E2E-PUBLIC",
+);
 /// Plan `enterprise` with the license `SidecarConfig::new` revokes.
-pub const REVOKED: OidcClient = OidcClient::new("e2e-revoked", "e2e-revoked-secret", "enterprise", "LIC-REVOKED");
+pub const REVOKED: OidcClient = OidcClient::new(
+    "e2e-revoked",
+    "e2e-revoked-secret",
+    "enterprise",
+    "LIC-REVOKED",
+);
 /// Plan `limited` (the pull-limited plan of `common::limits::with_pull_limit`).
-pub const LIMITED: OidcClient = OidcClient::new("e2e-limited", "e2e-limited-secret", "limited", "LIC-E2E-LIMITED");
+pub const LIMITED: OidcClient = OidcClient::new(
+    "e2e-limited",
+    "e2e-limited-secret",
+    "limited",
+    "LIC-E2E-LIMITED",
+);
 /// Seconds a `SHORT` token lives.
 pub const SHORT_SECONDS: u64 = 6;
 /// Plan `enterprise`, tokens that expire `SHORT_SECONDS` after issue.
 pub const SHORT: OidcClient = OidcClient {
     ttl: Some(SHORT_SECONDS),
-    ..OidcClient::new("e2e-short", "e2e-short-secret", "enterprise", "LIC-E2E-SHORT")
+    ..OidcClient::new(
+        "e2e-short",
+        "e2e-short-secret",
+        "enterprise",
+        "LIC-E2E-SHORT",
+    )
 };
 /// Plan `enterprise`, tokens bound to its TLS client certificate (RFC 8705).
 pub const CERT_BOUND: OidcClient = OidcClient {
     mtls: true,
-    ..OidcClient::new("e2e-cert-bound", "e2e-cert-bound-secret", "enterprise", "LIC-E2E-MTLS")
+    ..OidcClient::new(
+        "e2e-cert-bound",
+        "e2e-cert-bound-secret",
+        "enterprise",
+        "LIC-E2E-MTLS",
+    )
 };
 /// Every client of the shared provider.
 pub const CLIENTS: [OidcClient; 6] = [ENTERPRISE, PUBLIC, REVOKED, LIMITED, SHORT, CERT_BOUND];
@@ -166,7 +196,12 @@ impl OidcAuthority {
         let file = File::create(&log).unwrap();
         let mut child = Command::new("node")
             .arg(project.join("index.mjs"))
-            .args(["--port", &port.to_string(), "--exit-on-stdin-close", "--dir"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--exit-on-stdin-close",
+                "--dir",
+            ])
             .arg(dir.path().join("keys"))
             .arg("--clients")
             .arg(clients)
@@ -244,7 +279,10 @@ impl OidcAuthority {
                 ("scope", "registry.token.issue"),
             ]);
         if let Some(key) = key {
-            request = request.header("DPoP", key.sign(&key.header(), &key.claims("POST", endpoint, None)));
+            request = request.header(
+                "DPoP",
+                key.sign(&key.header(), &key.claims("POST", endpoint, None)),
+            );
         }
         let response = request.send().expect("POST /token at oidc-provider");
         let status = response.status().as_u16();
@@ -260,7 +298,12 @@ impl OidcAuthority {
 
     /// The token request of `who` at the mTLS token endpoint, presenting the certificate in
     /// `pki`'s folder `cert_dir` (`client-a`, `client-b`) or none.
-    pub fn mtls_request(&self, who: &OidcClient, pki: &Pki, cert_dir: Option<&str>) -> (u16, Value) {
+    pub fn mtls_request(
+        &self,
+        who: &OidcClient,
+        pki: &Pki,
+        cert_dir: Option<&str>,
+    ) -> (u16, Value) {
         let mut builder = reqwest::blocking::Client::builder()
             .no_proxy()
             .danger_accept_invalid_certs(true);
