@@ -3,11 +3,10 @@
 //! token (the docker daemon, skopeo's `identitytoken`), revocation by config edit, the binding
 //! to a client certificate or a DPoP key, and the refusals of forged tokens.
 //!
-//! Authority: the real `oidc-provider` (common::oidc) for the basic flow, `docker login` and
-//! skopeo with an OpTok of its short-lived client (its tokens live `SHORT_SECONDS`). The other
-//! cases keep the in-test Authority: they need an OpTok per license to revoke one and not the
-//! other, a certificate-bound OpTok beside a DPoP-bound one on one sidecar, and OpToks and
-//! refresh tokens forged or expired at will.
+//! Authority: the real `oidc-provider` (common::oidc) throughout: `docker login` and skopeo
+//! with an OpTok of its short-lived client (its tokens live `SHORT_SECONDS`), revocation with
+//! two clients' licenses, its certificate-bound and DPoP-bound OpToks. The forged refresh
+//! tokens are minted here with the sidecar's own library and keys, not by an Authority.
 
 mod common;
 
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::dockerd::{rootfs_tar, Dockerd};
-use common::oidc::{SHORT, SHORT_SECONDS};
+use common::oidc::{CERT_BOUND, ENTERPRISE, ENTERPRISE_2, SHORT, SHORT_SECONDS};
 use common::pki::{x5t, Pki};
 use common::*;
 use registry_token::token::refresh::{self, RefreshClaims};
@@ -36,21 +35,9 @@ fn refresh_config(config: &mut SidecarConfig, constraint: &str, patch: &Value) {
     common::sidecar::merge(&mut config.patch, patch);
 }
 
-/// A stack with the in-test Authority and `refresh_config`.
-fn refresh_stack(constraint: &str, patch: Value) -> Stack {
-    Stack::start_with(|config| refresh_config(config, constraint, &patch))
-}
-
 /// A stack on the provider with `refresh_config` under `senderConstraint: none`.
 fn provider_refresh_stack() -> ProviderStack {
     Stack::on_provider_with(|config| refresh_config(config, "none", &json!({})))
-}
-
-/// An OpTok for `sub` (plan enterprise, `license`), unbound, that expires in `seconds`.
-fn short_optok(authority: &Authority, sub: &str, license: &str, seconds: i64) -> String {
-    let mut claims = authority.optok_claims(sub, "enterprise", license, None);
-    claims["exp"] = json!(now() + seconds);
-    authority.mint(claims)
 }
 
 /// What `docker login` sends: `GET /token?...&offline_token=true&client_id=docker` with the
@@ -268,25 +255,24 @@ fn docker_login_once_then_push_and_pull_after_the_optok_expired() {
 }
 
 /// Revoking the license in the file ends its refresh tokens at the reload; listing one `jti`
-/// in `revokedRefreshTokens` ends that token only.
+/// in `revokedRefreshTokens` ends that token only. (Logins with the provider's OpToks of two
+/// clients, one license each.)
 #[test]
 fn revoking_the_license_or_the_jti_ends_refresh_tokens() {
-    let stack = refresh_stack("none", json!({}));
+    let stack = provider_refresh_stack();
     let sidecar = &stack.sidecar;
     let http = client();
     let scope = "repository:acme/app:pull";
-    let of_license = |sub: &str, license: &str| {
-        login_ok(sidecar, &short_optok(&stack.authority, sub, license, 300))
-    };
-    let revoked_license = of_license("erin", "LIC-7");
-    let single = of_license("frank", "LIC-8");
-    let sibling = of_license("frank", "LIC-8");
+    let of_client = |who: &OidcClient| login_ok(sidecar, &stack.authority.optok(who, None));
+    let revoked_license = of_client(&ENTERPRISE);
+    let single = of_client(&ENTERPRISE_2);
+    let sibling = of_client(&ENTERPRISE_2);
     for token in [&revoked_license, &single, &sibling] {
         assert_eq!(redeem(&http, sidecar, token, scope, &[]).0, 200);
     }
 
     let mut config = sidecar.config().clone();
-    config.revoked_licenses.push("LIC-7".into());
+    config.revoked_licenses.push(ENTERPRISE.license.into());
     let generation = sidecar.generation();
     sidecar.apply(&config);
     sidecar.wait_generation_above(generation);
@@ -333,23 +319,21 @@ fn with_cert(pki: &Pki, dir: &str) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-/// Over TLS with a client CA (`dpopOrMtls`): a refresh token from a certificate-bound OpTok
-/// redeems only on a connection with that certificate; one from a DPoP-bound OpTok only with a
-/// fresh DPoP proof (POST, the realm, no `ath`) by that key, and each proof only once.
+/// Over TLS with a client CA (`dpopOrMtls`): a refresh token from the provider's
+/// certificate-bound OpTok redeems only on a connection with that certificate; one from its
+/// DPoP-bound OpTok only with a fresh DPoP proof (POST, the realm, no `ath`) by that key, and
+/// each proof only once.
 #[test]
 fn bound_refresh_tokens_need_their_certificate_or_key() {
     let pki = Pki::new();
-    let stack = refresh_stack("dpopOrMtls", pki.tls_patch());
+    let stack =
+        Stack::on_provider_with(|config| refresh_config(config, "dpopOrMtls", &pki.tls_patch()));
     let sidecar = &stack.sidecar;
     let realm = sidecar.realm();
     let scope = "repository:acme/app:pull";
 
     // Certificate-bound: login with client a's certificate and the OpTok as Bearer.
-    let mut claims = stack
-        .authority
-        .optok_claims("gina", "enterprise", "LIC-9", None);
-    claims["cnf"] = json!({"x5t#S256": x5t(&pki.client_a)});
-    let optok = stack.authority.mint(claims);
+    let optok = stack.authority.mtls_optok(&CERT_BOUND, &pki, "client-a");
     let response = with_cert(&pki, "client-a")
         .get(&realm)
         .query(&[("service", "registry.test"), ("offline_token", "true")])
@@ -382,7 +366,7 @@ fn bound_refresh_tokens_need_their_certificate_or_key() {
     );
 
     // DPoP-bound: login with the DPoP scheme and a proof.
-    let (key, optok) = stack.client("hana", "enterprise", "LIC-10");
+    let (key, optok) = stack.authority.bound(&ENTERPRISE);
     let response = client()
         .get(&realm)
         .query(&[("service", "registry.test"), ("offline_token", "true")])
@@ -455,11 +439,11 @@ fn bound_refresh_tokens_need_their_certificate_or_key() {
 /// `/v2/` door, neither at the sidecar nor at the registry itself.
 #[test]
 fn forged_refresh_tokens_are_invalid_grant() {
-    let stack = refresh_stack("none", json!({}));
+    let stack = provider_refresh_stack();
     let sidecar = &stack.sidecar;
     let http = client();
     let scope = "repository:acme/app:pull,push";
-    let optok = short_optok(&stack.authority, "ivan", "LIC-11", 300);
+    let optok = stack.authority.optok(&ENTERPRISE, None);
     let good = login_ok(sidecar, &optok);
     let (status, body) = redeem(&http, sidecar, &good, scope, &[]);
     assert_eq!(status, 200, "{body}");
@@ -552,8 +536,10 @@ fn forged_refresh_tokens_are_invalid_grant() {
     let (code, stdout) = inspect(&good);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(
-        stdout.contains("refresh token of ivan (plan enterprise, license LIC-11, client docker)")
-            && stdout.contains(&format!("revokedRefreshTokens: [{}]", claims.jti))
+        stdout.contains(&format!(
+            "refresh token of {} (plan enterprise, license {}, client docker)",
+            ENTERPRISE.id, ENTERPRISE.license
+        )) && stdout.contains(&format!("revokedRefreshTokens: [{}]", claims.jti))
             && stdout.contains("verify: valid refresh token"),
         "{stdout}"
     );

@@ -6,6 +6,11 @@
 //! token without x5c is accepted when its libtrust `kid` names a key in the bundle; wrong
 //! `aud`/`iss` and expired tokens are refused; EdDSA tokens are refused by 2.8 (libtrust has
 //! no Ed25519), so ES256 is the algorithm to use with a 2.x registry.
+//!
+//! Authority: none. The tokens here are signed directly with `KeySet::sign`, to try key
+//! formats and claims the realm never issues (EdDSA, a `kid` without x5c, wrong `aud`/`iss`,
+//! expired). The realm's own tokens, issued for the real provider's OpToks, meet the registry
+//! in `roundtrip.rs` (`registry_accepts`).
 
 mod common;
 

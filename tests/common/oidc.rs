@@ -77,6 +77,13 @@ pub const ENTERPRISE: OidcClient = OidcClient::new(
     "enterprise",
     "LIC-E2E",
 );
+/// Plan `enterprise` too, another license (to revoke one and not the other).
+pub const ENTERPRISE_2: OidcClient = OidcClient::new(
+    "e2e-enterprise-2",
+    "e2e-enterprise-2-secret",
+    "enterprise",
+    "LIC-E2E-2",
+);
 /// Plan `public` (`public/*` pull only).
 pub const PUBLIC: OidcClient = OidcClient::new(
     "e2e-public",
@@ -121,7 +128,15 @@ pub const CERT_BOUND: OidcClient = OidcClient {
     )
 };
 /// Every client of the shared provider.
-pub const CLIENTS: [OidcClient; 6] = [ENTERPRISE, PUBLIC, REVOKED, LIMITED, SHORT, CERT_BOUND];
+pub const CLIENTS: [OidcClient; 7] = [
+    ENTERPRISE,
+    ENTERPRISE_2,
+    PUBLIC,
+    REVOKED,
+    LIMITED,
+    SHORT,
+    CERT_BOUND,
+];
 
 /// A running `index.mjs`: plain http on a free port (discovery, JWKS, token endpoint) and, for
 /// the shared one, an https listener for the mTLS token endpoint. Stopped on drop, and by
