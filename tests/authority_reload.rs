@@ -3,6 +3,9 @@
 //! Authority built beside the one in force that takes over once its keys are fetched; until
 //! then the old one serves with its own settings. Each test learns that the file was reloaded
 //! from `registry_token_config_generation`, then polls for the behaviour, never sleeps.
+//!
+//! Authority: in-test (common::authority): the tests swap issuers, move the claim names and
+//! start a second Authority beside the first, with OpToks minted for each.
 
 mod common;
 

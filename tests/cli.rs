@@ -1,5 +1,9 @@
 //! The command line as an operator meets it: `check-config` and `serve` name the field at fault
 //! and exit 1 or 2, environment overrides apply, `token inspect` explains and verifies tokens.
+//!
+//! Authority: in-test (common::authority): these cases are about the binary's files, output and
+//! exit codes, not where an OpTok comes from; the in-process Authority starts at once. The real
+//! provider's OpToks drive `registry-token test` in `tests/oidc_provider.rs`.
 
 mod common;
 

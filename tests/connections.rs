@@ -3,6 +3,9 @@
 //! closed at `server.limits`' deadlines, connections past the caps are closed at accept and
 //! counted, SIGTERM ends an idle sidecar at once and a busy one when its requests are done, a
 //! busy port is an error, and the upgrade socket lives in a private directory.
+//!
+//! Authority: in-test (common::authority): a token only opens the connection under test; the
+//! cases are about sockets, not tokens.
 
 mod common;
 

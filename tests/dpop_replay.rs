@@ -6,6 +6,9 @@
 //! A proof's `jti` is spent only when a token is issued, so a caller refused for its license,
 //! scopes or plan leaves nothing in the store; each DPoP key may hold only its share of the
 //! store; a proof may be at most `clockSkew` ahead of the sidecar's clock.
+//!
+//! Authority: in-test: the cases need OpToks without the required scope, with a revoked
+//! license lifted later, or for many subjects and keys at once, minted at will.
 
 mod common;
 

@@ -6,6 +6,9 @@
 //! reqwest ──▶ Sidecar ──▶ Tap ──▶ Registry (no auth)
 //!                          └ counts the probes (`GET /v2/`), and can refuse every connection
 //! ```
+//!
+//! Authority: in-test (common::authority): it is taken down and brought back on cue, which a
+//! readiness test needs and a real provider process does not offer.
 
 mod common;
 

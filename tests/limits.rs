@@ -4,6 +4,9 @@
 //! never forwarded, while HEADs stay free; a `tokens` limit makes the realm answer 429
 //! `rate_limited`; callers are counted by license, else subject, else address, and the address
 //! comes from `X-Forwarded-For` only when a `server.trustedEdge` peer sends it.
+//!
+//! Authority: in-test (common::authority): limits count by license, else subject, else address,
+//! so the cases mint OpToks with chosen subjects and with no license at all.
 
 mod common;
 

@@ -2,6 +2,9 @@
 //! failing for the reason it names), `test URL` against a live sidecar (OpTok + DPoP key, and
 //! docker's credentials), a JSON log of a full flow that holds no token, proof or OpTok, and
 //! the validation of the compose stack and the Prometheus alerts with Debian's own tools.
+//!
+//! Authority: in-test (common::authority): `doctor` is shown failing when the Authority goes down
+//! and passing when it returns, on cue.
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The adversarial cases of SECURITY.md at the HTTP level: the real `registry-token` binary in
 //! front of a real `docker-registry` (Distribution 2.8.2) that runs **no auth of its own**, so
-//! the sidecar alone stands between an attacker and the registry, and an in-test Authority.
+//! the sidecar alone stands between an attacker and the registry, and an in-test Authority
+//! (common::authority): the cases forge, mangle, expire and rebind OpToks in ways no real
+//! provider will mint, and take the Authority down.
 //!
 //! ```text
 //! raw_http / reqwest ──▶ Sidecar ──▶ Tap ──▶ Registry (no auth)
