@@ -1,10 +1,14 @@
 //! Microbenchmarks of the token paths: verifying a registry token (as the proxy does on every
 //! `/v2/` request, with and without the verified-token cache), signing one, and the whole realm
-//! (`realm::issue`) for a bearer OpTok and for a DPoP-bound one (`cargo bench --bench tokens`).
+//! (`realm::issue`) for a bearer OpTok and for a DPoP-bound one, and the proxy's pure request
+//! path: the `/v2/` decision with a cached token, and the 401 challenge of an anonymous request
+//! (`cargo bench --bench tokens`).
 
 mod support;
 
 use std::sync::Arc;
+
+use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Map};
@@ -12,6 +16,8 @@ use serde_json::{json, Map};
 use registry_token::authority::Authority;
 use registry_token::cli::keygen::{keygen, KeyAlg};
 use registry_token::config::Settings;
+use registry_token::proxy::respond::denial_reply;
+use registry_token::proxy::{authorize, V2Request};
 use registry_token::registry::{Resource, Scope};
 use registry_token::token::cache::VerifiedTokens;
 use registry_token::token::realm::{self, Audit, TokenRequest};
@@ -156,5 +162,42 @@ fn realm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, registry_tokens, realm);
+/// What the proxy decides on each `/v2/` request before forwarding it or answering itself.
+fn request_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let authorization = format!("Bearer {}", settings.keys.sign(&claims()).unwrap());
+    let tokens = VerifiedTokens::new(1024);
+    let head = |authorization: Vec<&'static str>| V2Request {
+        method: "HEAD",
+        path: "/v2/bench/app/manifests/latest",
+        query: None,
+        authorization,
+        content_types: Vec::new(),
+    };
+    let authority = &settings.authority;
+    let mut g = c.benchmark_group("request path");
+    let authorised = V2Request {
+        authorization: vec![authorization.as_str()],
+        ..head(Vec::new())
+    };
+    g.bench_function("authorize HEAD manifest, cached token", |b| {
+        b.iter(|| {
+            let request = black_box(&authorised);
+            authorize(&settings, authority, &tokens, request, SystemClock.now()).unwrap()
+        })
+    });
+    let anonymous = head(Vec::new());
+    g.bench_function("challenge: 401 to an anonymous HEAD manifest", |b| {
+        b.iter(|| {
+            let request = black_box(&anonymous);
+            let refused = authorize(&settings, authority, &tokens, request, SystemClock.now());
+            let denial = refused.unwrap_err();
+            denial_reply(&denial, &settings.realm, &settings.service, false)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, registry_tokens, realm, request_path);
 criterion_main!(benches);

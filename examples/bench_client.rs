@@ -6,6 +6,7 @@
 //! bench_client token-load URL AUTHORITY_PEM ISSUER dpop|bearer CONNS SECS SCOPE
 //! bench_client floor      CONFIG AUTHORITY_PEM ISSUER THREADS SECS SCOPE
 //! bench_client http-load  ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]
+//! bench_client hold       ADDR CONNS PATH EXPECTED_STATUS
 //! ```
 //!
 //! OpToks are minted here with the dev Authority's key; DPoP proofs (each with its own `jti`,
@@ -14,7 +15,9 @@
 //! thread each, and prints `requests errors seconds p50_ms p99_ms`; `floor` runs the realm's
 //! crypto alone (verify OpTok, verify proof, sign) on `THREADS` threads and prints
 //! `operations seconds`. `token --plan NAME` puts `NAME` in the OpTok's plan claim instead of
-//! `enterprise` (the bench's limited plan).
+//! `enterprise` (the bench's limited plan). `hold` opens `CONNS` connections, makes one GET of
+//! `PATH` on each, prints `held CONNS` once every one is idle and kept alive, and keeps them open
+//! until its standard input closes (the bench reads the server's RSS meanwhile).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -281,6 +284,39 @@ fn http_load(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `hold ADDR CONNS PATH EXPECTED_STATUS`: idle keep-alive connections, each after one request.
+fn hold(args: &[String]) -> Result<(), Failure> {
+    let [addr, conns, path, expect] = args else {
+        return Err("hold ADDR CONNS PATH EXPECTED_STATUS".into());
+    };
+    let (conns, expect): (usize, u16) = (conns.parse()?, expect.parse()?);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    let mut body = Vec::new();
+    let mut held = Vec::with_capacity(conns);
+    for n in 0..conns {
+        let mut connection = Connection::open(addr)
+            .map_err(|e| format!("connection {n}: {e} (raise ulimit -n?)"))?;
+        let status = connection.exchange(&request, &mut body)?;
+        if status != expect {
+            return Err(format!("connection {n}: GET {path} answered {status}").into());
+        }
+        held.push(connection);
+    }
+    println!("held {}", held.len());
+    std::io::stdout().flush()?;
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    // Still open (not closed by the server) when released.
+    let closed = held
+        .iter_mut()
+        .map(|c| c.reader.get_mut())
+        .filter(|s| s.set_nonblocking(true).is_ok() && matches!(s.peek(&mut [0u8; 1]), Ok(0)))
+        .count();
+    if closed > 0 {
+        return Err(format!("{closed} of {conns} connections were closed while held").into());
+    }
+    Ok(())
+}
+
 /// `floor CONFIG AUTHORITY_PEM ISSUER THREADS SECS SCOPE`: the realm's three crypto operations
 /// with the library's own functions and the sidecar's configured keys, nothing else.
 fn floor(args: &[String]) -> Result<(), Failure> {
@@ -394,9 +430,10 @@ fn main() {
         Some("token-load") => token_load(&args[1..]),
         Some("floor") => floor(&args[1..]),
         Some("http-load") => http_load(&args[1..]),
-        _ => {
-            Err("usage: bench_client token|token-load|http-load|floor ... (see the source)".into())
-        }
+        Some("hold") => hold(&args[1..]),
+        _ => Err(
+            "usage: bench_client token|token-load|http-load|hold|floor ... (see the source)".into(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("bench_client: {e}");

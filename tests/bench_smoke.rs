@@ -2,7 +2,8 @@
 //! 127.0.0.1, measures each row for about a second, writes its Markdown table where it is told
 //! (never the committed BENCHMARKS.md) and stops everything. Uses this build's binaries. Issue
 //! 10's rows are there too: `/token` with the replay store on Redis (a redis-server the script
-//! starts), manifest GETs with and without `limits.pulls`.
+//! starts), manifest GETs with and without `limits.pulls`. Issue 13's: manifest GETs beside the
+//! HEADs, the sidecar's CPU per request, and its memory per idle keep-alive connection.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,26 +12,27 @@ use std::process::Command;
 fn smoke_run_writes_every_row() {
     let bin = Path::new(env!("CARGO_BIN_EXE_registry-token"));
     let dir = bin.parent().expect("the binary's folder");
-    if !dir.join("examples/bench_client").exists() {
-        // `cargo test --all-targets` builds the example; a narrower run may not have.
-        let profile = if dir.ends_with("release") {
-            "release"
-        } else {
-            "dev"
-        };
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--locked",
-                "--profile",
-                profile,
-                "--example",
-                "bench_client",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --example bench_client");
-    }
+    // Always built: cargo makes them only when stale, and a stale client (an older config
+    // schema) fails the run for nothing.
+    let profile = if dir.ends_with("release") {
+        "release"
+    } else {
+        "dev"
+    };
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            profile,
+            "--example",
+            "bench_client",
+            "--example",
+            "pingora_floor",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --example bench_client --example pingora_floor");
     let out = tempfile::tempdir().unwrap();
     let table = out.path().join("BENCHMARKS.md");
     let run = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench"))
@@ -50,8 +52,14 @@ fn smoke_run_writes_every_row() {
     );
     let text = std::fs::read_to_string(&table).expect("the table was written");
     for row in [
+        "| GET manifest, 16 connections |",
+        "| GET manifest, 64 connections |",
         "| HEAD manifest, 16 connections |",
         "| HEAD manifest, 64 connections |",
+        "| CPU per manifest request | nginx | pingora alone | registry-token |",
+        "| GET, 16 connections |",
+        "| HEAD, 64 connections |",
+        "RSS per idle keep-alive\nconnection",
         "| blob PUT, 8 MiB (MiB/s) |",
         "| blob GET, 8 MiB (MiB/s) |",
         "| 401 challenge, 64 connections (req/s) |",
@@ -59,7 +67,11 @@ fn smoke_run_writes_every_row() {
         "| `/token`, bearer OpTok (senderConstraint none) |",
         "| crypto floor: verify OpTok + verify proof + sign,",
         "Sidecar peak RSS (VmHWM) during the blob transfers:",
-        "| `/token` (DPoP) / crypto floor ≥ 0.70 |",
+        "| `/token` (DPoP) / crypto floor ≥ 0.85 |",
+        // issue 13: CPU per request, manifest GET beside HEAD
+        "| sidecar CPU per authorised HEAD at 16 connections ≤ 60 µs |",
+        "| GET at 64 connections: sidecar / nginx ≥ 1.00 |",
+        "| blob GET: sidecar / direct ≥ 0.85 |",
         // issue 10: the replay store on Redis, manifest GETs under a pull limit
         "| `/token`, DPoP proof + OpTok, replay store on Redis |",
         "| no `limits` (plan enterprise) |",
@@ -75,9 +87,15 @@ fn smoke_run_writes_every_row() {
     }
     // Every measured rate is a positive number.
     for line in text.lines().filter(|l| {
-        ["| `/token`,", "| HEAD", "| no `limits`", "| `limits.pulls`"]
-            .iter()
-            .any(|row| l.starts_with(row))
+        [
+            "| `/token`,",
+            "| HEAD",
+            "| GET",
+            "| no `limits`",
+            "| `limits.pulls`",
+        ]
+        .iter()
+        .any(|row| l.starts_with(row))
     }) {
         let cell = line.split('|').nth(2).unwrap_or_default();
         let rate: f64 = cell
