@@ -35,9 +35,10 @@ pub fn check(req: &RequestHeader, raw_headers: Option<&[u8]>) -> Result<(), Deni
         return Err(Denial::HeadersTooLarge);
     }
     let codings: Vec<_> = req.headers.get_all("transfer-encoding").iter().collect();
-    let has_length = req.headers.contains_key("content-length")
-        || raw_headers.is_some_and(raw_has_content_length);
     if !codings.is_empty() {
+        // The raw block is scanned only here: requests without Transfer-Encoding keep theirs.
+        let has_length = req.headers.contains_key("content-length")
+            || raw_headers.is_some_and(raw_has_content_length);
         if has_length {
             return Err(Denial::AmbiguousFraming);
         }

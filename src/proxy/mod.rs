@@ -379,11 +379,19 @@ impl ProxyHttp for Sidecar {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let settings = &ctx.settings;
-        for name in STRIPPED {
-            upstream.remove_header(*name);
-        }
-        if let Some(edge) = &settings.trusted_edge {
-            upstream.remove_header(edge.header.as_str());
+        // One pass over the few headers a request has; the rare claim found is removed.
+        let edge_header = settings.trusted_edge.as_ref().map(|e| e.header.as_str());
+        let claimed: Vec<_> = upstream
+            .headers
+            .keys()
+            .filter(|name| {
+                STRIPPED.contains(&name.as_str())
+                    || edge_header.is_some_and(|h| h.eq_ignore_ascii_case(name.as_str()))
+            })
+            .cloned()
+            .collect();
+        for name in claimed {
+            upstream.remove_header(&name);
         }
         upstream.insert_header("Host", settings.public_host.as_str())?;
         upstream.insert_header("X-Forwarded-Host", settings.public_host.as_str())?;
