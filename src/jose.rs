@@ -532,4 +532,29 @@ mod tests {
     fn bad_keys(#[case] jwk: Value) {
         assert!(PublicKey::from_jwk(jwk.as_object().unwrap()).is_err());
     }
+
+    /// P-384 points are checked against their own curve: a real key passes, its x repeated as
+    /// y does not, and a P-256 key still passes after.
+    #[test]
+    fn p384_points_on_and_off_the_curve() {
+        use openssl::bn::BigNum;
+        let group = EcGroup::from_curve_name(Nid::SECP384R1).unwrap();
+        let key = openssl::ec::EcKey::generate(&group).unwrap();
+        let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+        let mut ctx = BigNumContext::new().unwrap();
+        key.public_key()
+            .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
+            .unwrap();
+        let b = |n: &BigNum| b64url_encode(n.to_vec_padded(48).unwrap());
+        let jwk =
+            |x: &BigNum, y: &BigNum| json!({"kty": "EC", "crv": "P-384", "x": b(x), "y": b(y)});
+        let on = jwk(&x, &y);
+        assert!(PublicKey::from_jwk(on.as_object().unwrap()).is_ok());
+        let off = jwk(&x, &x);
+        assert!(PublicKey::from_jwk(off.as_object().unwrap()).is_err());
+        let p256 = json!({"kty": "EC", "crv": "P-256",
+            "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+            "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"});
+        assert!(PublicKey::from_jwk(p256.as_object().unwrap()).is_ok());
+    }
 }

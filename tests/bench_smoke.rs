@@ -32,7 +32,10 @@ fn smoke_run_writes_every_row() {
         ])
         .status()
         .expect("run cargo build");
-    assert!(status.success(), "cargo build --example bench_client --example pingora_floor");
+    assert!(
+        status.success(),
+        "cargo build --example bench_client --example pingora_floor"
+    );
     let out = tempfile::tempdir().unwrap();
     let table = out.path().join("BENCHMARKS.md");
     let run = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench"))
