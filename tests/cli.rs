@@ -181,6 +181,25 @@ fn token_inspect() {
     assert!(String::from_utf8_lossy(&refused.stdout).contains("NOT valid"));
 }
 
+/// `token inspect … | head`: a reader that closes early ends the command quietly (SIGPIPE, as
+/// other tools), not with a Rust panic and its backtrace on standard error.
+#[test]
+fn token_inspect_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // closed before the command writes anything: no race
+    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.AAAA";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_registry-token"))
+        .args(["token", "inspect", jwt])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(!errors.contains("panicked"), "{errors}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{errors}");
+}
+
 /// Mode bits of `path`.
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

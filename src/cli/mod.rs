@@ -138,10 +138,28 @@ pub fn init_tracing(format: LogFormat) {
     }
 }
 
+/// For commands that only print (no socket): a reader that goes away (`| head`) ends the
+/// process quietly, as with other command-line tools, instead of a panic on the next print.
+/// Rust starts with SIGPIPE ignored, which servers and socket writers need, so only these
+/// commands put it back.
+fn end_quietly_on_closed_output() {
+    // SAFETY: called before any thread is started; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs the command and returns the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let path = config::resolve_path(cli.config);
-    match cli.command.unwrap_or(Command::Serve { upgrade: false }) {
+    let command = cli.command.unwrap_or(Command::Serve { upgrade: false });
+    if matches!(
+        command,
+        Command::CheckConfig | Command::Keygen { .. } | Command::Token { .. }
+    ) {
+        end_quietly_on_closed_output();
+    }
+    match command {
         Command::Serve { upgrade } => {
             tracing::info!(config = %path.display(), "loading configuration");
             match config::load(&path) {
