@@ -30,14 +30,15 @@ pub fn client_ip(session: &Session, settings: &Settings) -> Option<IpAddr> {
 /// Counts a pull for `allowed` when it is one (`GET` of a manifest under a plan with
 /// `limits.pulls`): `Ok(Some(headers))` to show, `Ok(None)` when nothing was counted, or the
 /// refusal. The plan is the token's plan claim as the configuration in force defines it (a plan
-/// a reload removed falls back to `defaultPlan`, whose limits then apply).
+/// a reload removed falls back to `defaultPlan`, whose limits then apply). `client_ip` is asked
+/// only for a pull that is counted.
 pub async fn count_pull(
     counters: &dyn Counters,
     metrics: &Metrics,
     settings: &Settings,
     allowed: &Allowed,
     method: &str,
-    client_ip: Option<IpAddr>,
+    client_ip: impl FnOnce() -> Option<IpAddr>,
 ) -> Result<Option<RateHeaders>, Denial> {
     if method != "GET" || allowed.routed.route != Route::Manifest {
         return Ok(None);
@@ -54,7 +55,7 @@ pub async fn count_pull(
     let caller = Caller {
         license: allowed.license.as_deref(),
         subject: Some(allowed.subject.as_str()),
-        ip: client_ip,
+        ip: client_ip(),
     };
     let hit = counters
         .hit(&limits::key(Kind::Pulls, &caller), limit.per)
@@ -135,7 +136,7 @@ mod tests {
         let count = |method: &'static str, path: &str, plan: &str| {
             let a = allowed(method, path, Some(plan), Some("L1"));
             let (counters, settings, metrics) = (&counters, &settings, &metrics);
-            async move { count_pull(counters, metrics, settings, &a, method, ip).await }
+            async move { count_pull(counters, metrics, settings, &a, method, || ip).await }
         };
         for remaining in [2, 1, 0] {
             let got = count("GET", manifest, "enterprise").await;
@@ -159,7 +160,7 @@ mod tests {
         assert_eq!(got, Ok(None), "a plan without limits");
 
         let a = allowed("GET", manifest, Some("enterprise"), Some("L2"));
-        let got = count_pull(&Down, &metrics, &settings, &a, "GET", ip).await;
+        let got = count_pull(&Down, &metrics, &settings, &a, "GET", || ip).await;
         assert_eq!(got, Err(Denial::StateUnavailable));
     }
 }

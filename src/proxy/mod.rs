@@ -245,7 +245,6 @@ impl Sidecar {
         let now = self.clock.now();
         let decided = match authorize(&ctx.settings, authority, &self.tokens, &request, now) {
             Ok(allowed) => {
-                let ip = limit::client_ip(session, &ctx.settings);
                 let counters = self.counters.as_ref();
                 limit::count_pull(
                     counters,
@@ -253,7 +252,7 @@ impl Sidecar {
                     &ctx.settings,
                     &allowed,
                     request.method,
-                    ip,
+                    || limit::client_ip(session, &ctx.settings),
                 )
                 .await
                 .map(|headers| (allowed, headers))
@@ -470,19 +469,20 @@ impl ProxyHttp for Sidecar {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let Some(route) = ctx.route else { return };
-        let method = session.req_header().method.as_str().to_string();
+        let req = session.req_header();
+        let method = req.method.as_str();
+        let path = req.uri.path();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let m = &self.metrics;
         m.proxy_requests
-            .with_label_values(&[method.as_str(), status.to_string().as_str()])
+            .with_label_values(&[method, status.to_string().as_str()])
             .inc();
         m.proxy_duration
-            .with_label_values(&[method.as_str()])
+            .with_label_values(&[method])
             .observe(ctx.started.elapsed().as_secs_f64());
-        let path = session.req_header().uri.path().to_string();
         if status == 401 {
             // The sidecar allowed this request, so the registry refused the sidecar's own token.
             tracing::warn!(
