@@ -152,8 +152,9 @@ pub fn key(kind: Kind, caller: &Caller<'_>) -> String {
     format!("limit:{}:{class}:{hex}", kind.as_str())
 }
 
-/// The address a client is counted under: IPv4 as is, IPv6 by its /64 (IPv4-mapped IPv6 as IPv4).
-fn network(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under, by plan limits and by the connection caps: IPv4 as
+/// is, IPv6 by its /64 (one host usually holds a whole /64), IPv4-mapped IPv6 as IPv4.
+pub fn network(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
         v4 => v4,

@@ -16,7 +16,7 @@
 //! parses them without reading again.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::{Limits, Settings};
 use crate::metrics::Metrics;
+use crate::policy::limits::network;
 use crate::proxy::{Denial, Sidecar};
 
 /// Largest head read before handing it to pingora, which refuses it (its own limit).
@@ -42,18 +43,6 @@ const MAX_HEAD: usize = 1_048_575;
 const LATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Body of the 408 answering a started head that missed `headerTimeout`.
 const LATE_BODY: &str = r#"{"errors":[{"code":"UNSUPPORTED","message":"the request head did not arrive within the time allowed"}]}"#;
-
-/// The key a client's connections are counted under: its address, or its /64 for IPv6 (one
-/// host usually holds a whole /64).
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
-    }
-}
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -94,7 +83,7 @@ impl Tally {
             return Err(Denial::TooManyConnections);
         }
         counts.total += 1;
-        let key = ip.map(client_key);
+        let key = ip.map(network);
         if let Some(key) = key {
             *counts.per_client.entry(key).or_default() += 1;
         }
@@ -111,7 +100,7 @@ fn fits(counts: &Counts, ip: Option<IpAddr>, limits: &Limits, exempt: &[IpAddr])
     }
     match ip {
         Some(ip) if !exempt.contains(&ip) => {
-            let open = counts.per_client.get(&client_key(ip)).copied();
+            let open = counts.per_client.get(&network(ip)).copied();
             open.unwrap_or(0) < limits.max_connections_per_ip
         }
         _ => true,
