@@ -148,7 +148,7 @@ pub fn key(kind: Kind, caller: &Caller<'_>) -> String {
         (None, None, None) => ("ip", "unknown".to_string()),
     };
     let digest = Sha256::digest(format!("{class}\0{value}").as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = data_encoding::HEXLOWER.encode(&digest[..16]);
     format!("limit:{}:{class}:{hex}", kind.as_str())
 }
 

@@ -322,13 +322,8 @@ impl Audit {
     /// The license as logs show it: the first 12 hex digits of its SHA-256.
     pub fn license_hash(&self) -> Option<String> {
         use sha2::{Digest, Sha256};
-        self.license.as_ref().map(|l| {
-            Sha256::digest(l.as_bytes())
-                .iter()
-                .take(6)
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
+        let hex = |l: &String| data_encoding::HEXLOWER.encode(&Sha256::digest(l.as_bytes())[..6]);
+        self.license.as_ref().map(hex)
     }
 }
 
