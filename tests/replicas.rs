@@ -172,7 +172,7 @@ fn doctor_state(sidecar: &Sidecar) -> (i32, String) {
 #[test]
 fn a_proof_spent_at_one_replica_is_a_replay_at_the_other() {
     let redis = RedisServer::start();
-    let r = Replicas::start(&redis.url(), "refuse", "250ms");
+    let r = Replicas::start(&redis.url(), "refuse", "2s");
     let (key, optok) = r.client();
 
     let proof = r.proof(&key, &optok);
