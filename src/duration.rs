@@ -33,9 +33,15 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case("soon", "`soon` is not a duration like 30s, 5m or 1h: it must start with a number")]
+    #[case(
+        "soon",
+        "`soon` is not a duration like 30s, 5m or 1h: it must start with a number"
+    )]
     #[case("", "`` is not a duration like 30s, 5m or 1h: it is empty")]
-    #[case("30", "`30` is not a duration like 30s, 5m or 1h: the number needs a unit, like 30s or 30m")]
+    #[case(
+        "30",
+        "`30` is not a duration like 30s, 5m or 1h: the number needs a unit, like 30s or 30m"
+    )]
     #[case("5 parsecs", "`5 parsecs` is not a duration like 30s, 5m or 1h: `parsecs` is not a unit (ms, s, m, h, d)")]
     #[case("5s!", "`5s!` is not a duration like 30s, 5m or 1h: unexpected `!`")]
     fn errors_read_as_sentences(#[case] text: &str, #[case] said: &str) {

@@ -462,7 +462,13 @@ fn test_command_redeems_docker_identitytoken() {
     let url = stack.sidecar.url();
 
     let out = run(
-        &["test", &url, "--scope", "repository:acme/app:pull", "--verbose"],
+        &[
+            "test",
+            &url,
+            "--scope",
+            "repository:acme/app:pull",
+            "--verbose",
+        ],
         &[("DOCKER_CONFIG", config_dir)],
     );
     let text = stdout(&out);

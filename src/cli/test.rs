@@ -70,7 +70,10 @@ enum Credentials {
     },
     /// Docker's `identitytoken` (a refresh token from an earlier `docker login`), redeemed as
     /// docker does: `POST` to the realm with `grant_type=refresh_token`.
-    Refresh { token: String, from: String },
+    Refresh {
+        token: String,
+        from: String,
+    },
     Anonymous,
 }
 
