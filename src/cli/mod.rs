@@ -231,3 +231,23 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `doctor --help` names every check `doctor` runs, so `--check NAME` can be found there.
+    #[test]
+    fn doctor_help_names_every_check() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("doctor")
+            .expect("a doctor command")
+            .render_help()
+            .to_string();
+        for check in doctor::CHECKS {
+            assert!(help.contains(check), "`{check}` missing from:\n{help}");
+        }
+    }
+}
