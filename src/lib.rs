@@ -35,6 +35,8 @@ pub mod authority;
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.
 pub mod config;
+/// Durations as written in the configuration (`30s`, `5m`, `1h`), with errors in words.
+pub mod duration;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
 /// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.

@@ -61,7 +61,7 @@ pub enum Command {
         #[arg(long)]
         ca_dir: Option<PathBuf>,
         /// How long the signing certificate is valid, like 90d or 2160h (1h to 365d)
-        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "90d", value_parser = crate::duration::parse)]
         cert_lifetime: std::time::Duration,
         /// The realm to print in the registry's `auth.token` snippet
         #[arg(long, default_value = "https://registry.example.com/token")]
@@ -76,7 +76,8 @@ pub enum Command {
     /// Run health checks: one line per check with pass/warn/fail and the fix
     Doctor {
         /// Run only this check (check.config, check.signing-key, check.authority,
-        /// check.upstream, check.upstream-trusts-tokens, check.plans, check.refresh-tokens)
+        /// check.upstream, check.upstream-trusts-tokens, check.plans, check.refresh-tokens,
+        /// check.state)
         #[arg(long)]
         check: Option<String>,
         /// Print a JSON array instead of lines
@@ -228,5 +229,25 @@ pub fn run(cli: Cli) -> ExitCode {
                 verbose,
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `doctor --help` names every check `doctor` runs, so `--check NAME` can be found there.
+    #[test]
+    fn doctor_help_names_every_check() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("doctor")
+            .expect("a doctor command")
+            .render_help()
+            .to_string();
+        for check in doctor::CHECKS {
+            assert!(help.contains(check), "`{check}` missing from:\n{help}");
+        }
     }
 }

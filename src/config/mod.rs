@@ -409,11 +409,8 @@ impl Problems {
     }
 
     fn duration(&mut self, path: &str, text: &str) -> Duration {
-        humantime::parse_duration(text).unwrap_or_else(|e| {
-            self.add(
-                path,
-                format!("`{text}` is not a duration like 30s, 5m or 1h ({e})"),
-            );
+        crate::duration::parse(text).unwrap_or_else(|e| {
+            self.add(path, e);
             Duration::ZERO
         })
     }
@@ -811,7 +808,7 @@ fn signing(s: &file::SigningFile, p: &mut Problems) -> Signing {
 fn refresh_settings(file: &FileConfig, p: &mut Problems) -> RefreshSettings {
     let r = &file.refresh_tokens;
     let lifetime = p.duration("refreshTokens.lifetime", &r.lifetime);
-    if lifetime.is_zero() && humantime::parse_duration(&r.lifetime).is_ok() {
+    if lifetime.is_zero() && crate::duration::parse(&r.lifetime).is_ok() {
         p.add("refreshTokens.lifetime", "must be longer than 0s");
     }
     let audience = crate::token::refresh::AUDIENCE;
@@ -846,7 +843,7 @@ fn limits(l: &file::LimitsFile, p: &mut Problems) -> Limits {
     );
     let mut positive_duration = |path: &str, text: &str| {
         let d = p.duration(path, text);
-        if d.is_zero() && humantime::parse_duration(text).is_ok() {
+        if d.is_zero() && crate::duration::parse(text).is_ok() {
             p.add(path, "must be longer than 0s");
         }
         d

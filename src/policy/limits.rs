@@ -93,17 +93,14 @@ pub fn compile(
         if text.count == 0 {
             problems.push((format!("{path}.count"), "must be at least 1".to_string()));
         }
-        let per = match humantime::parse_duration(text.per) {
+        let per = match crate::duration::parse(text.per) {
             Ok(per) if per >= Duration::from_secs(1) => per,
             Ok(_) => {
                 problems.push((format!("{path}.per"), "must be at least 1s".to_string()));
                 return None;
             }
             Err(e) => {
-                problems.push((
-                    format!("{path}.per"),
-                    format!("`{}` is not a duration like 30s, 5m or 1h ({e})", text.per),
-                ));
+                problems.push((format!("{path}.per"), e));
                 return None;
             }
         };
