@@ -463,4 +463,42 @@ mod tests {
             c.detail
         );
     }
+
+    /// The `state` check and the revocation set (SPEC 12): a set never read keeps the replica
+    /// unready; one read before stays in force while Redis is away, and the detail says so.
+    #[test]
+    fn state_check_tells_how_fresh_the_revocations_are() {
+        use crate::state::redis::{RedisSettings, RedisUrl};
+        use crate::state::StateError;
+        let redis = |on_unavailable| {
+            let settings = RedisSettings {
+                url: RedisUrl::parse("redis://127.0.0.1:6379/0").unwrap(),
+                key_prefix: "t:".into(),
+                timeout: Duration::from_millis(250),
+                on_unavailable,
+            };
+            Redis::new(settings, Default::default()).unwrap()
+        };
+        let (refuse, memory) = (redis(OnUnavailable::Refuse), redis(OnUnavailable::Memory));
+        let up = Ok(Duration::from_millis(1));
+        let down = Err(StateError("ping: connection refused".into()));
+        let revocations = Revocations::default();
+
+        let never = state_check(&refuse, &up, &revocations);
+        assert!(
+            !never.ready && never.detail.contains("never read"),
+            "{never:?}"
+        );
+        revocations.replace(["LIC-1".to_string()].into());
+        assert!(state_check(&refuse, &up, &revocations).ready);
+        revocations.failed("revocations: connection refused");
+        let kept = state_check(&memory, &down, &revocations);
+        assert!(kept.ready, "{kept:?}");
+        assert!(
+            kept.detail.contains("1 revoked license(s)")
+                && kept.detail.contains("the last set read stays in force"),
+            "{kept:?}"
+        );
+        assert!(!state_check(&refuse, &down, &revocations).ready);
+    }
 }
