@@ -130,25 +130,6 @@ pub fn edit(path: &Path, change: impl FnOnce(&mut Vec<Entry>) -> bool) -> Result
     Ok(changed)
 }
 
-/// Logs one audit line per license that a source revoked or restored; `note` gives who, when
-/// and why when the source knows it.
-pub fn log_change(
-    source: &str,
-    change: &revocation::Change,
-    note: impl Fn(&str) -> Option<String>,
-) {
-    for license in &change.revoked {
-        let license_hash = revocation::license_hash(license);
-        let note = note(license).unwrap_or_default();
-        tracing::warn!(source, license = %license, license_hash = %license_hash, note = %note, "license revoked: its tokens, refresh tokens and registry tokens are refused from now on");
-    }
-    for license in &change.restored {
-        let license_hash = revocation::license_hash(license);
-        let note = note(license).unwrap_or_default();
-        tracing::warn!(source, license = %license, license_hash = %license_hash, note = %note, "license restored (unrevoked)");
-    }
-}
-
 /// The watcher of `revokedLicensesFile`, for a sidecar without `state.redis`.
 pub struct RevocationFile {
     pub settings: Arc<ArcSwap<Settings>>,
@@ -168,7 +149,7 @@ impl RevocationFile {
                 if !change.is_empty() {
                     self.metrics.config_reloads.with_label_values(&["ok"]).inc();
                     let source = path.display().to_string();
-                    log_change(&source, &change, |license| {
+                    change.log(&source, |license| {
                         entries
                             .iter()
                             .find(|e| e.license == license)

@@ -109,6 +109,19 @@ impl Change {
     pub fn is_empty(&self) -> bool {
         self.revoked.is_empty() && self.restored.is_empty()
     }
+
+    /// The sidecar's audit lines: one per license `source` revoked or restored, with the
+    /// license, its hash (as request logs show it) and `note` (when, who, why) when known.
+    pub fn log(&self, source: &str, note: impl Fn(&str) -> Option<String>) {
+        for license in &self.revoked {
+            let note = note(license).unwrap_or_default();
+            tracing::warn!(source, license = %license, license_hash = %license_hash(license), note = %note, "license revoked: its tokens, refresh tokens and registry tokens are refused from now on");
+        }
+        for license in &self.restored {
+            let note = note(license).unwrap_or_default();
+            tracing::warn!(source, license = %license, license_hash = %license_hash(license), note = %note, "license restored (unrevoked)");
+        }
+    }
 }
 
 /// How the source was last read, for readiness and logs.

@@ -30,7 +30,6 @@ use tokio::sync::Notify;
 use super::pubsub::Channel;
 use super::redis::Redis;
 use super::StateError;
-use crate::config::revocations::log_change;
 use crate::policy::revocation::{check_license, Revocations};
 
 /// How often a replica reads the version even without a message.
@@ -253,7 +252,7 @@ impl Follower {
                 self.version.store(version, Ordering::Relaxed);
                 let source = format!("{} (state.redis)", self.redis.settings().url);
                 // A restored license has no note left in Redis.
-                log_change(&source, &change, |license| {
+                change.log(&source, |license| {
                     revoked
                         .iter()
                         .find(|r| r.license == license)
