@@ -249,4 +249,29 @@ mod tests {
         watcher.apply(&path).unwrap();
         assert!(!watcher.revocations.contains("LIC-1"));
     }
+
+    /// `revokedLicensesFile`: beside the configuration by default, a relative value against
+    /// the configuration's folder, an absolute one as written, an empty one refused by name.
+    #[test]
+    fn the_path_is_resolved_beside_the_configuration() {
+        use crate::token::realm::tests::settings;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |extra: &str| settings(dir.path(), "dpop", extra).revoked_licenses_file;
+        assert_eq!(at(""), dir.path().join("revoked-licenses.txt"));
+        assert_eq!(
+            at("revokedLicensesFile: state/revoked.txt\n"),
+            dir.path().join("state/revoked.txt")
+        );
+        assert_eq!(
+            at("revokedLicensesFile: /var/lib/rt/revoked.txt\n"),
+            PathBuf::from("/var/lib/rt/revoked.txt")
+        );
+        let text = std::fs::read_to_string(dir.path().join("config.yaml")).unwrap();
+        let text = text.replace("/var/lib/rt/revoked.txt", "''");
+        let errors = crate::config::check(&text, Vec::new()).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.path == "revokedLicensesFile"),
+            "{errors:?}"
+        );
+    }
 }
