@@ -122,6 +122,20 @@ impl Deployment {
         );
         (returned, stdout(&out))
     }
+
+    /// `revoke` `caller`'s license for `reason`, then waits until every replica refuses it
+    /// every way, failing 1 s after the command returned; the command's output.
+    fn revoke(&self, caller: &Caller, reason: &str) -> String {
+        let (returned, out) = self.cli_ok(&["revoke", &caller.license, "--reason", reason]);
+        settle_all(
+            self,
+            caller,
+            false,
+            returned + REVOCATION_DEADLINE,
+            "revoke",
+        );
+        out
+    }
 }
 
 /// One HTTP client for every probe here (building one per request costs more than the request).
@@ -231,20 +245,6 @@ fn settle(sidecar: &Sidecar, caller: &Caller, accepted: bool, deadline: Instant,
     }
 }
 
-/// The admin listener's `/readyz` check named `state`.
-fn admin_state(sidecar: &Sidecar) -> Value {
-    let body: Value = client()
-        .get(format!("{}/readyz", sidecar.admin_url()))
-        .send()
-        .expect("GET admin /readyz")
-        .json()
-        .expect("JSON");
-    body["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "state").cloned())
-        .unwrap_or(Value::Null)
-}
-
 /// SPEC 12 and SECURITY 94: `revoke` at one place → both replicas refuse `/token`, an already
 /// issued registry token and a refresh token within 1 s of the command's return, another
 /// license is untouched, and the audit line names the operator and the reason; with Redis
@@ -257,20 +257,11 @@ fn revoke_reaches_both_replicas_within_a_second_and_outlives_redis() {
     let d = Deployment::start(2, Some(&redis.url()));
     let (revoked, other) = (d.caller("LIC-A"), d.caller("LIC-B"));
 
-    let (returned, out) = d.cli_ok(&["revoke", "LIC-A", "--reason", "chargeback 4711"]);
+    let out = d.revoke(&revoked, "chargeback 4711");
     assert!(
         out.contains("revoked LIC-A by alice-ops, reason: chargeback 4711"),
         "{out}"
     );
-    for sidecar in &d.replicas {
-        settle(
-            sidecar,
-            &revoked,
-            false,
-            returned + REVOCATION_DEADLINE,
-            "revoke",
-        );
-    }
     for sidecar in &d.replicas {
         assert_eq!(ways_in(sidecar, &other), [true; 3], "another license");
         poll(
@@ -311,7 +302,7 @@ fn revoke_reaches_both_replicas_within_a_second_and_outlives_redis() {
             RELOAD_DEADLINE,
             "admin /readyz to report the kept set",
             || {
-                let state = admin_state(sidecar);
+                let state = sidecar.admin_check("state");
                 let detail = state["detail"].as_str().unwrap_or_default().to_string();
                 detail
                     .contains("the last set read stays in force")
@@ -337,7 +328,7 @@ fn revoke_reaches_both_replicas_within_a_second_and_outlives_redis() {
     redis.restart(); // empty: no persistence
     for sidecar in &d.replicas {
         poll(RELOAD_DEADLINE, "admin /readyz to see Redis back", || {
-            let detail = admin_state(sidecar)["detail"]
+            let detail = sidecar.admin_check("state")["detail"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
@@ -348,15 +339,13 @@ fn revoke_reaches_both_replicas_within_a_second_and_outlives_redis() {
 
     let (returned, out) = d.cli_ok(&["unrevoke", "LIC-A"]);
     assert!(out.contains("unrevoked LIC-A by alice-ops"), "{out}");
-    for sidecar in &d.replicas {
-        settle(
-            sidecar,
-            &revoked,
-            true,
-            returned + REVOCATION_DEADLINE,
-            "unrevoke",
-        );
-    }
+    settle_all(
+        &d,
+        &revoked,
+        true,
+        returned + REVOCATION_DEADLINE,
+        "unrevoke",
+    );
 }
 
 /// SECURITY 94: messages on the revocation channel that name another prefix or are malformed
@@ -369,16 +358,7 @@ fn forged_revocation_messages_change_nothing_and_are_counted() {
     let redis = RedisServer::start();
     let d = Deployment::start(2, Some(&redis.url()));
     let (revoked, other) = (d.caller("LIC-A"), d.caller("LIC-B"));
-    let (returned, _) = d.cli_ok(&["revoke", "LIC-A", "--reason", "test"]);
-    for sidecar in &d.replicas {
-        settle(
-            sidecar,
-            &revoked,
-            false,
-            returned + REVOCATION_DEADLINE,
-            "revoke",
-        );
-    }
+    d.revoke(&revoked, "test");
     let ignored = |s: &Sidecar| {
         s.metric(
             "registry_token_revocation_messages_total",
