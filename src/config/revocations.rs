@@ -134,7 +134,8 @@ pub fn edit(path: &Path, change: impl FnOnce(&mut Vec<Entry>) -> bool) -> Result
 pub struct RevocationFile {
     pub settings: Arc<ArcSwap<Settings>>,
     pub revocations: Arc<Revocations>,
-    /// Counts a rejected file as a failed reload, as a bad configuration is.
+    /// Counts a rejected file as a failed reload, as a bad configuration is (a good one is not
+    /// counted: `result="ok"` stays the configuration file's own reloads).
     pub metrics: Arc<Metrics>,
 }
 
@@ -147,7 +148,6 @@ impl RevocationFile {
                 let set: BTreeSet<String> = entries.iter().map(|e| e.license.clone()).collect();
                 let change = self.revocations.replace(set);
                 if !change.is_empty() {
-                    self.metrics.config_reloads.with_label_values(&["ok"]).inc();
                     let source = path.display().to_string();
                     change.log(&source, |license| {
                         entries
