@@ -17,7 +17,8 @@
 //! ```
 //!
 //! `authority`, `jose`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
-//! `proxy` and `config::watch` do.
+//! `proxy` and the background services (`config::watch`, `config::revocations`,
+//! `state::pubsub`, `state::revocations`) do.
 //!
 //! No process globals: `server::run` builds the shared state (the metrics registry, the
 //! verified-token cache, the Authority in force, the `state::Stores`) and hands it to the
@@ -27,11 +28,16 @@
 //! `authority::ReplayStore` (spent DPoP proofs): in memory without `state.redis`
 //! (`state::memory`, `authority::replay::memory`); on Redis with it (`state::redis`,
 //! `authority::replay::redis`), wrapped by `state::fallback` under `onUnavailable: memory`.
+//!
+//! Revocations (SPEC 12): `policy::Policy::is_revoked` unites `revokedLicenses` with one live
+//! set per process (`policy::revocation`), fed by the revocation file (`config::revocations`)
+//! or, with `state.redis`, by the set on Redis that replicas follow over pub/sub
+//! (`state::revocations`, `state::pubsub`).
 
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints, the DPoP
 /// replay store (memory or Redis).
 pub mod authority;
-/// Command-line tools: check-config, doctor, test, keygen, token inspect.
+/// Command-line tools: check-config, doctor, test, keygen, token inspect, revoke/unrevoke/revoked.
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.
 pub mod config;

@@ -1,11 +1,12 @@
 //! The command line (SPEC section 2): `serve`, `check-config`, `keygen`, `token inspect`,
-//! `doctor`, `test`.
+//! `doctor`, `test`; and `revoke`, `unrevoke`, `revoked` (SPEC section 12).
 //!
 //! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
 
 pub mod doctor;
 mod inspect;
 pub mod keygen;
+pub mod revoke;
 pub mod test;
 
 use std::path::PathBuf;
@@ -105,6 +106,26 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Revoke a license at every replica: its tokens, refresh tokens and issued registry
+    /// tokens are refused (on Redis within a second; else through revokedLicensesFile)
+    Revoke {
+        /// The license (the value of the OpTok's license claim)
+        license: String,
+        /// Why, for the audit line and the note kept beside the revocation
+        #[arg(long, default_value = "no reason given")]
+        reason: String,
+    },
+    /// Lift a revocation made with `revoke`
+    Unrevoke {
+        /// The license
+        license: String,
+    },
+    /// List revoked licenses: those of `revoke` (Redis or the file) and revokedLicenses
+    Revoked {
+        /// Print a JSON array instead of lines
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with registry tokens
     Token {
         #[command(subcommand)]
@@ -156,7 +177,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { upgrade: false });
     if matches!(
         command,
-        Command::CheckConfig | Command::Keygen { .. } | Command::Token { .. }
+        Command::CheckConfig
+            | Command::Keygen { .. }
+            | Command::Token { .. }
+            | Command::Revoked { .. }
     ) {
         end_quietly_on_closed_output();
     }
@@ -211,6 +235,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token {
             command: TokenCommand::Inspect { jwt, verify },
         } => inspect::run(&jwt, verify, &path),
+        Command::Revoke { license, reason } => {
+            revoke::run(&path, revoke::Action::Revoke { license, reason })
+        }
+        Command::Unrevoke { license } => revoke::run(&path, revoke::Action::Unrevoke { license }),
+        Command::Revoked { json } => revoke::run(&path, revoke::Action::List { json }),
         Command::Doctor { check, json } => doctor::run(&path, check.as_deref(), json),
         Command::Test {
             url,

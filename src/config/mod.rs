@@ -7,6 +7,7 @@
 pub mod env;
 pub mod file;
 pub mod locate;
+pub mod revocations;
 pub mod state;
 pub mod watch;
 
@@ -189,7 +190,13 @@ pub struct Settings {
     pub generation: u64,
     /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
     pub state: Option<crate::state::redis::RedisSettings>,
+    /// `revokedLicensesFile`, resolved against the configuration file's folder by [`load`]:
+    /// where revocations live without `state.redis`.
+    pub revoked_licenses_file: PathBuf,
 }
+
+/// `revokedLicensesFile` when unset: beside the configuration file.
+pub const DEFAULT_REVOKED_LICENSES_FILE: &str = "revoked-licenses.txt";
 
 /// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
 pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
@@ -209,7 +216,14 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
             format!("cannot read the file: {e}"),
         )])
     })?;
-    check(&text, std::env::vars()).map_err(fail)
+    let mut settings = check(&text, std::env::vars()).map_err(fail)?;
+    // A relative `revokedLicensesFile` (and the default) lives beside the configuration.
+    if settings.revoked_licenses_file.is_relative() {
+        if let Some(folder) = path.parent() {
+            settings.revoked_licenses_file = folder.join(&settings.revoked_licenses_file);
+        }
+    }
+    Ok(settings)
 }
 
 /// What `load` does once the file is read: every problem of the text and of the overrides in
@@ -479,6 +493,13 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     p.0.extend(problems);
     let refresh = refresh_settings(&file, &mut p);
     let state = state::state(&file.state, &mut p);
+    if file
+        .revoked_licenses_file
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        p.add("revokedLicensesFile", "must name a file (or be left out)");
+    }
 
     let (Some(upstream), Some(realm), Some(keys), true) =
         (upstream, registry.realm, signing.keys, p.0.is_empty())
@@ -526,6 +547,11 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         policy,
         refresh,
         state,
+        revoked_licenses_file: PathBuf::from(
+            file.revoked_licenses_file
+                .as_deref()
+                .unwrap_or(DEFAULT_REVOKED_LICENSES_FILE),
+        ),
         file,
         generation: 1,
     })

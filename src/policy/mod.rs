@@ -4,15 +4,18 @@
 //!
 //! Plain data compiled from the configuration's `plans`, `defaultPlan`, `anonymous` and
 //! `revokedLicenses` ([`compile`]: patterns and actions are checked at load time). A setting
-//! of one plan (such as `plans[].limits`) belongs to [`Plan`], beside its rules.
+//! of one plan (such as `plans[].limits`) belongs to [`Plan`], beside its rules. Licenses
+//! revoked outside the file (the revocation file, Redis) are in [`revocation`].
 
 pub mod compile;
 pub mod limits;
 pub mod pattern;
+pub mod revocation;
 
 pub use pattern::{covers, Pattern, PatternError};
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::registry::{ResourceType, Scope};
 
@@ -22,7 +25,11 @@ pub struct Policy {
     pub plans: HashMap<String, Plan>,
     pub default_plan: Option<String>,
     pub anonymous_plan: Option<String>,
+    /// `revokedLicenses` of the configuration file.
     pub revoked: HashSet<String>,
+    /// Licenses revoked by `registry-token revoke` (the revocation file or Redis): one set
+    /// for the process, carried over by every reload.
+    pub live: Arc<revocation::Revocations>,
 }
 
 impl Policy {
@@ -33,8 +40,9 @@ impl Policy {
             .and_then(|name| self.plans.get(name))
     }
 
+    /// Whether `license` is revoked in the configuration file or by the live source.
     pub fn is_revoked(&self, license: Option<&str>) -> bool {
-        license.is_some_and(|l| self.revoked.contains(l))
+        license.is_some_and(|l| self.revoked.contains(l) || self.live.contains(l))
     }
 }
 
