@@ -106,6 +106,11 @@ fn read_until_closed(stream: &TcpStream, deadline: Duration) -> Vec<u8> {
     }
 }
 
+/// `read_until_closed` within `CLOSE_DEADLINE`, as text.
+fn text_until_closed(stream: &TcpStream) -> String {
+    String::from_utf8_lossy(&read_until_closed(stream, CLOSE_DEADLINE)).into_owned()
+}
+
 /// A request head trickled one byte every 200 ms (far more often than any per-read timeout)
 /// is closed at `headerTimeout` with a 408, and counted as `header_timeout` (SECURITY 75).
 #[test]
@@ -115,24 +120,15 @@ fn trickled_request_head_is_closed_at_header_timeout() {
     });
     let before = denied(&stack.sidecar, "header_timeout");
     let stream = TcpStream::connect(stack.sidecar.addr()).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let trickle = thread::spawn(move || {
-        let head = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
-        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
-            if writer.write_all(&[*byte]).is_err() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(200)); // the client's pace, not a wait
-        }
-    });
-    let answer = read_until_closed(&stream, CLOSE_DEADLINE);
-    let answer = String::from_utf8_lossy(&answer);
+    let head = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    let writer = trickle(&stream, head.iter().copied().chain(std::iter::repeat(b'a')));
+    let answer = text_until_closed(&stream);
     assert!(
         answer.starts_with("HTTP/1.1 408"),
         "a started head past the deadline gets 408: {answer:?}"
     );
     let _ = stream.shutdown(std::net::Shutdown::Both);
-    trickle.join().unwrap();
+    writer.join().unwrap();
     assert!(denied(&stack.sidecar, "header_timeout") > before);
 }
 
@@ -238,7 +234,10 @@ fn tls_get(stream: TcpStream, path: &str) -> u16 {
 
 /// Writes `bytes` on `stream` one at a time, one every 200 ms (the client's pace), until the
 /// bytes are out or the sidecar closes the connection.
-fn trickle(stream: &TcpStream, bytes: Vec<u8>) -> thread::JoinHandle<()> {
+fn trickle(
+    stream: &TcpStream,
+    bytes: impl IntoIterator<Item = u8> + Send + 'static,
+) -> thread::JoinHandle<()> {
     let mut writer = stream.try_clone().unwrap();
     thread::spawn(move || {
         for byte in bytes {
@@ -326,8 +325,7 @@ fn head_past_64_kib_is_refused_with_431() {
     // The sidecar may answer and close before the last bytes are out: a failed write is fine.
     let endless = TcpStream::connect(stack.sidecar.addr()).unwrap();
     let _ = (&endless).write_all(&head);
-    let answer = read_until_closed(&endless, CLOSE_DEADLINE);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = text_until_closed(&endless);
     assert!(
         answer.starts_with("HTTP/1.1 431"),
         "a head past 64 KiB without its end: {answer:?}"
@@ -336,8 +334,7 @@ fn head_past_64_kib_is_refused_with_431() {
     head.extend_from_slice(b"\r\n\r\n");
     let whole = TcpStream::connect(stack.sidecar.addr()).unwrap();
     let _ = (&whole).write_all(&head);
-    let answer = read_until_closed(&whole, CLOSE_DEADLINE);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = text_until_closed(&whole);
     assert!(
         answer.starts_with("HTTP/1.1 431"),
         "a whole head past 64 KiB: {answer:?}"
@@ -361,8 +358,7 @@ fn trickled_token_form_is_closed_at_header_timeout() {
         .write_all(b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n")
         .unwrap();
     let writer = trickle(&form, b"grant_type=password&".repeat(50));
-    let answer = read_until_closed(&form, CLOSE_DEADLINE);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = text_until_closed(&form);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     let _ = form.shutdown(std::net::Shutdown::Both);
     writer.join().unwrap();
@@ -373,8 +369,7 @@ fn trickled_token_form_is_closed_at_header_timeout() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
         .unwrap();
     let writer = trickle(&unread, vec![b'a'; 1000]);
-    let answer = read_until_closed(&unread, CLOSE_DEADLINE);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = text_until_closed(&unread);
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "answered, then closed: {answer:?}"
