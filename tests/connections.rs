@@ -255,7 +255,8 @@ fn trickle(
 /// held for pingora's 60 s handshake timeout). Each refusal is counted, the log says so in a
 /// throttled line rather than one per connection, and nothing is logged at ERROR. The 3 held
 /// connections are still open: they complete a handshake and are served; once they close,
-/// the address gets in again.
+/// the address gets in again. Failed handshakes free their places too, and pingora's ERROR
+/// line for each is throttled.
 #[test]
 fn tls_connections_past_the_cap_are_closed_before_the_handshake() {
     let pki = Pki::new();
@@ -303,10 +304,29 @@ fn tls_connections_past_the_cap_are_closed_before_the_handshake() {
         assert_eq!(status, 200, "a held connection is open and served");
     }
     drop(silent);
-    poll(CLOSE_DEADLINE, "the address to get in again", || {
+    let gets_in = || {
+        poll(CLOSE_DEADLINE, "the address to get in again", || {
+            let stream = connect_from("127.0.0.5", &sidecar.addr());
+            (tls_get(stream, "/healthz") == 200).then_some(())
+        })
+    };
+    gets_in();
+
+    // Handshakes that fail (plain HTTP instead of a ClientHello) give their places back, and
+    // pingora's ERROR line for each gets through at most every 10 s.
+    let log_before = sidecar.log().len();
+    for _ in 0..10 {
         let stream = connect_from("127.0.0.5", &sidecar.addr());
-        (tls_get(stream, "/healthz") == 200).then_some(())
-    });
+        let _ = (&stream).write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        read_until_closed(&stream, CLOSE_DEADLINE);
+    }
+    gets_in();
+    let log = sidecar.log()[log_before..].to_string();
+    let errors = log.lines().filter(|l| l.contains("ERROR")).count();
+    assert!(
+        (1..=2).contains(&errors),
+        "10 failed handshakes, logged throttled ({errors} ERROR lines):\n{log}"
+    );
 }
 
 /// A request head that grows past 64 KiB without ending is answered 431 and closed as soon as
