@@ -576,7 +576,7 @@ fn trusted_edge(edge: &file::TrustedEdgeFile, p: &mut Problems) -> TrustedEdge {
             })
             .ok()
     });
-    TrustedEdge::new(peers.collect::<Vec<_>>(), &edge.header)
+    TrustedEdge::new(peers, &edge.header)
 }
 
 /// `upstream`: the registry's URL resolved to an address, its CA, the timeouts.
