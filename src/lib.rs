@@ -61,5 +61,7 @@ pub mod server;
 /// State replicas share: plan-limit counters and the store set-up (`Stores`): memory, or
 /// Redis with `state.redis` (every command under its timeout), and the memory fallback.
 pub mod state;
+/// A log line at most once per interval for events an attacker can repeat at will.
+pub mod throttle;
 /// Registry tokens: signing keys and key ids, claims, the realm, refresh tokens.
 pub mod token;

@@ -294,18 +294,24 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     options.h2_idle_timeout = Some(idle_timeout);
     proxy.server_options = Some(options);
     let tally = Arc::new(connections::Tally::default());
+    let admission = Arc::new(connections::Admission::new(
+        tally.clone(),
+        settings.clone(),
+        metrics.clone(),
+    ));
     let guarded = connections::Guarded {
         proxy: Arc::new(proxy),
-        tally: tally.clone(),
+        admission: admission.clone(),
         settings: settings.clone(),
         metrics: metrics.clone(),
     };
     let mut proxy = Service::new("proxy".to_string(), guarded);
-    proxy.set_connection_filter(Arc::new(connections::Admission {
-        tally: tally.clone(),
-        settings: settings.clone(),
-        metrics: metrics.clone(),
-    }));
+    // A connection's slot is taken at accept, and on the TLS listener handed to the TCP stream
+    // before the handshake (`connections` explains why).
+    proxy.set_connection_filter(admission.clone());
+    if tls {
+        proxy.endpoints().set_pre_tls_callback(admission);
+    }
     // Plain HTTP/1 reads go straight into the head buffer and pingora's 64 KiB body buffer:
     // pingora's default 64 KiB L4 read buffer only copied them once more, and held about
     // 20 KiB of RSS per idle keep-alive connection. TLS keeps it (a record is read in one go).

@@ -11,10 +11,12 @@ pub mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config;
+use crate::throttle::Throttle;
 use keygen::{KeyAlg, KeygenOptions};
 
 /// An auth sidecar for OCI registries: token realm, sender-constrained tokens, enforcing proxy.
@@ -147,17 +149,71 @@ pub enum TokenCommand {
 
 /// Sets up `tracing` on standard error; `RUST_LOG` filters (default `info`).
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // pingora logs each failed or timed-out TLS handshake at ERROR from its listening service:
+    // a client could write one line per connection. At most one every 10 s gets through.
+    let quiet = Listening(Throttle::new(Duration::from_secs(10)));
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(layer.with_filter(quiet)).init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_filter(quiet))
+            .init(),
     }
+}
+
+/// Where pingora's listening service logs (through `log`): accept errors, and the handshake
+/// errors and timeouts of every TLS connection.
+const PINGORA_LISTENING: &str = "pingora_core::services::listening";
+
+/// Lets the lines of pingora's listening service through at most as often as its throttle
+/// allows; every other line passes.
+struct Listening(Throttle);
+
+impl<S> tracing_subscriber::layer::Filter<S> for Listening {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    // Decided per event, here: `enabled` is asked twice for each bridged `log` record.
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !from_pingora_listening(event) || self.0.event().is_some()
+    }
+}
+
+/// True for a `log` record of pingora's listening service: the bridge names the record's own
+/// target in the field `log.target` (the event's target is `log`).
+fn from_pingora_listening(event: &tracing::Event<'_>) -> bool {
+    use tracing::field::{Field, Visit};
+    struct Target(bool);
+    impl Visit for Target {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "log.target" {
+                self.0 = value == PINGORA_LISTENING;
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+    if event.metadata().target() != "log" {
+        return false;
+    }
+    let mut target = Target(false);
+    event.record(&mut target);
+    target.0
 }
 
 /// For commands that only print (no socket): a reader that goes away (`| head`) ends the

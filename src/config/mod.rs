@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
 use crate::policy::Policy;
+use crate::proxy::TrustedEdge;
 use crate::token::refresh::RefreshSettings;
 use crate::token::{KeyIdFormat, KeySet, SigningConfig};
 use file::FileConfig;
@@ -123,14 +124,6 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A kept-alive connection is closed after this long without a next request.
     pub idle_timeout: Duration,
-}
-
-/// The edge proxies whose client-certificate header is believed.
-#[derive(Debug, Clone)]
-pub struct TrustedEdge {
-    pub peers: Vec<IpAddr>,
-    /// Lower-case header name.
-    pub header: String,
 }
 
 /// The main listener's certificate chain and key, read at every (re)load.
@@ -594,26 +587,19 @@ fn server(s: &file::ServerFile, p: &mut Problems) -> Server {
     }
 }
 
-/// `server.trustedEdge`: the peers as addresses, the header name in lower case.
+/// `server.trustedEdge`: the peers as addresses (canonical), the header name in lower case.
 fn trusted_edge(edge: &file::TrustedEdgeFile, p: &mut Problems) -> TrustedEdge {
-    TrustedEdge {
-        peers: edge
-            .peers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, peer)| {
-                peer.parse()
-                    .map_err(|_| {
-                        p.add(
-                            format!("server.trustedEdge.peers[{i}]"),
-                            format!("`{peer}` is not an IP address"),
-                        )
-                    })
-                    .ok()
+    let peers = edge.peers.iter().enumerate().filter_map(|(i, peer)| {
+        peer.parse()
+            .map_err(|_| {
+                p.add(
+                    format!("server.trustedEdge.peers[{i}]"),
+                    format!("`{peer}` is not an IP address"),
+                )
             })
-            .collect(),
-        header: edge.header.to_ascii_lowercase(),
-    }
+            .ok()
+    });
+    TrustedEdge::new(peers, &edge.header)
 }
 
 /// `upstream`: the registry's URL resolved to an address, its CA, the timeouts.
