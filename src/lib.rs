@@ -31,6 +31,9 @@
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints, the DPoP
 /// replay store (memory or Redis).
 pub mod authority;
+/// The edge cache (SPEC 10): manifests by digest and blobs, verified against their digest,
+/// served per repository after authorisation; bounded, invalidated by DELETE.
+pub mod cache;
 /// Command-line tools: check-config, doctor, test, keygen, token inspect.
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.

@@ -4,6 +4,7 @@
 //! Loading never panics and reports every problem with its YAML path, so that `check-config`
 //! can list them all and a bad reload can keep the configuration in force.
 
+pub mod cache;
 pub mod env;
 pub mod file;
 pub mod locate;
@@ -189,6 +190,8 @@ pub struct Settings {
     pub generation: u64,
     /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
     pub state: Option<crate::state::redis::RedisSettings>,
+    /// `cache` (SPEC 10); sizes apply on reload.
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
@@ -482,6 +485,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     p.0.extend(problems);
     let refresh = refresh_settings(&file, &mut p);
     let state = state::state(&file.state, &mut p);
+    let cache = cache::cache(&file.cache, &mut p);
 
     let (Some(upstream), Some(realm), Some(keys), true) =
         (upstream, registry.realm, signing.keys, p.0.is_empty())
@@ -529,6 +533,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         policy,
         refresh,
         state,
+        cache,
         file,
         generation: 1,
     })
@@ -917,6 +922,10 @@ pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static 
     }
     if old.state != new.state {
         changed.push("state");
+    }
+    let disk_path = |f: &FileConfig| f.cache.disk.as_ref().map(|d| d.path.clone());
+    if disk_path(old) != disk_path(new) {
+        changed.push("cache.disk.path");
     }
     changed
 }
