@@ -69,7 +69,7 @@ pub fn blob_file(registry: &Registry, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
     registry
         .storage()
-        .join("docker/registry/v2/blobs/sha256")
+        .join("storage/docker/registry/v2/blobs/sha256")
         .join(&hex[..2])
         .join(hex)
         .join("data")

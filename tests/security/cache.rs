@@ -159,10 +159,12 @@ fn case89_key_confusion_never_reaches_an_entry() {
                 !(repo == "acme/b" && leaks(&response)),
                 "SECURITY 89: {path} served A's bytes to B"
             );
-            assert_eq!(
-                w.upstream(&path),
-                1,
-                "SECURITY 89: {path} was answered by the cache"
+            // Refused by the route grammar (400), or forwarded: never answered by the cache.
+            let forwarded = w.upstream(&path) == 1;
+            assert!(
+                forwarded || response.status == 400,
+                "SECURITY 89: {path} was answered by the cache ({})",
+                response.status
             );
         }
     }
