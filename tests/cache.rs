@@ -426,3 +426,41 @@ fn disk_tier_survives_restart_stays_bounded_and_drops_corruption() {
         .metric("registry_token_cache_integrity_failures_total", &[]);
     assert_eq!(failures, 1.0);
 }
+
+/// skopeo pulls through a warm cache give the same digests (and verified blobs) as a pull from
+/// the registry directly; the warm pull asks the registry for no blob.
+#[test]
+fn skopeo_pulls_through_a_warm_cache_match_direct() {
+    let bed = Bed::start(json!({}));
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    oci_layout(dirs[0].path(), "v1", &[4 << 10, 300_000, 1 << 20]);
+    let oci = |dir: &tempfile::TempDir| format!("oci:{}:v1", dir.path().display());
+    let registry = format!("docker://{}/acme/app:v1", bed.registry.addr());
+    skopeo_ok(&["copy", "--dest-tls-verify=false", &oci(&dirs[0]), &registry]);
+    skopeo_ok(&["copy", "--src-tls-verify=false", &registry, &oci(&dirs[1])]);
+    let direct = read_oci_layout(dirs[1].path(), "v1");
+
+    let token = bed.token(&["repository:acme/app:pull"]);
+    let sidecar = format!("docker://{}/acme/app:v1", bed.sidecar.addr());
+    let mut blob_requests = Vec::new();
+    for dir in &dirs[2..] {
+        skopeo_ok(&[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-registry-token",
+            &token,
+            &sidecar,
+            &oci(dir),
+        ]);
+        assert_eq!(read_oci_layout(dir.path(), "v1"), direct);
+        blob_requests.push(bed.upstream("/v2/acme/app/blobs/sha256:"));
+    }
+    assert_eq!(
+        blob_requests[0], 4,
+        "the cold pull fetches the config and three layers"
+    );
+    assert_eq!(
+        blob_requests[1], 4,
+        "the warm pull went to the registry for blobs"
+    );
+}
