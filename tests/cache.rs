@@ -464,3 +464,55 @@ fn skopeo_pulls_through_a_warm_cache_match_direct() {
         "the warm pull went to the registry for blobs"
     );
 }
+
+/// Hits on one kept-alive connection: GET, HEAD, a range and GET again, each answered whole
+/// and the connection still usable (as clients pull: many requests on one connection).
+#[test]
+fn hits_keep_the_connection_alive() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let bed = Bed::start(json!({}));
+    let (digest, manifest) = seed_manifest(&bed.registry, "acme/app", "v1", b"layer");
+    let blob = seed_blob(&bed.registry, "acme/app", b"a kept-alive blob");
+    let token = bed.token(&["repository:acme/app:pull"]);
+    let stream = std::net::TcpStream::connect(bed.sidecar.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut exchange = |method: &str, path: &str, extra: &str| -> (u16, Vec<u8>) {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: sidecar.test\r\nAuthorization: Bearer {token}\r\nAccept: {ACCEPT}\r\n{extra}\r\n"
+        );
+        writer.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut length = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.trim_end().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; if method == "HEAD" { 0 } else { length }];
+        reader.read_exact(&mut body).unwrap();
+        (status, body)
+    };
+    let manifest_path = format!("/v2/acme/app/manifests/{digest}");
+    let blob_path = format!("/v2/acme/app/blobs/{blob}");
+    for round in 0..3 {
+        assert_eq!(exchange("GET", "/v2/acme/app/manifests/v1", "").0, 200);
+        assert_eq!(exchange("GET", &manifest_path, ""), (200, manifest.clone()), "round {round}");
+        assert_eq!(exchange("HEAD", &blob_path, "").0, 200);
+        assert_eq!(exchange("GET", &blob_path, "").1, b"a kept-alive blob");
+        assert_eq!(exchange("GET", &blob_path, "Range: bytes=2-5\r\n"), (206, b"kept".to_vec()));
+    }
+    assert_eq!(bed.upstream(&manifest_path), 1);
+}
