@@ -509,10 +509,17 @@ fn hits_keep_the_connection_alive() {
     let blob_path = format!("/v2/acme/app/blobs/{blob}");
     for round in 0..3 {
         assert_eq!(exchange("GET", "/v2/acme/app/manifests/v1", "").0, 200);
-        assert_eq!(exchange("GET", &manifest_path, ""), (200, manifest.clone()), "round {round}");
+        assert_eq!(
+            exchange("GET", &manifest_path, ""),
+            (200, manifest.clone()),
+            "round {round}"
+        );
         assert_eq!(exchange("HEAD", &blob_path, "").0, 200);
         assert_eq!(exchange("GET", &blob_path, "").1, b"a kept-alive blob");
-        assert_eq!(exchange("GET", &blob_path, "Range: bytes=2-5\r\n"), (206, b"kept".to_vec()));
+        assert_eq!(
+            exchange("GET", &blob_path, "Range: bytes=2-5\r\n"),
+            (206, b"kept".to_vec())
+        );
     }
     assert_eq!(bed.upstream(&manifest_path), 1);
 }
