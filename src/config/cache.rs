@@ -153,6 +153,22 @@ mod tests {
         assert_eq!(parse_size(text).map_err(|_| ()), bytes, "{text}");
     }
 
+    /// Sizes and ttl apply on reload; the disk tier's path only after a restart.
+    #[test]
+    fn disk_path_needs_a_restart() {
+        let text = "authority:\n  issuer: http://127.0.0.1:9\nregistry:\n  realm: http://127.0.0.1:8085/token\n  service: registry.test\ncache:\n  memory: 1MiB\n  disk:\n    path: /a\n    size: 1GiB\n";
+        let old = super::super::parse(text, Vec::new()).unwrap();
+        let mut new = old.clone();
+        new.cache.memory = "0".into();
+        new.cache.disk.as_mut().unwrap().size = "2GiB".into();
+        assert!(super::super::restart_only_changes(&old, &new).is_empty());
+        new.cache.disk.as_mut().unwrap().path = "/b".into();
+        assert_eq!(
+            super::super::restart_only_changes(&old, &new),
+            ["cache.disk.path"]
+        );
+    }
+
     /// Defaults as SPEC 10 says; bad values are reported under their paths.
     #[test]
     fn settings_and_problems() {
