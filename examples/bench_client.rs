@@ -199,6 +199,24 @@ fn token_load(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `answered_as_expected others seconds p50_ms p99_ms` of a run's latencies (µs).
+fn summary(mut latencies: Vec<u32>, errors: usize, elapsed: f64) -> String {
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    format!(
+        "{} {errors} {elapsed:.3} {:.3} {:.3}",
+        latencies.len(),
+        pick(0.5),
+        pick(0.99)
+    )
+}
+
 /// Drives `conns` keep-alive connections (a thread each) for `secs`: each request is sent once
 /// (a single request is repeated); prints `answered_as_expected others seconds p50_ms p99_ms`.
 fn drive(
@@ -247,21 +265,7 @@ fn drive(
         latencies.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
-    Ok(format!(
-        "{} {errors} {elapsed:.3} {:.3} {:.3}",
-        latencies.len(),
-        pick(0.5),
-        pick(0.99)
-    ))
+    Ok(summary(latencies, errors, started.elapsed().as_secs_f64()))
 }
 
 /// `http-load ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]`: one request repeated on
@@ -342,17 +346,9 @@ fn pull_load(args: &[String]) -> Result<(), Failure> {
         latencies.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
-        latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
-    };
     println!(
-        "{} {errors} {elapsed:.3} {:.3} {:.3}",
-        latencies.len(),
-        pick(0.5),
-        pick(0.99)
+        "{}",
+        summary(latencies, errors, started.elapsed().as_secs_f64())
     );
     Ok(())
 }
