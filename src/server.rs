@@ -225,6 +225,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         tokens: Arc::new(VerifiedTokens::default()),
         clock: Arc::new(SystemClock),
         counters: stores.counters.clone(),
+        catalog: Default::default(),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);

@@ -4,7 +4,7 @@
 //! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
 
 pub mod doctor;
-mod inspect;
+pub(crate) mod inspect;
 pub mod keygen;
 pub mod test;
 
@@ -82,6 +82,10 @@ pub enum Command {
         /// Print a JSON array instead of lines
         #[arg(long)]
         json: bool,
+        /// A token (OpTok, refresh or registry token; `-` reads standard input): adds
+        /// check.namespaces, what its plan's placeholders expand to
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Probe the whole flow as a client: ping /v2/, read the challenge, get a token, retry
     Test {
@@ -210,7 +214,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token {
             command: TokenCommand::Inspect { jwt, verify },
         } => inspect::run(&jwt, verify, &path),
-        Command::Doctor { check, json } => doctor::run(&path, check.as_deref(), json),
+        Command::Doctor { check, json, token } => {
+            doctor::run(&path, check.as_deref(), json, token.as_deref())
+        }
         Command::Test {
             url,
             scopes,

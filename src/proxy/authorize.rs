@@ -1,12 +1,15 @@
 //! The `/v2/` decision (SPEC section 5), a plain function: route → form bodies → needed scopes →
 //! the sidecar-issued bearer token → live revocation → allow, or the [`Denial`] that refuses.
 
+use std::sync::Arc;
+
 use super::denial::Denial;
 use crate::authority::AuthorityConfig;
 use crate::config::Settings;
 use crate::policy::Policy;
 use crate::registry::{route, AccessSet, Routed};
 use crate::token::cache::VerifiedTokens;
+use crate::token::IssuedClaims;
 
 /// The media types Distribution reads form values (`mount`, `from`, `digest`) from, on POST,
 /// PUT and PATCH (Go's `Request.FormValue`).
@@ -24,6 +27,8 @@ pub struct Allowed {
     pub plan: Option<String>,
     /// The token's license claim (what its limits are counted under).
     pub license: Option<String>,
+    /// The token's claims, as verified (the filtered catalog reads its placeholder values).
+    pub token: Arc<IssuedClaims>,
 }
 
 /// What the decision needs of the request.
@@ -128,6 +133,7 @@ pub fn authorize(
         subject: claims.sub.clone(),
         plan: claim(&authority.plan_claim),
         license: claim(&authority.license_claim),
+        token: claims.clone(),
     })
 }
 

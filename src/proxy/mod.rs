@@ -5,6 +5,7 @@
 //! pick the upstream, clean the forwarded headers, fix `Location`, and count.
 
 mod authorize;
+pub mod catalog;
 mod denial;
 mod edge;
 mod hygiene;
@@ -72,6 +73,8 @@ pub struct Sidecar {
     pub clock: Arc<dyn Clock>,
     /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
     pub counters: Arc<dyn Counters>,
+    /// How the filtered catalog reads the registry's (SPEC 11).
+    pub catalog: catalog::Upstream,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -260,6 +263,15 @@ impl Sidecar {
             Err(denial) => Err(denial),
         };
         match decided {
+            // The filtered catalog is the sidecar's own answer (SPEC 11).
+            Ok((allowed, _)) if allowed.routed.route == crate::registry::Route::Catalog => {
+                ctx.route = Some(allowed.routed.route.label());
+                ctx.subject = Some(allowed.subject.clone());
+                let settings = &ctx.settings;
+                catalog::answer(session, settings, authority, &self.catalog, &allowed, query, now)
+                    .await?;
+                Ok(true)
+            }
             Ok((allowed, rate_headers)) => {
                 ctx.rate_headers = rate_headers;
                 ctx.route = Some(allowed.routed.route.label());

@@ -22,6 +22,7 @@
 //! | `proxy`       | `/v2/` forwards only what the token covers, only registry routes  | 39–57 |
 //! | `uploads`     | form bodies on uploads (Distribution reads `mount`/`from` there)  | 71    |
 //! | `availability`| the Authority unreachable at start                                | 58    |
+//! | `namespaces`  | claim placeholders and the filtered catalog (SPEC 11)              | 92–93 |
 //!
 //! "Never forwarded" is shown by the [`common::Tap`], a TCP relay that records the request heads
 //! the sidecar sends upstream *before* they reach the registry, so a refusal the client has read
@@ -39,6 +40,7 @@ mod bed;
 mod availability;
 mod credentials;
 mod grants;
+mod namespaces;
 mod proxy;
 mod uploads;
 
