@@ -103,6 +103,9 @@ impl Pattern {
     /// nothing for this caller (a value missing or not a repository path component). A pattern
     /// without placeholders comes back as it is.
     pub fn expand(&self, values: &Values) -> Result<Pattern, Unusable> {
+        if self.placeholders().next().is_none() {
+            return Ok(self.clone());
+        }
         let mut source = Vec::new();
         let mut segments = Vec::with_capacity(self.segments.len());
         let mut written = self.source.split('/');
@@ -298,6 +301,44 @@ mod tests {
     #[case("a/**/z", "a/z", false)]
     fn patterns_cover(#[case] a: &str, #[case] b: &str, #[case] expected: bool) {
         assert_eq!(covers(a, b), expected, "{a} covers {b}");
+    }
+
+    /// A placeholder is one segment filled from the caller's values, never matched unfilled.
+    #[rstest]
+    #[case("customers/${license|lower}/**", "customers/acme/**", "customers/acme/a/b", true)]
+    #[case("customers/${license|lower}/**", "customers/acme/**", "customers/acme", false)]
+    #[case("customers/${license|lower}/**", "customers/acme/**", "customers/globex/a", false)]
+    #[case("${sub}/*", "alice/*", "alice/app", true)]
+    #[case("${sub}/*", "alice/*", "alice/app/x", false)]
+    #[case("a/**/${sub}", "a/**/alice", "a/b/c/alice", true)]
+    fn expanding(
+        #[case] pattern: &str,
+        #[case] expanded: &str,
+        #[case] name: &str,
+        #[case] matches: bool,
+    ) {
+        let p = Pattern::compile(pattern).unwrap();
+        assert!(!p.matches(name), "an unfilled placeholder matches nothing");
+        let values = Values {
+            sub: Some("alice".into()),
+            license: Some("ACME".into()),
+            claims: Default::default(),
+        };
+        let e = p.expand(&values).unwrap();
+        assert_eq!(e.as_str(), expanded);
+        assert_eq!(e.matches(name), matches, "{expanded} ~ {name}");
+    }
+
+    /// Placeholders that are not whole segments, or name no variable, are refused at load.
+    #[rstest]
+    #[case("customers/x${sub}", "whole segment")]
+    #[case("customers/${sub}x/app", "whole segment")]
+    #[case("customers/${tenant}", "unknown placeholder variable")]
+    #[case("customers/${sub|upper}", "unknown placeholder filter")]
+    #[case("customers/{sub}", "whole segment")]
+    fn placeholder_refused(#[case] pattern: &str, #[case] says: &str) {
+        let err = Pattern::compile(pattern).unwrap_err().to_string();
+        assert!(err.contains(says), "{pattern}: {err}");
     }
 
     /// `**/**/**/**/x` against 200 segments returns at once (no exponential backtracking).

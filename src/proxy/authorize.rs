@@ -1,15 +1,15 @@
 //! The `/v2/` decision (SPEC section 5), a plain function: route → form bodies → needed scopes →
 //! the sidecar-issued bearer token → live revocation → allow, or the [`Denial`] that refuses.
 
-use std::sync::Arc;
-
 use super::denial::Denial;
 use crate::authority::AuthorityConfig;
 use crate::config::Settings;
 use crate::policy::Policy;
 use crate::registry::{route, AccessSet, Routed};
+use crate::policy::Values;
+use crate::registry::Route;
 use crate::token::cache::VerifiedTokens;
-use crate::token::IssuedClaims;
+use crate::token::claims::PLACEHOLDER_CLAIMS;
 
 /// The media types Distribution reads form values (`mount`, `from`, `digest`) from, on POST,
 /// PUT and PATCH (Go's `Request.FormValue`).
@@ -27,8 +27,9 @@ pub struct Allowed {
     pub plan: Option<String>,
     /// The token's license claim (what its limits are counted under).
     pub license: Option<String>,
-    /// The token's claims, as verified (the filtered catalog reads its placeholder values).
-    pub token: Arc<IssuedClaims>,
+    /// What the token's plan placeholders were filled from, as the realm recorded it: read
+    /// for the filtered catalog only (SPEC 11); empty on other routes.
+    pub values: Values,
 }
 
 /// What the decision needs of the request.
@@ -129,11 +130,18 @@ pub fn authorize(
             .map(String::from)
     };
     Ok(Allowed {
-        routed,
         subject: claims.sub.clone(),
         plan: claim(&authority.plan_claim),
         license: claim(&authority.license_claim),
-        token: claims.clone(),
+        values: match routed.route {
+            Route::Catalog => claims
+                .extra
+                .get(PLACEHOLDER_CLAIMS)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
+            _ => Values::default(),
+        },
+        routed,
     })
 }
 

@@ -11,12 +11,9 @@ use pingora::Result;
 use serde::Serialize;
 
 use super::{respond, Allowed, Denial};
-use crate::authority::AuthorityConfig;
 use crate::config::Settings;
-use crate::policy::Values;
 use crate::registry::catalog::{self, Page, Query, UPSTREAM_PAGE};
 use crate::registry::{Resource, RouteError, Scope};
-use crate::token::claims::PLACEHOLDER_CLAIMS;
 use crate::token::IssuedClaims;
 
 /// Lifetime of the sidecar's own catalog token.
@@ -71,7 +68,6 @@ struct UpstreamBody {
 pub async fn answer(
     session: &mut Session,
     settings: &Settings,
-    authority: &AuthorityConfig,
     upstream: &Upstream,
     allowed: &Allowed,
     query: Option<&str>,
@@ -98,13 +94,7 @@ pub async fn answer(
                 .await;
         }
     };
-    let values: Values = allowed
-        .token
-        .extra
-        .get(PLACEHOLDER_CLAIMS)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    let entitled = plan.for_caller(&values);
+    let entitled = plan.for_caller(&allowed.values);
     for (pattern, why) in &entitled.unusable {
         tracing::info!(plan = %plan.name, pattern, reason = %why, "a plan pattern matches nothing for this caller");
     }

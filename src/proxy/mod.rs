@@ -268,8 +268,7 @@ impl Sidecar {
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject.clone());
                 let settings = &ctx.settings;
-                catalog::answer(session, settings, authority, &self.catalog, &allowed, query, now)
-                    .await?;
+                catalog::answer(session, settings, &self.catalog, &allowed, query, now).await?;
                 Ok(true)
             }
             Ok((allowed, rate_headers)) => {
