@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{self, Settings};
-use crate::policy::Values;
-use crate::token::claims::PLACEHOLDER_CLAIMS;
 use crate::jose::{peek_segment, Clock, SystemClock};
+use crate::policy::Values;
 use crate::registry::Scope;
+use crate::token::claims::PLACEHOLDER_CLAIMS;
 use crate::token::refresh;
 
 /// What the placeholders of a token's plan expand to under `settings` (SPEC 11): the plan's

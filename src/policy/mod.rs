@@ -320,14 +320,13 @@ mod tests {
     #[case(Some("acme"), "customers/globex/app", &[])]
     #[case(Some("acme"), "customers/acmex/app", &[])]
     #[case(Some("acme"), "shared/t1", &[])] // no `tenant` claim
-    fn own_namespace(
-        #[case] license: Option<&str>,
-        #[case] name: &str,
-        #[case] expected: &[&str],
-    ) {
+    fn own_namespace(#[case] license: Option<&str>, #[case] name: &str, #[case] expected: &[&str]) {
         let plan = customers();
         let entitled = plan.for_caller(&with_license(license));
-        assert_eq!(entitled.allowed(name, &strings(&["pull", "push"])), expected);
+        assert_eq!(
+            entitled.allowed(name, &strings(&["pull", "push"])),
+            expected
+        );
     }
 
     /// SECURITY 92: a license value that is not one path component makes the pattern match
@@ -358,7 +357,12 @@ mod tests {
             &format!("customers/{}/app", "a".repeat(200)),
         ];
         for name in names {
-            assert!(entitled.allowed(name, &strings(&["pull", "push"])).is_empty(), "{license:?} ~ {name}");
+            assert!(
+                entitled
+                    .allowed(name, &strings(&["pull", "push"]))
+                    .is_empty(),
+                "{license:?} ~ {name}"
+            );
             assert!(!entitled.may_pull(name));
         }
         let (pattern, why) = &entitled.unusable[0];
@@ -374,7 +378,9 @@ mod tests {
             ..customers()
         };
         let entitled = plan.for_caller(&with_license(Some("ACME")));
-        assert!(entitled.allowed("customers/acme/app", &strings(&["pull"])).is_empty());
+        assert!(entitled
+            .allowed("customers/acme/app", &strings(&["pull"]))
+            .is_empty());
         assert!(entitled.unusable[0].1.to_string().contains("upper case"));
         assert_eq!(plan.claims_needed(), Default::default());
         assert_eq!(customers().claims_needed(), ["tenant".to_string()].into());

@@ -305,9 +305,24 @@ mod tests {
 
     /// A placeholder is one segment filled from the caller's values, never matched unfilled.
     #[rstest]
-    #[case("customers/${license|lower}/**", "customers/acme/**", "customers/acme/a/b", true)]
-    #[case("customers/${license|lower}/**", "customers/acme/**", "customers/acme", false)]
-    #[case("customers/${license|lower}/**", "customers/acme/**", "customers/globex/a", false)]
+    #[case(
+        "customers/${license|lower}/**",
+        "customers/acme/**",
+        "customers/acme/a/b",
+        true
+    )]
+    #[case(
+        "customers/${license|lower}/**",
+        "customers/acme/**",
+        "customers/acme",
+        false
+    )]
+    #[case(
+        "customers/${license|lower}/**",
+        "customers/acme/**",
+        "customers/globex/a",
+        false
+    )]
     #[case("${sub}/*", "alice/*", "alice/app", true)]
     #[case("${sub}/*", "alice/*", "alice/app/x", false)]
     #[case("a/**/${sub}", "a/**/alice", "a/b/c/alice", true)]

@@ -178,7 +178,10 @@ impl Values {
         match variable {
             Variable::Sub => self.sub.as_deref(),
             Variable::License => self.license.as_deref(),
-            other => other.claim().and_then(|c| self.claims.get(c)).map(String::as_str),
+            other => other
+                .claim()
+                .and_then(|c| self.claims.get(c))
+                .map(String::as_str),
         }
     }
 }
@@ -263,7 +266,10 @@ mod tests {
             (Err(err), Err(says)) => {
                 let text = err.to_string();
                 assert!(text.contains(says), "{value:?}: {text}");
-                assert!(value.len() < 3 || !text.contains(value), "the value is never quoted");
+                assert!(
+                    value.len() < 3 || !text.contains(value),
+                    "the value is never quoted"
+                );
             }
             (got, _) => panic!("{value:?}: {got:?}"),
         }
@@ -291,7 +297,9 @@ mod tests {
         );
         let longest = "a".repeat(VALUE_MAX);
         assert_eq!(
-            Placeholder::parse("${license}").unwrap().value(&license(&longest)),
+            Placeholder::parse("${license}")
+                .unwrap()
+                .value(&license(&longest)),
             Ok(longest.clone())
         );
         let anonymous = Values::default();

@@ -5,9 +5,9 @@ use super::denial::Denial;
 use crate::authority::AuthorityConfig;
 use crate::config::Settings;
 use crate::policy::Policy;
-use crate::registry::{route, AccessSet, Routed};
 use crate::policy::Values;
 use crate::registry::Route;
+use crate::registry::{route, AccessSet, Routed};
 use crate::token::cache::VerifiedTokens;
 use crate::token::claims::PLACEHOLDER_CLAIMS;
 

@@ -81,8 +81,7 @@ pub async fn answer(
         let denial = Denial::InsufficientScope {
             scope: "registry:catalog:*".into(),
         };
-        return respond::denial(session, &denial, &settings.realm, &settings.service, false)
-            .await;
+        return respond::denial(session, &denial, &settings.realm, &settings.service, false).await;
     };
     let key = settings.keys.current.cursor_key();
     let query = match Query::parse(query, key) {
@@ -172,10 +171,7 @@ async fn page(
     token: &str,
     last: Option<String>,
 ) -> std::result::Result<Page, UpstreamError> {
-    let mut url = format!(
-        "{}/v2/_catalog?n={UPSTREAM_PAGE}",
-        settings.upstream.origin
-    );
+    let mut url = format!("{}/v2/_catalog?n={UPSTREAM_PAGE}", settings.upstream.origin);
     if let Some(last) = &last {
         url.push_str(&format!("&last={}", catalog::query_escape(last)));
     }

@@ -250,8 +250,15 @@ impl Cursor {
         }
         let (nonce, rest) = bytes.split_at(12);
         let (sealed, tag) = rest.split_at(rest.len() - 16);
-        let plain = decrypt_aead(Cipher::aes_256_gcm(), key, Some(nonce), Self::AAD, sealed, tag)
-            .map_err(|_| CatalogError::BadCursor)?;
+        let plain = decrypt_aead(
+            Cipher::aes_256_gcm(),
+            key,
+            Some(nonce),
+            Self::AAD,
+            sealed,
+            tag,
+        )
+        .map_err(|_| CatalogError::BadCursor)?;
         String::from_utf8(plain).map_err(|_| CatalogError::BadCursor)
     }
 }
@@ -357,7 +364,9 @@ mod tests {
                 .chain(["zeta/a".to_string(), "zeta/b".to_string()]),
         );
         let visible = |name: &str| name.starts_with("zeta/");
-        let first = list(&query(10, None), visible, |l| up.page(l)).await.unwrap();
+        let first = list(&query(10, None), visible, |l| up.page(l))
+            .await
+            .unwrap();
         assert_eq!(first.repositories, Vec::<String>::new());
         assert_eq!(first.pages, MAX_PAGES);
         let Next::Scanned(position) = &first.next else {
@@ -374,10 +383,14 @@ mod tests {
     async fn exact_fit_ends() {
         let up = Upstream::new(["a/1", "a/2", "b/1"].map(String::from));
         let visible = |name: &str| name.starts_with("a/");
-        let page = list(&query(2, None), visible, |l| up.page(l)).await.unwrap();
+        let page = list(&query(2, None), visible, |l| up.page(l))
+            .await
+            .unwrap();
         assert_eq!(page.repositories, ["a/1", "a/2"]);
         assert_eq!(page.next, Next::End);
-        let page = list(&query(1, None), visible, |l| up.page(l)).await.unwrap();
+        let page = list(&query(1, None), visible, |l| up.page(l))
+            .await
+            .unwrap();
         assert_eq!(page.next, Next::After("a/1".into()));
         assert_eq!(
             link_header(&page.next, 1, &KEY).unwrap(),
@@ -413,7 +426,10 @@ mod tests {
         let sealed = Cursor::seal("victim/private", &KEY);
         assert!(!sealed.contains("victim"));
         assert_eq!(Cursor::open(&sealed, &KEY).unwrap(), "victim/private");
-        assert_eq!(Cursor::open(&sealed, &[8; 32]), Err(CatalogError::BadCursor));
+        assert_eq!(
+            Cursor::open(&sealed, &[8; 32]),
+            Err(CatalogError::BadCursor)
+        );
         let mut bytes = b64url_decode(&sealed).unwrap();
         bytes[14] ^= 1;
         assert_eq!(

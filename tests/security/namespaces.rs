@@ -162,25 +162,46 @@ fn case92_two_customers_own_namespaces() {
     let (acme_creds, globex_creds) = (format!("x:{acme}"), format!("x:{globex}"));
 
     assert!(push(&format!("{host}/customers/acme/app:v1"), &acme_creds));
-    assert!(push(&format!("{host}/customers/globex/app:v1"), &globex_creds));
+    assert!(push(
+        &format!("{host}/customers/globex/app:v1"),
+        &globex_creds
+    ));
     assert!(pull(&format!("{host}/customers/acme/app:v1"), &acme_creds));
-    assert!(pull(&format!("{host}/customers/globex/app:v1"), &globex_creds));
+    assert!(pull(
+        &format!("{host}/customers/globex/app:v1"),
+        &globex_creds
+    ));
     // Neither reaches the other's namespace, through skopeo or by asking the realm.
-    assert!(!pull(&format!("{host}/customers/globex/app:v1"), &acme_creds));
-    assert!(!push(&format!("{host}/customers/globex/evil:v1"), &acme_creds));
-    assert!(!pull(&format!("{host}/customers/acme/app:v1"), &globex_creds));
+    assert!(!pull(
+        &format!("{host}/customers/globex/app:v1"),
+        &acme_creds
+    ));
+    assert!(!push(
+        &format!("{host}/customers/globex/evil:v1"),
+        &acme_creds
+    ));
+    assert!(!pull(
+        &format!("{host}/customers/acme/app:v1"),
+        &globex_creds
+    ));
     bed.token(&acme, &["repository:customers/globex/app:pull"])
         .expect(403, "92");
     let granted = bed.token(&acme, &["repository:customers/acme/app:pull,push"]);
     granted.expect(200, "92");
     assert_eq!(
         granted.access(),
-        [("customers/acme/app".to_string(), vec!["pull".to_string(), "push".to_string()])],
+        [(
+            "customers/acme/app".to_string(),
+            vec!["pull".to_string(), "push".to_string()]
+        )],
         "the registry token carries the expanded name"
     );
 
     // Each lists its own namespace only.
-    for (optok, own) in [(&acme, "customers/acme/app"), (&globex, "customers/globex/app")] {
+    for (optok, own) in [
+        (&acme, "customers/acme/app"),
+        (&globex, "customers/globex/app"),
+    ] {
         let token = bed.token(optok, &["registry:catalog:*"]);
         token.expect(200, "93");
         let (status, link, body) = bed.catalog(token.token(), "");
@@ -193,7 +214,10 @@ fn case92_two_customers_own_namespaces() {
         .get(bed.sidecar.realm())
         .query(&query(&["repository:tenants/t1/app:pull"]))
         .query(&[("offline_token", "true"), ("client_id", "e2e")])
-        .header("Authorization", format!("Basic {}", base64_std(&acme_creds)))
+        .header(
+            "Authorization",
+            format!("Basic {}", base64_std(&acme_creds)),
+        )
         .send()
         .unwrap();
     assert_eq!(offline.status(), 200);
@@ -220,7 +244,10 @@ fn case92_two_customers_own_namespaces() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(granted_names(&token), ["customers/acme/x", "tenants/t1/app"]);
+    assert_eq!(
+        granted_names(&token),
+        ["customers/acme/x", "tenants/t1/app"]
+    );
     assert_eq!(
         refreshed("repository:tenants/t2/app:pull").status(),
         403,
@@ -250,13 +277,25 @@ fn case92_injected_values_match_nothing() {
     let long = "a".repeat(300);
     // (plan, license value): upper case only under the plan without `|lower`.
     let values: Vec<(&str, Option<&str>, &str)> = vec![
-        ("customers", Some("a/b"), "not one repository path component"),
+        (
+            "customers",
+            Some("a/b"),
+            "not one repository path component",
+        ),
         ("customers", Some(".."), "not one repository path component"),
         ("customers", Some("*"), "not one repository path component"),
         ("customers", Some("**"), "not one repository path component"),
         ("customers", Some(""), "is empty"),
-        ("customers", Some("%2f"), "not one repository path component"),
-        ("customers", Some("acme%2Fglobex"), "not one repository path component"),
+        (
+            "customers",
+            Some("%2f"),
+            "not one repository path component",
+        ),
+        (
+            "customers",
+            Some("acme%2Fglobex"),
+            "not one repository path component",
+        ),
         ("strict", Some("ACME"), "upper case"),
         ("customers", Some(long.as_str()), "longer than"),
         ("customers", Some("acmé"), "not ASCII"),
@@ -275,7 +314,12 @@ fn case92_injected_values_match_nothing() {
         for name in names {
             let scope = format!("repository:{name}:pull,push");
             let reply = bed.token(&optok, &[&scope]);
-            assert_eq!(reply.status, 403, "{license:?} {name}: {}", reply.describe());
+            assert_eq!(
+                reply.status,
+                403,
+                "{license:?} {name}: {}",
+                reply.describe()
+            );
             assert_eq!(reply.body["reason"], "plan_denied");
         }
         let catalog = bed.token(&optok, &["registry:catalog:*"]);
@@ -333,10 +377,7 @@ fn fill(registry: &Registry, names: &[String]) {
                     assert_eq!(mount.status(), 201, "mount into {name}");
                     let put = http
                         .put(format!("{base}/v2/{name}/manifests/v1"))
-                        .header(
-                            "Content-Type",
-                            "application/vnd.oci.image.manifest.v1+json",
-                        )
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
                         .body(manifest.clone())
                         .send()
                         .unwrap();
@@ -431,7 +472,11 @@ fn case93_filtered_catalog_over_2000_repositories() {
             bed.optok("bob", "customers", Some("Globex"), json!({})),
             globex,
         ),
-        ("team", bed.optok("carol", "team", Some("T"), json!({})), team),
+        (
+            "team",
+            bed.optok("carol", "team", Some("T"), json!({})),
+            team,
+        ),
         ("ops", bed.optok("dave", "ops", None, json!({})), ops),
     ];
     for (who, optok, visible) in &callers {
@@ -459,7 +504,10 @@ fn case93_filtered_catalog_over_2000_repositories() {
                 let (status, link, body) = bed.catalog(token.token(), &query);
                 let cost = bed.upstream_catalog_requests() - before;
                 assert_eq!(status, 200, "{who} n={n} {query}: {body}");
-                assert!((1..=10).contains(&cost), "{who} n={n}: {cost} upstream pages");
+                assert!(
+                    (1..=10).contains(&cost),
+                    "{who} n={n}: {cost} upstream pages"
+                );
                 let page: Vec<String> = body["repositories"]
                     .as_array()
                     .unwrap()
@@ -467,7 +515,10 @@ fn case93_filtered_catalog_over_2000_repositories() {
                     .map(|r| r.as_str().unwrap().to_string())
                     .collect();
                 assert!(page.len() <= n, "{who}: {} > n={n}", page.len());
-                assert!(page.iter().all(|r| visible(r)), "{who} sees another's: {page:?}");
+                assert!(
+                    page.iter().all(|r| visible(r)),
+                    "{who} sees another's: {page:?}"
+                );
                 seen.extend(page.clone());
                 requests += 1;
                 match link {
@@ -486,7 +537,10 @@ fn case93_filtered_catalog_over_2000_repositories() {
                         query = format!("?{target}");
                     }
                 }
-                assert!(requests <= expected.len() + 2, "{who}: the walk does not end");
+                assert!(
+                    requests <= expected.len() + 2,
+                    "{who}: the walk does not end"
+                );
             }
             assert_eq!(seen, expected, "{who} n={n}: exactly its repositories");
             if n >= expected.len() {
@@ -505,7 +559,10 @@ fn case93_filtered_catalog_over_2000_repositories() {
     assert_eq!(status, 401);
     // A tampered cursor is a 400 that quotes nothing.
     let acme_token = bed.token(&callers[0].1, &["registry:catalog:*"]);
-    let (status, _, body) = bed.catalog(acme_token.token(), "?last=~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let (status, _, body) = bed.catalog(
+        acme_token.token(),
+        "?last=~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
     assert_eq!(status, 400, "{body}");
     assert_eq!(bed.upstream_catalog_requests(), before, "never forwarded");
 
@@ -522,4 +579,72 @@ fn case93_filtered_catalog_over_2000_repositories() {
     assert_eq!(bed.upstream_catalog_requests(), before);
     let unique: BTreeSet<&String> = everything.iter().collect();
     assert_eq!(unique.len(), everything.len());
+}
+
+/// SPEC 11: `token inspect` and `doctor --token` show what a token's plan placeholders expand
+/// to, and say why a pattern matches nothing for it; `check-config` names the YAML path of a
+/// placeholder that is not a whole segment or names an unknown variable.
+#[test]
+fn spec11_inspect_doctor_and_check_config_show_placeholders() {
+    let bed = Namespaces::start();
+    let config = bed.sidecar.config_path().to_str().unwrap().to_string();
+    let optok = bed.optok("alice", "customers", Some("ACME-42"), json!({}));
+
+    let out = run(&["--config", &config, "token", "inspect", &optok], &[]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("namespaces (plan customers"), "{text}");
+    assert!(
+        text.contains("customers/${license|lower}/** → customers/acme-42/** (pull, push)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tenants/${claim:tenant}/** → matches nothing: `claim:tenant` is missing"),
+        "{text}"
+    );
+    // The registry token the realm issued names the expanded repository.
+    let issued = bed.token(&optok, &["repository:customers/acme-42/app:pull"]);
+    issued.expect(200, "92");
+    let out = run(
+        &["--config", &config, "token", "inspect", issued.token()],
+        &[],
+    );
+    assert!(stdout(&out).contains("repository:customers/acme-42/app:pull"));
+
+    let out = run(
+        &[
+            "--config",
+            &config,
+            "doctor",
+            "--check",
+            "namespaces",
+            "--token",
+            &optok,
+        ],
+        &[],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "a warning only: {text}");
+    assert!(text.contains("check.namespaces"), "{text}");
+    assert!(text.contains("customers/acme-42/**"), "{text}");
+    assert!(text.contains("matches nothing"), "{text}");
+
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml = yaml.replace("tenants/${claim:tenant}/**", "tenants/x${claim:tenant}");
+    yaml = yaml.replace("customers/${license}/**", "customers/${tenant}/**");
+    let bad = tempfile::tempdir().unwrap();
+    let path = bad.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run(&["--config", path.to_str().unwrap(), "check-config"], &[]);
+    let errors = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{errors}");
+    assert!(
+        errors.contains("plans[0].repositories[1].pattern") && errors.contains("whole segment"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("plans[1].repositories[0].pattern")
+            && errors.contains("unknown placeholder variable `tenant`"),
+        "{errors}"
+    );
 }
