@@ -197,6 +197,33 @@ fn case92_two_customers_own_namespaces() {
         "the registry token carries the expanded name"
     );
 
+    // The OpTok presented directly (Bearer, and DPoP-bound with a proof) expands the same.
+    let bearer = realm(
+        &bed.sidecar,
+        &query(&[
+            "repository:customers/acme/app:pull",
+            "repository:customers/globex/app:pull",
+        ]),
+        &[format!("Bearer {acme}")],
+        &[],
+    );
+    bearer.expect(200, "92");
+    assert_eq!(granted_names(bearer.token()), ["customers/acme/app"]);
+    let key = DpopKey::new();
+    let bound = bed.optok(
+        "alice",
+        "customers",
+        Some("ACME"),
+        json!({"cnf": {"jkt": key.thumbprint()}}),
+    );
+    let scopes = query(&[
+        "repository:customers/acme/app:pull",
+        "repository:customers/globex/app:pull",
+    ]);
+    let dpop = crate::bed::dpop_realm(&bed.sidecar, &scopes, &bound, &key);
+    dpop.expect(200, "92");
+    assert_eq!(granted_names(dpop.token()), ["customers/acme/app"]);
+
     // Each lists its own namespace only.
     for (optok, own) in [
         (&acme, "customers/acme/app"),
