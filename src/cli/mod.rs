@@ -76,7 +76,8 @@ pub enum Command {
     /// Run health checks: one line per check with pass/warn/fail and the fix
     Doctor {
         /// Run only this check (check.config, check.signing-key, check.authority,
-        /// check.upstream, check.upstream-trusts-tokens, check.plans, check.refresh-tokens)
+        /// check.upstream, check.upstream-trusts-tokens, check.plans, check.refresh-tokens,
+        /// check.state, check.namespaces with --token)
         #[arg(long)]
         check: Option<String>,
         /// Print a JSON array instead of lines
