@@ -4,7 +4,8 @@
 //! /readyz ─▶ Health::check(settings, authority) ─▶ Report
 //!              ├─ upstream:  GET <upstream>/v2/ answers (any status), cached 2 s, one at a time
 //!              ├─ authority: the Authority in force holds usable keys (no I/O)
-//!              └─ state:     with `state.redis`, Redis answers PING (cached 2 s, one at a time)
+//!              └─ state:     with `state.redis`, Redis answers PING (cached 2 s, one at a time),
+//!                            and the revocation set was read from it at least once
 //! main listener  ─▶ Report::public()   {"ready":false,"failing":["upstream"]}  (names only)
 //! admin listener ─▶ Report::detailed() + URLs and error chains per part
 //! ```
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::authority::{Authority, KeysStatus};
 use crate::config::Settings;
+use crate::policy::revocation::Revocations;
 use crate::state::redis::{OnUnavailable, Redis};
 
 /// How long an upstream probe's result is reused.
@@ -161,10 +163,16 @@ pub fn authority_check(
 }
 
 /// The shared-store part from Redis's last `PING`: under `onUnavailable: memory` the replica
-/// still serves (from memory), so it stays ready and the detail says why.
-pub fn state_check(redis: &Redis, answer: &Result<Duration, crate::state::StateError>) -> Check {
+/// still serves (from memory), so it stays ready and the detail says why. The revocation set
+/// read from Redis (SPEC 12) is described too: one never read keeps the replica unready (it
+/// cannot know which licenses to refuse); one read before is kept while Redis is away.
+pub fn state_check(
+    redis: &Redis,
+    answer: &Result<Duration, crate::state::StateError>,
+    revocations: &Revocations,
+) -> Check {
     let settings = redis.settings();
-    let (ready, detail) = match (answer, settings.on_unavailable) {
+    let (ready, mut detail) = match (answer, settings.on_unavailable) {
         (Ok(rtt), _) => (true, format!("{} answered PING in {rtt:?}", settings.url)),
         (Err(e), OnUnavailable::Refuse) => (false, format!("{}: {e}", settings.url)),
         (Err(e), OnUnavailable::Memory) => (
@@ -175,9 +183,11 @@ pub fn state_check(redis: &Redis, answer: &Result<Duration, crate::state::StateE
             ),
         ),
     };
+    let never_read = revocations.status().read_at.is_none();
+    detail.push_str(&format!("; revocations: {}", revocations.describe()));
     Check {
         part: Part::State,
-        ready,
+        ready: ready && !never_read,
         detail,
     }
 }
@@ -202,6 +212,8 @@ pub struct Health {
     probe: tokio::sync::Mutex<Probe>,
     /// The shared store, when `state.redis` is set.
     state: Option<std::sync::Arc<Redis>>,
+    /// The licenses revoked on Redis (SPEC 12): how fresh this replica's copy is.
+    revocations: std::sync::Arc<Revocations>,
 }
 
 impl Default for Health {
@@ -212,15 +224,21 @@ impl Default for Health {
                 last: None,
             }),
             state: None,
+            revocations: Default::default(),
         }
     }
 }
 
 impl Health {
-    /// Readiness that also asks `state` (Redis) when it is set.
-    pub fn with_state(state: Option<std::sync::Arc<Redis>>) -> Self {
+    /// Readiness that also asks `state` (Redis) when it is set, and tells how fresh the
+    /// revocation set read from it is.
+    pub fn with_state(
+        state: Option<std::sync::Arc<Redis>>,
+        revocations: std::sync::Arc<Revocations>,
+    ) -> Self {
         Health {
             state,
+            revocations,
             ..Health::default()
         }
     }
@@ -248,7 +266,8 @@ impl Health {
         );
         let mut checks = vec![upstream, authority];
         if let Some(redis) = &self.state {
-            checks.push(state_check(redis, &redis.readiness().await));
+            let answer = redis.readiness().await;
+            checks.push(state_check(redis, &answer, &self.revocations));
         }
         Report { checks }
     }
@@ -444,5 +463,43 @@ mod tests {
             "{}",
             c.detail
         );
+    }
+
+    /// The `state` check and the revocation set (SPEC 12): a set never read keeps the replica
+    /// unready; one read before stays in force while Redis is away, and the detail says so.
+    #[test]
+    fn state_check_tells_how_fresh_the_revocations_are() {
+        use crate::state::redis::{RedisSettings, RedisUrl};
+        use crate::state::StateError;
+        let redis = |on_unavailable| {
+            let settings = RedisSettings {
+                url: RedisUrl::parse("redis://127.0.0.1:6379/0").unwrap(),
+                key_prefix: "t:".into(),
+                timeout: Duration::from_millis(250),
+                on_unavailable,
+            };
+            Redis::new(settings, Default::default()).unwrap()
+        };
+        let (refuse, memory) = (redis(OnUnavailable::Refuse), redis(OnUnavailable::Memory));
+        let up = Ok(Duration::from_millis(1));
+        let down = Err(StateError("ping: connection refused".into()));
+        let revocations = Revocations::default();
+
+        let never = state_check(&refuse, &up, &revocations);
+        assert!(
+            !never.ready && never.detail.contains("never read"),
+            "{never:?}"
+        );
+        revocations.replace(["LIC-1".to_string()].into());
+        assert!(state_check(&refuse, &up, &revocations).ready);
+        revocations.failed("revocations: connection refused");
+        let kept = state_check(&memory, &down, &revocations);
+        assert!(kept.ready, "{kept:?}");
+        assert!(
+            kept.detail.contains("1 revoked license(s)")
+                && kept.detail.contains("the last set read stays in force"),
+            "{kept:?}"
+        );
+        assert!(!state_check(&refuse, &down, &revocations).ready);
     }
 }

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! `authority`, `jose`, `registry`, `policy` and `token` know nothing of pingora; only `server`,
-//! `proxy` and `config::watch` do.
+//! `proxy` and the background services (`config::watch`, `config::revocations`,
+//! `state::pubsub`, `state::revocations`) do.
 //!
 //! No process globals: `server::run` builds the shared state (the metrics registry, the
 //! verified-token cache, the Authority in force, the `state::Stores`) and hands it to the
@@ -27,14 +28,21 @@
 //! `authority::ReplayStore` (spent DPoP proofs): in memory without `state.redis`
 //! (`state::memory`, `authority::replay::memory`); on Redis with it (`state::redis`,
 //! `authority::replay::redis`), wrapped by `state::fallback` under `onUnavailable: memory`.
+//!
+//! Revocations (SPEC 12): `policy::Policy::is_revoked` unites `revokedLicenses` with one live
+//! set per process (`policy::revocation`), fed by the revocation file (`config::revocations`)
+//! or, with `state.redis`, by the set on Redis that replicas follow over pub/sub
+//! (`state::revocations`, `state::pubsub`).
 
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints, the DPoP
 /// replay store (memory or Redis).
 pub mod authority;
-/// Command-line tools: check-config, doctor, test, keygen, token inspect.
+/// Command-line tools: check-config, doctor, test, keygen, token inspect, revoke/unrevoke/revoked.
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.
 pub mod config;
+/// Durations as written in the configuration (`30s`, `5m`, `1h`), with errors in words.
+pub mod duration;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
 /// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.
@@ -53,5 +61,7 @@ pub mod server;
 /// State replicas share: plan-limit counters and the store set-up (`Stores`): memory, or
 /// Redis with `state.redis` (every command under its timeout), and the memory fallback.
 pub mod state;
+/// A log line at most once per interval for events an attacker can repeat at will.
+pub mod throttle;
 /// Registry tokens: signing keys and key ids, claims, the realm, refresh tokens.
 pub mod token;

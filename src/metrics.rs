@@ -38,13 +38,16 @@ pub struct Metrics {
     /// Refresh tokens issued (`issued`) and redeemed (`ok`, or the refusal's reason).
     pub refresh: IntCounterVec,
     /// Shared-state (Redis) commands that failed or took longer than `state.redis.timeout`, by
-    /// op (`replay`, `count`, `ping`, `probe`).
+    /// op (`replay`, `count`, `ping`, `probe`, `revocations`).
     pub state_errors: IntCounterVec,
     /// Requests served from this replica's memory because Redis did not answer
     /// (`onUnavailable: memory`), by op.
     pub state_fallbacks: IntCounterVec,
     /// Time each shared-state command took (up to the timeout).
     pub state_duration: Histogram,
+    /// Messages on the revocation channel (SPEC 12), by result: `accepted` (the set is read
+    /// again), `ignored` (wrong key prefix or malformed body: forged or misrouted).
+    pub revocation_messages: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -173,6 +176,12 @@ impl Metrics {
                 &registry,
                 "registry_token_refresh_total",
                 "Refresh tokens issued and redeemed",
+                &["result"],
+            ),
+            revocation_messages: counter(
+                &registry,
+                "registry_token_revocation_messages_total",
+                "Messages received on the Redis revocation channel",
                 &["result"],
             ),
             registry,

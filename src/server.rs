@@ -1,6 +1,6 @@
 //! Builds the pingora `Server`: the main listener (proxy + realm), the admin listener
 //! (`/metrics`, detailed `/readyz`), and the background services (Authority keys and
-//! succession, configuration reload).
+//! succession, configuration reload, revocations from the revocation file or Redis).
 //!
 //! `connections` guards the main listener's connections (`server.limits`), `shutdown` claims
 //! the ports and ends the process once drained, `upgrade` keeps the upgrade socket private.
@@ -26,15 +26,21 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
 use tokio::sync::Notify;
 
 use crate::authority::{Authority, Succession};
+use crate::config::revocations::RevocationFile;
 use crate::config::watch::Reloader;
 use crate::config::Settings;
 use crate::health::Health;
 use crate::jose::SystemClock;
 use crate::metrics::Metrics;
+use crate::policy::revocation::Revocations;
 use crate::proxy::Sidecar;
+use crate::state::pubsub::{Channel, Subscriber};
+use crate::state::redis::Redis;
+use crate::state::revocations::{Follower, FollowerService};
 use crate::state::Stores;
 use crate::token::cache::VerifiedTokens;
 
@@ -146,6 +152,56 @@ fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String
     Ok(tls)
 }
 
+/// Where revocations come from (SPEC 12), read once before serving: with `state.redis`, the
+/// set on Redis, followed over pub/sub and re-read on a timer; without it, the revocation
+/// file, watched. A revocation file that is not valid at start is an error (exit 2), as a bad
+/// configuration is; Redis away at start leaves the replica unready until it is read.
+fn revocation_sources(
+    settings: &Arc<ArcSwap<Settings>>,
+    stores: &Stores,
+    revocations: &Arc<Revocations>,
+    metrics: &Arc<Metrics>,
+) -> Vec<Box<dyn ServiceWithDependents>> {
+    let Some(redis) = &stores.redis else {
+        let path = settings.load().revoked_licenses_file.clone();
+        let watcher = RevocationFile {
+            settings: settings.clone(),
+            revocations: revocations.clone(),
+            metrics: metrics.clone(),
+        };
+        if let Err(e) = watcher.apply(&path) {
+            tracing::error!(error = %e, "cannot start with this revocation file (revokedLicensesFile)");
+            std::process::exit(2);
+        }
+        tracing::info!(file = %path.display(), revoked = revocations.snapshot().len(), "revocations from the revocation file");
+        return vec![Box::new(background_service("revocation file", watcher))];
+    };
+    // A first read before serving, on a connection of its own (the shared one belongs to the
+    // services' runtime).
+    if let Ok(first) = Redis::new(redis.settings().clone(), metrics.clone()) {
+        let first = Follower::new(Arc::new(first), revocations.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(runtime) = runtime {
+            runtime.block_on(first.refresh());
+        }
+    }
+    tracing::info!(revocations = %revocations.describe(), "revocations from the shared set on Redis");
+    let follower = Arc::new(Follower::new(redis.clone(), revocations.clone()));
+    let channel: Arc<dyn Channel> = follower.clone();
+    vec![
+        Box::new(background_service("revocations", FollowerService(follower))),
+        Box::new(background_service(
+            "pub/sub",
+            Subscriber {
+                redis: redis.clone(),
+                channels: vec![channel],
+            },
+        )),
+    ]
+}
+
 /// Runs the sidecar until a signal stops it. With `upgrade`, takes the listening sockets over
 /// from a running instance (which is then sent SIGQUIT) instead of binding them.
 pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
@@ -193,10 +249,16 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         metrics.clone(),
     );
     let authority = Arc::new(Succession::new(authority));
-    let health = Arc::new(Health::with_state(stores.redis.clone()));
+    // Licenses revoked by `registry-token revoke`: one set for the process (SPEC 12).
+    let revocations = settings.policy.live.clone();
+    let health = Arc::new(Health::with_state(
+        stores.redis.clone(),
+        revocations.clone(),
+    ));
     let reloaded = Arc::new(Notify::new());
     let idle_timeout = settings.limits.idle_timeout;
     let settings = Arc::new(ArcSwap::from_pointee(settings));
+    let revocation_services = revocation_sources(&settings, &stores, &revocations, &metrics);
 
     let conf = ServerConf {
         threads: std::thread::available_parallelism()
@@ -233,18 +295,24 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     options.h2_idle_timeout = Some(idle_timeout);
     proxy.server_options = Some(options);
     let tally = Arc::new(connections::Tally::default());
+    let admission = Arc::new(connections::Admission::new(
+        tally.clone(),
+        settings.clone(),
+        metrics.clone(),
+    ));
     let guarded = connections::Guarded {
         proxy: Arc::new(proxy),
-        tally: tally.clone(),
+        admission: admission.clone(),
         settings: settings.clone(),
         metrics: metrics.clone(),
     };
     let mut proxy = Service::new("proxy".to_string(), guarded);
-    proxy.set_connection_filter(Arc::new(connections::Admission {
-        tally: tally.clone(),
-        settings: settings.clone(),
-        metrics: metrics.clone(),
-    }));
+    // A connection's slot is taken at accept, and on the TLS listener handed to the TCP stream
+    // before the handshake (`connections` explains why).
+    proxy.set_connection_filter(admission.clone());
+    if tls {
+        proxy.endpoints().set_pre_tls_callback(admission);
+    }
     // Plain HTTP/1 reads go straight into the head buffer and pingora's 64 KiB body buffer:
     // pingora's default 64 KiB L4 read buffer only copied them once more, and held about
     // 20 KiB of RSS per idle keep-alive connection. TLS keeps it (a record is read in one go).
@@ -280,6 +348,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             reloaded: reloaded.clone(),
         },
     ));
+    let _ = server.add_services(revocation_services);
     server.add_service(background_service(
         "config reload",
         Reloader {

@@ -1,7 +1,9 @@
-//! Client connections and the process's life (SPEC 7 "Connections" and "Shutdown", SECURITY 75
-//! and 78), with real slow sockets against the real binary: slow and idle connections are
+//! Client connections and the process's life (SPEC 7 "Connections" and "Shutdown", SECURITY 75,
+//! 78 and 83–86), with real slow sockets against the real binary: slow and idle connections are
 //! closed at `server.limits`' deadlines, connections past the caps are closed at accept and
-//! counted, SIGTERM ends an idle sidecar at once and a busy one when its requests are done, a
+//! counted (on the TLS listener before any handshake), heads past 64 KiB get 431 at once, a
+//! `/token` form has a whole-body deadline, the trusted edge is the same edge on a dual-stack
+//! listener, SIGTERM ends an idle sidecar at once and a busy one when its requests are done, a
 //! busy port is an error, and the upgrade socket lives in a private directory.
 //!
 //! Authority: in-test (common::authority): a token only opens the connection under test; the
@@ -18,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use common::pki::Pki;
+use common::sidecar::merge;
 use common::*;
 use serde_json::json;
 
@@ -102,6 +106,11 @@ fn read_until_closed(stream: &TcpStream, deadline: Duration) -> Vec<u8> {
     }
 }
 
+/// `read_until_closed` within `CLOSE_DEADLINE`, as text.
+fn text_until_closed(stream: &TcpStream) -> String {
+    String::from_utf8_lossy(&read_until_closed(stream, CLOSE_DEADLINE)).into_owned()
+}
+
 /// A request head trickled one byte every 200 ms (far more often than any per-read timeout)
 /// is closed at `headerTimeout` with a 408, and counted as `header_timeout` (SECURITY 75).
 #[test]
@@ -111,24 +120,15 @@ fn trickled_request_head_is_closed_at_header_timeout() {
     });
     let before = denied(&stack.sidecar, "header_timeout");
     let stream = TcpStream::connect(stack.sidecar.addr()).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let trickle = thread::spawn(move || {
-        let head = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
-        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
-            if writer.write_all(&[*byte]).is_err() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(200)); // the client's pace, not a wait
-        }
-    });
-    let answer = read_until_closed(&stream, CLOSE_DEADLINE);
-    let answer = String::from_utf8_lossy(&answer);
+    let head = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    let writer = trickle(&stream, head.iter().copied().chain(std::iter::repeat(b'a')));
+    let answer = text_until_closed(&stream);
     assert!(
         answer.starts_with("HTTP/1.1 408"),
         "a started head past the deadline gets 408: {answer:?}"
     );
     let _ = stream.shutdown(std::net::Shutdown::Both);
-    trickle.join().unwrap();
+    writer.join().unwrap();
     assert!(denied(&stack.sidecar, "header_timeout") > before);
 }
 
@@ -207,6 +207,284 @@ fn connections_past_the_caps_are_closed_at_accept() {
     }
     drop(held.remove(0));
     admitted(sidecar, "127.0.0.3");
+}
+
+/// Completes a TLS handshake on `stream` (no ALPN: HTTP/1.1) and sends `GET path` with
+/// `Connection: close`; returns the status (0 when none came).
+fn tls_get(stream: TcpStream, path: &str) -> u16 {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
+    builder.set_verify(SslVerifyMode::NONE);
+    stream.set_read_timeout(Some(CLOSE_DEADLINE)).unwrap();
+    let mut tls = builder
+        .build()
+        .connect("localhost", stream)
+        .expect("a TLS handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer); // the status line is what counts
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` on `stream` one at a time, one every 200 ms (the client's pace), until the
+/// bytes are out or the sidecar closes the connection.
+fn trickle(
+    stream: &TcpStream,
+    bytes: impl IntoIterator<Item = u8> + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let mut writer = stream.try_clone().unwrap();
+    thread::spawn(move || {
+        for byte in bytes {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(200)); // the client's pace, not a wait
+        }
+    })
+}
+
+/// TLS listener, `maxConnectionsPerIp: 3` (SECURITY 83): of 40 TCP connections from one
+/// address that never send a ClientHello, the first 3 hold their places through the handshake
+/// wait and the other 37 are closed at accept, at once, before any handshake (they are not
+/// held for pingora's 60 s handshake timeout). Each refusal is counted, the log says so in a
+/// throttled line rather than one per connection, and nothing is logged at ERROR. The 3 held
+/// connections are still open: they complete a handshake and are served; once they close,
+/// the address gets in again. Failed handshakes free their places too, and pingora's ERROR
+/// line for each is throttled.
+#[test]
+fn tls_connections_past_the_cap_are_closed_before_the_handshake() {
+    let pki = Pki::new();
+    let stack = Stack::start_with(|cfg| {
+        let mut patch = pki.tls_patch();
+        merge(
+            &mut patch,
+            &json!({"server": {"limits": {"maxConnectionsPerIp": 3}}}),
+        );
+        cfg.patch = patch;
+    });
+    let sidecar = &stack.sidecar;
+    let before = denied(sidecar, "too_many_connections");
+    let log_before = sidecar.log().len();
+
+    // Accepted in the order they connect: the first 3 take the places.
+    let silent: Vec<TcpStream> = (0..40)
+        .map(|_| connect_from("127.0.0.5", &sidecar.addr()))
+        .collect();
+    let (held, refused) = silent.split_at(3);
+    for (i, stream) in refused.iter().enumerate() {
+        let sent = read_until_closed(stream, CLOSE_DEADLINE);
+        assert!(
+            sent.is_empty(),
+            "refused connection {i}: closed without a word"
+        );
+    }
+    assert!(
+        denied(sidecar, "too_many_connections") >= before + 37.0,
+        "every refusal is counted"
+    );
+    let log = sidecar.log()[log_before..].to_string();
+    assert!(!log.contains("ERROR"), "nothing at ERROR:\n{log}");
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("closed at accept"))
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "37 refusals, logged in a throttled line, not one each ({lines} lines):\n{log}"
+    );
+
+    for stream in held {
+        let status = tls_get(stream.try_clone().unwrap(), "/healthz");
+        assert_eq!(status, 200, "a held connection is open and served");
+    }
+    drop(silent);
+    let gets_in = || {
+        poll(CLOSE_DEADLINE, "the address to get in again", || {
+            let stream = connect_from("127.0.0.5", &sidecar.addr());
+            (tls_get(stream, "/healthz") == 200).then_some(())
+        })
+    };
+    gets_in();
+
+    // Handshakes that fail (plain HTTP instead of a ClientHello) give their places back, and
+    // pingora's ERROR line for each gets through at most every 10 s.
+    let log_before = sidecar.log().len();
+    for _ in 0..10 {
+        let stream = connect_from("127.0.0.5", &sidecar.addr());
+        let _ = (&stream).write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        read_until_closed(&stream, CLOSE_DEADLINE);
+    }
+    gets_in();
+    let log = sidecar.log()[log_before..].to_string();
+    let errors = log.lines().filter(|l| l.contains("ERROR")).count();
+    assert!(
+        (1..=2).contains(&errors),
+        "10 failed handshakes, logged throttled ({errors} ERROR lines):\n{log}"
+    );
+}
+
+/// A request head that grows past 64 KiB without ending is answered 431 and closed as soon as
+/// it is that long, not at `headerTimeout` (SECURITY 84); a head past 64 KiB sent whole is 431
+/// too. Both are counted as `headers_too_large`. (That each byte is looked at a bounded number
+/// of times is shown by the unit tests of `server::connections`.)
+#[test]
+fn head_past_64_kib_is_refused_with_431() {
+    let stack = Stack::start_with(|cfg| {
+        cfg.patch = json!({"server": {"limits": {"headerTimeout": "300s"}}});
+    });
+    let before = denied(&stack.sidecar, "headers_too_large");
+    let mut head = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ".to_vec();
+    head.resize(64 * 1024 + 512, b'a');
+
+    // The sidecar may answer and close before the last bytes are out: a failed write is fine.
+    let endless = TcpStream::connect(stack.sidecar.addr()).unwrap();
+    let _ = (&endless).write_all(&head);
+    let answer = text_until_closed(&endless);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "a head past 64 KiB without its end: {answer:?}"
+    );
+
+    head.extend_from_slice(b"\r\n\r\n");
+    let whole = TcpStream::connect(stack.sidecar.addr()).unwrap();
+    let _ = (&whole).write_all(&head);
+    let answer = text_until_closed(&whole);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "a whole head past 64 KiB: {answer:?}"
+    );
+    assert!(denied(&stack.sidecar, "headers_too_large") >= before + 2.0);
+}
+
+/// A `POST /token` form trickled one byte every 200 ms (each read far within the 60 s
+/// per-read timeout; the whole form would take minutes) is answered 408 and closed once
+/// `headerTimeout` has passed since its head (SECURITY 85), counted as `body_timeout`. A body
+/// the sidecar leaves unread after its answer (`/healthz` with a trickled body) is drained
+/// within the same bound, then the connection is closed.
+#[test]
+fn trickled_token_form_is_closed_at_header_timeout() {
+    let stack = Stack::start_with(|cfg| {
+        cfg.patch = json!({"server": {"limits": {"headerTimeout": "1s", "idleTimeout": "120s"}}});
+    });
+    let before = denied(&stack.sidecar, "body_timeout");
+    let form = TcpStream::connect(stack.sidecar.addr()).unwrap();
+    (&form)
+        .write_all(b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n")
+        .unwrap();
+    let writer = trickle(&form, b"grant_type=password&".repeat(50));
+    let answer = text_until_closed(&form);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let _ = form.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    assert!(denied(&stack.sidecar, "body_timeout") > before);
+
+    let unread = TcpStream::connect(stack.sidecar.addr()).unwrap();
+    (&unread)
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
+        .unwrap();
+    let writer = trickle(&unread, vec![b'a'; 1000]);
+    let answer = text_until_closed(&unread);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "answered, then closed: {answer:?}"
+    );
+    let _ = unread.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+}
+
+/// An OpTok bound to the client certificate of SHA-256 `digest` (plan `enterprise`).
+fn mtls_optok(authority: &Authority, digest: &[u8]) -> String {
+    let mut claims = authority.optok_claims("alice", "enterprise", "LIC-1", None);
+    claims["cnf"] = json!({ "x5t#S256": b64(digest) });
+    authority.mint(claims)
+}
+
+/// Listener on `[::]` (dual stack, IPv4 peers arrive as `::ffff:a.b.c.d`), the edge at
+/// 127.0.0.1 written either way in `trustedEdge.peers` (SECURITY 86): it is recognised the same
+/// in every check. Its connections have no per-client cap (another address does), its
+/// client-certificate header binds an OpTok, and its `X-Forwarded-For` names the client that
+/// a `tokens` limit counts (two clients behind it get a token each; one client twice is
+/// limited).
+#[rstest::rstest]
+#[case::written_ipv4("127.0.0.1")]
+#[case::written_mapped("::ffff:127.0.0.1")]
+fn trusted_edge_on_a_dual_stack_listener(#[case] peer: &str) {
+    let stack = Stack::start_with(|cfg| {
+        let port = cfg.listen_port.expect("the stack picks the port");
+        cfg.sender_constraint = "mtls".into();
+        cfg.plans.push(Plan {
+            limits: json!({"tokens": {"count": 1, "per": "1h"}}),
+            ..Plan::new("metered", &[("acme/*", &["pull"])])
+        });
+        cfg.anonymous_plan = Some("metered".into());
+        cfg.patch = json!({"server": {
+            "listen": format!("[::]:{port}"),
+            "limits": {"maxConnectionsPerIp": 1},
+            "trustedEdge": {"peers": [peer]},
+        }});
+    });
+    let sidecar = &stack.sidecar;
+
+    // Connection caps: the edge is exempt, 127.0.0.2 is not.
+    let edge: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from("127.0.0.1", &sidecar.addr()))
+        .collect();
+    for stream in &edge {
+        assert_eq!(get(stream, "/healthz"), Some(200), "the edge is not capped");
+    }
+    let other = admitted(sidecar, "127.0.0.2");
+    let second = connect_from("127.0.0.2", &sidecar.addr());
+    assert_eq!(get(&second, "/healthz"), None, "another address is capped");
+    drop((edge, other, second));
+
+    // The edge's client-certificate header.
+    let digest = openssl::sha::sha256(b"a client certificate the edge verified");
+    let status = client()
+        .get(sidecar.realm())
+        .query(&[
+            ("service", "registry.test"),
+            ("scope", "repository:acme/app:pull"),
+        ])
+        .header(
+            "Authorization",
+            format!("Bearer {}", mtls_optok(&stack.authority, &digest)),
+        )
+        .header("X-Forwarded-Client-Cert", format!("Hash={}", hex(&digest)))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "the edge's certificate header binds the OpTok");
+
+    // The edge's X-Forwarded-For, for limits: one token per client and hour.
+    let anonymous = |client: &str| {
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+            .build()
+            .unwrap()
+            .get(sidecar.realm())
+            .query(&[
+                ("service", "registry.test"),
+                ("scope", "repository:acme/app:pull"),
+            ])
+            .header("X-Forwarded-For", client)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(anonymous("198.51.100.1"), 200, "a first client");
+    assert_eq!(
+        anonymous("198.51.100.2"),
+        200,
+        "another client behind the edge"
+    );
+    assert_eq!(anonymous("198.51.100.1"), 429, "the first client again");
 }
 
 /// SIGTERM to an idle sidecar (a kept-alive client connection open, gracePeriod 60 s): it exits

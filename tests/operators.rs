@@ -420,6 +420,104 @@ fn test_command_uses_docker_credentials() {
     );
 }
 
+/// After a `docker login` that got a refresh token, docker's `auths` entry holds an
+/// `identitytoken` and a user name with no password; `test` redeems the identitytoken with the
+/// refresh grant, as docker does, instead of sending Basic auth with an empty password. A
+/// credential helper's `<token>` user name means the same.
+#[test]
+fn test_command_redeems_docker_identitytoken() {
+    let stack = Stack::start_with(|c| {
+        c.sender_constraint = "none".into();
+        c.patch = json!({"refreshTokens": {"enabled": true}});
+    });
+    let optok = stack
+        .authority
+        .optok("erin", "enterprise", "LIC-0045", None);
+    // What `docker login` asks for: a login answer with a refresh token beside the access token.
+    let login: Value = client()
+        .get(stack.sidecar.realm())
+        .query(&[
+            ("service", SERVICE),
+            ("offline_token", "true"),
+            ("client_id", "docker"),
+        ])
+        .basic_auth("erin", Some(&optok))
+        .send()
+        .expect("GET /token")
+        .json()
+        .expect("a JSON answer");
+    let identity = login["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a refresh_token: {login}"));
+    let docker = tempfile::tempdir().unwrap();
+    let host = stack.sidecar.addr();
+    let user_only = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "erin:");
+    write(
+        docker.path(),
+        "config.json",
+        json!({"auths": {host.clone(): {"auth": user_only, "identitytoken": identity}}})
+            .to_string(),
+    );
+    let config_dir = docker.path().to_str().unwrap();
+    let url = stack.sidecar.url();
+
+    let out = run(
+        &[
+            "test",
+            &url,
+            "--scope",
+            "repository:acme/app:pull",
+            "--verbose",
+        ],
+        &[("DOCKER_CONFIG", config_dir)],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        format!("the identitytoken from {config_dir}/config.json auths[\"{host}\"].identitytoken (refresh grant)"),
+        "ok    token: POST".to_string(),
+        "grants repository:acme/app:pull".to_string(),
+        "> form refresh_token=<redacted".to_string(),
+        "ok    the flow works".to_string(),
+    ] {
+        assert!(text.contains(&line), "missing `{line}` in:\n{text}");
+    }
+    assert!(!text.contains(identity), "the identitytoken is printed");
+    assert_eq!(
+        stack
+            .sidecar
+            .metric("registry_token_refresh_total", &[("result", "ok")]),
+        1.0,
+        "the realm redeemed it"
+    );
+
+    // A credential helper returns an identity token as user `<token>`.
+    let helper = format!("#!/bin/sh\nread host\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"<token>\",\"Secret\":\"{identity}\"}}' \"$host\"\n");
+    let bin = tempfile::tempdir().unwrap();
+    let script = write(bin.path(), "docker-credential-e2e", helper);
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write(
+        docker.path(),
+        "config.json",
+        json!({"credHelpers": {host.clone(): "e2e"}}).to_string(),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(
+        &["test", &url, "--scope", "repository:acme/app:pull"],
+        &[("DOCKER_CONFIG", config_dir), ("PATH", &path)],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("the identitytoken from docker-credential-e2e"),
+        "{text}"
+    );
+}
+
 /// `registry-token --log-format json serve`, started here because the log format is a flag.
 struct JsonSidecar {
     child: Child,

@@ -139,16 +139,7 @@ fn readyz(sidecar: &Sidecar) -> (u16, Value) {
 
 /// The admin listener's `/readyz` detail of the `state` check.
 fn state_detail(sidecar: &Sidecar) -> Value {
-    let body: Value = client()
-        .get(format!("{}/readyz", sidecar.admin_url()))
-        .send()
-        .expect("GET admin /readyz")
-        .json()
-        .expect("JSON");
-    body["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "state").cloned())
-        .unwrap_or(Value::Null)
+    sidecar.admin_check("state")
 }
 
 /// `registry-token doctor --check state` against `sidecar`'s config: exit code and output.
@@ -172,7 +163,7 @@ fn doctor_state(sidecar: &Sidecar) -> (i32, String) {
 #[test]
 fn a_proof_spent_at_one_replica_is_a_replay_at_the_other() {
     let redis = RedisServer::start();
-    let r = Replicas::start(&redis.url(), "refuse", "250ms");
+    let r = Replicas::start(&redis.url(), "refuse", "2s");
     let (key, optok) = r.client();
 
     let proof = r.proof(&key, &optok);

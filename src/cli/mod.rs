@@ -1,19 +1,22 @@
 //! The command line (SPEC section 2): `serve`, `check-config`, `keygen`, `token inspect`,
-//! `doctor`, `test`.
+//! `doctor`, `test`; and `revoke`, `unrevoke`, `revoked` (SPEC section 12).
 //!
 //! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
 
 pub mod doctor;
 pub(crate) mod inspect;
 pub mod keygen;
+pub mod revoke;
 pub mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config;
+use crate::throttle::Throttle;
 use keygen::{KeyAlg, KeygenOptions};
 
 /// An auth sidecar for OCI registries: token realm, sender-constrained tokens, enforcing proxy.
@@ -61,7 +64,7 @@ pub enum Command {
         #[arg(long)]
         ca_dir: Option<PathBuf>,
         /// How long the signing certificate is valid, like 90d or 2160h (1h to 365d)
-        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "90d", value_parser = crate::duration::parse)]
         cert_lifetime: std::time::Duration,
         /// The realm to print in the registry's `auth.token` snippet
         #[arg(long, default_value = "https://registry.example.com/token")]
@@ -109,6 +112,26 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Revoke a license at every replica: its tokens, refresh tokens and issued registry
+    /// tokens are refused (on Redis within a second; else through revokedLicensesFile)
+    Revoke {
+        /// The license (the value of the OpTok's license claim)
+        license: String,
+        /// Why, for the audit line and the note kept beside the revocation
+        #[arg(long, default_value = "no reason given")]
+        reason: String,
+    },
+    /// Lift a revocation made with `revoke`
+    Unrevoke {
+        /// The license
+        license: String,
+    },
+    /// List revoked licenses: those of `revoke` (Redis or the file) and revokedLicenses
+    Revoked {
+        /// Print a JSON array instead of lines
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with registry tokens
     Token {
         #[command(subcommand)]
@@ -130,17 +153,71 @@ pub enum TokenCommand {
 
 /// Sets up `tracing` on standard error; `RUST_LOG` filters (default `info`).
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // pingora logs each failed or timed-out TLS handshake at ERROR from its listening service:
+    // a client could write one line per connection. At most one every 10 s gets through.
+    let quiet = Listening(Throttle::new(Duration::from_secs(10)));
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(layer.with_filter(quiet)).init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_filter(quiet))
+            .init(),
     }
+}
+
+/// Where pingora's listening service logs (through `log`): accept errors, and the handshake
+/// errors and timeouts of every TLS connection.
+const PINGORA_LISTENING: &str = "pingora_core::services::listening";
+
+/// Lets the lines of pingora's listening service through at most as often as its throttle
+/// allows; every other line passes.
+struct Listening(Throttle);
+
+impl<S> tracing_subscriber::layer::Filter<S> for Listening {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    // Decided per event, here: `enabled` is asked twice for each bridged `log` record.
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !from_pingora_listening(event) || self.0.event().is_some()
+    }
+}
+
+/// True for a `log` record of pingora's listening service: the bridge names the record's own
+/// target in the field `log.target` (the event's target is `log`).
+fn from_pingora_listening(event: &tracing::Event<'_>) -> bool {
+    use tracing::field::{Field, Visit};
+    struct Target(bool);
+    impl Visit for Target {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "log.target" {
+                self.0 = value == PINGORA_LISTENING;
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+    if event.metadata().target() != "log" {
+        return false;
+    }
+    let mut target = Target(false);
+    event.record(&mut target);
+    target.0
 }
 
 /// For commands that only print (no socket): a reader that goes away (`| head`) ends the
@@ -160,7 +237,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { upgrade: false });
     if matches!(
         command,
-        Command::CheckConfig | Command::Keygen { .. } | Command::Token { .. }
+        Command::CheckConfig
+            | Command::Keygen { .. }
+            | Command::Token { .. }
+            | Command::Revoked { .. }
     ) {
         end_quietly_on_closed_output();
     }
@@ -215,6 +295,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token {
             command: TokenCommand::Inspect { jwt, verify },
         } => inspect::run(&jwt, verify, &path),
+        Command::Revoke { license, reason } => {
+            revoke::run(&path, revoke::Action::Revoke { license, reason })
+        }
+        Command::Unrevoke { license } => revoke::run(&path, revoke::Action::Unrevoke { license }),
+        Command::Revoked { json } => revoke::run(&path, revoke::Action::List { json }),
         Command::Doctor { check, json, token } => {
             doctor::run(&path, check.as_deref(), json, token.as_deref())
         }
@@ -235,5 +320,25 @@ pub fn run(cli: Cli) -> ExitCode {
                 verbose,
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `doctor --help` names every check `doctor` runs, so `--check NAME` can be found there.
+    #[test]
+    fn doctor_help_names_every_check() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("doctor")
+            .expect("a doctor command")
+            .render_help()
+            .to_string();
+        for check in doctor::CHECKS {
+            assert!(help.contains(check), "`{check}` missing from:\n{help}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! `test URL`: the client's side of the whole flow, explained. Pings `/v2/`, reads the Bearer
 //! challenge, fetches a token from the realm (an OpTok with a DPoP proof, or the credentials
-//! docker would use), retries `/v2/` and each scope's route with it, and prints every step with
+//! docker would use: a password with `GET`, an `identitytoken` with the refresh grant), retries `/v2/` and each scope's route with it, and prints every step with
 //! its status, timing and the server's reason. Secrets are never printed: `--verbose` shows
 //! `Authorization: DPoP <redacted 812 bytes>`.
 //!
@@ -34,6 +34,9 @@ use crate::registry::Scope;
 /// Time allowed for each HTTP request.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The user name under which a docker credential helper returns an identity token.
+const IDENTITY_TOKEN_USER: &str = "<token>";
+
 /// What went wrong before the flow could start (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -63,6 +66,12 @@ enum Credentials {
     Basic {
         user: String,
         secret: String,
+        from: String,
+    },
+    /// Docker's `identitytoken` (a refresh token from an earlier `docker login`), redeemed as
+    /// docker does: `POST` to the realm with `grant_type=refresh_token`.
+    Refresh {
+        token: String,
         from: String,
     },
     Anonymous,
@@ -249,6 +258,13 @@ fn docker_credentials(base: &Url) -> Option<Credentials> {
         match credential_helper(helper, &host) {
             Ok((user, secret)) => {
                 let from = format!("docker-credential-{helper} ({})", path.display());
+                // A helper hands back an identity token under the user name `<token>`.
+                if user == IDENTITY_TOKEN_USER {
+                    return Some(Credentials::Refresh {
+                        token: secret,
+                        from,
+                    });
+                }
                 return Some(Credentials::Basic { user, secret, from });
             }
             Err(why) => {
@@ -266,6 +282,16 @@ fn docker_credentials(base: &Url) -> Option<Credentials> {
     let (key, entry) = keys
         .iter()
         .find_map(|k| config["auths"].get(k).map(|e| (k, e)))?;
+    let from = format!("{} auths[\"{key}\"]", path.display());
+    // After a login that got a refresh token, docker keeps it as `identitytoken` (and no
+    // password) and redeems it instead of sending Basic auth.
+    if let Some(token) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
+        let from = format!("{from}.identitytoken");
+        return Some(Credentials::Refresh {
+            token: token.to_string(),
+            from,
+        });
+    }
     let decoded = entry["auth"]
         .as_str()
         .and_then(|a| STANDARD.decode(a.trim()).ok())?;
@@ -273,7 +299,6 @@ fn docker_credentials(base: &Url) -> Option<Credentials> {
         .ok()?
         .split_once(':')
         .map(|(u, s)| (u.to_string(), s.to_string()))?;
-    let from = format!("{} auths[\"{key}\"]", path.display());
     Some(Credentials::Basic { user, secret, from })
 }
 
@@ -423,7 +448,7 @@ fn realm_refusal(base: &Url, realm: &Url, allowed: &[String]) -> Option<(String,
 }
 
 impl Probe {
-    /// Sends one GET and prints its line; `None` when the server could not be reached.
+    /// Sends one GET; `None` when the server could not be reached.
     async fn get(&self, label: &str, url: &str, headers: Vec<(&str, String)>) -> Option<Answer> {
         let mut request = self.http.get(url);
         if self.verbose {
@@ -435,6 +460,31 @@ impl Probe {
             }
             request = request.header(*name, value);
         }
+        self.send(label, url, request).await
+    }
+
+    /// Sends one form `POST` (values never printed); `None` when the server could not be reached.
+    async fn post_form(&self, label: &str, url: &str, form: &[(&str, &str)]) -> Option<Answer> {
+        if self.verbose {
+            println!("      > POST {url}");
+            for (name, value) in form {
+                let shown = match *name {
+                    "refresh_token" | "password" => format!("<redacted {} bytes>", value.len()),
+                    _ => value.to_string(),
+                };
+                println!("      > form {name}={shown}");
+            }
+        }
+        self.send(label, url, self.http.post(url).form(form)).await
+    }
+
+    /// Sends `request`, reads the answer and prints it with `--verbose`.
+    async fn send(
+        &self,
+        label: &str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Option<Answer> {
         let started = Instant::now();
         let response = match request.send().await {
             Ok(r) => r,
@@ -507,6 +557,7 @@ impl Probe {
             }
         }
         let mut headers = Vec::new();
+        let mut refresh = None;
         let how = match credentials {
             Credentials::OpTok {
                 optok,
@@ -527,6 +578,10 @@ impl Probe {
                 ));
                 format!("Basic auth for `{user}` from {from}")
             }
+            Credentials::Refresh { token, from } => {
+                refresh = Some(token.as_str());
+                format!("the identitytoken from {from} (refresh grant)")
+            }
             Credentials::Anonymous => {
                 "no credentials (none given, none in docker's config)".to_string()
             }
@@ -538,7 +593,26 @@ impl Probe {
                 return false;
             }
         }
-        let Some(answer) = self.get("token", token_url.as_str(), headers).await else {
+        let (method, answer) = match refresh {
+            // As docker does: the realm's own URL, the grant in a form, all scopes in one field.
+            Some(token) => {
+                let scope = scopes.join(" ");
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token),
+                    ("client_id", "registry-token-test"),
+                ];
+                if let Some(service) = &challenge.service {
+                    form.push(("service", service));
+                }
+                if !scope.is_empty() {
+                    form.push(("scope", &scope));
+                }
+                ("POST", self.post_form("token", &realm, &form).await)
+            }
+            None => ("GET", self.get("token", token_url.as_str(), headers).await),
+        };
+        let Some(answer) = answer else {
             return false;
         };
         let token = answer.body["token"]
@@ -547,7 +621,7 @@ impl Probe {
         let token = match (answer.status, token) {
             (200, Some(token)) => {
                 println!(
-                    "ok    token: GET {realm} with {how} → 200 in {} ms, {}",
+                    "ok    token: {method} {realm} with {how} → 200 in {} ms, {}",
                     answer.millis,
                     describe_token(token, &answer.body)
                 );
@@ -566,7 +640,7 @@ impl Probe {
             }
             (status, _) => {
                 println!(
-                    "FAIL  token: GET {realm} with {how} → {status} in {} ms: {}",
+                    "FAIL  token: {method} {realm} with {how} → {status} in {} ms: {}",
                     answer.millis,
                     answer.reason()
                 );

@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub default_plan: Option<String>,
     #[serde(default)]
     pub revoked_licenses: Vec<String>,
+    /// Where `registry-token revoke` keeps licenses without `state.redis` (SPEC section 12);
+    /// unset: `revoked-licenses.txt` beside the configuration file.
+    #[serde(default)]
+    pub revoked_licenses_file: Option<String>,
     /// Refresh tokens for stock clients (SPEC section 9).
     #[serde(default)]
     pub refresh_tokens: RefreshTokensFile,
@@ -435,6 +439,7 @@ pub const KEY_NAMES: &[&str] = &[
     "actions",
     "defaultPlan",
     "revokedLicenses",
+    "revokedLicensesFile",
     "pulls",
     "tokens",
     "count",

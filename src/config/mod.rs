@@ -7,6 +7,7 @@
 pub mod env;
 pub mod file;
 pub mod locate;
+pub mod revocations;
 pub mod state;
 pub mod watch;
 
@@ -22,6 +23,7 @@ use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
 use crate::policy::Policy;
+use crate::proxy::TrustedEdge;
 use crate::token::refresh::RefreshSettings;
 use crate::token::{KeyIdFormat, KeySet, SigningConfig};
 use file::FileConfig;
@@ -124,14 +126,6 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// The edge proxies whose client-certificate header is believed.
-#[derive(Debug, Clone)]
-pub struct TrustedEdge {
-    pub peers: Vec<IpAddr>,
-    /// Lower-case header name.
-    pub header: String,
-}
-
 /// The main listener's certificate chain and key, read at every (re)load.
 pub struct ServerTls {
     /// Leaf first.
@@ -189,7 +183,13 @@ pub struct Settings {
     pub generation: u64,
     /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
     pub state: Option<crate::state::redis::RedisSettings>,
+    /// `revokedLicensesFile`, resolved against the configuration file's folder by [`load`]:
+    /// where revocations live without `state.redis`.
+    pub revoked_licenses_file: PathBuf,
 }
+
+/// `revokedLicensesFile` when unset: beside the configuration file.
+pub const DEFAULT_REVOKED_LICENSES_FILE: &str = "revoked-licenses.txt";
 
 /// The path of the configuration: `--config`, else `$REGISTRY_TOKEN_CONFIG`, else the default.
 pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
@@ -209,7 +209,14 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
             format!("cannot read the file: {e}"),
         )])
     })?;
-    check(&text, std::env::vars()).map_err(fail)
+    let mut settings = check(&text, std::env::vars()).map_err(fail)?;
+    // A relative `revokedLicensesFile` (and the default) lives beside the configuration.
+    if settings.revoked_licenses_file.is_relative() {
+        if let Some(folder) = path.parent() {
+            settings.revoked_licenses_file = folder.join(&settings.revoked_licenses_file);
+        }
+    }
+    Ok(settings)
 }
 
 /// What `load` does once the file is read: every problem of the text and of the overrides in
@@ -409,11 +416,8 @@ impl Problems {
     }
 
     fn duration(&mut self, path: &str, text: &str) -> Duration {
-        humantime::parse_duration(text).unwrap_or_else(|e| {
-            self.add(
-                path,
-                format!("`{text}` is not a duration like 30s, 5m or 1h ({e})"),
-            );
+        crate::duration::parse(text).unwrap_or_else(|e| {
+            self.add(path, e);
             Duration::ZERO
         })
     }
@@ -482,6 +486,13 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     p.0.extend(problems);
     let refresh = refresh_settings(&file, &mut p);
     let state = state::state(&file.state, &mut p);
+    if file
+        .revoked_licenses_file
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        p.add("revokedLicensesFile", "must name a file (or be left out)");
+    }
 
     let (Some(upstream), Some(realm), Some(keys), true) =
         (upstream, registry.realm, signing.keys, p.0.is_empty())
@@ -529,6 +540,11 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         policy,
         refresh,
         state,
+        revoked_licenses_file: PathBuf::from(
+            file.revoked_licenses_file
+                .as_deref()
+                .unwrap_or(DEFAULT_REVOKED_LICENSES_FILE),
+        ),
         file,
         generation: 1,
     })
@@ -571,26 +587,19 @@ fn server(s: &file::ServerFile, p: &mut Problems) -> Server {
     }
 }
 
-/// `server.trustedEdge`: the peers as addresses, the header name in lower case.
+/// `server.trustedEdge`: the peers as addresses (canonical), the header name in lower case.
 fn trusted_edge(edge: &file::TrustedEdgeFile, p: &mut Problems) -> TrustedEdge {
-    TrustedEdge {
-        peers: edge
-            .peers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, peer)| {
-                peer.parse()
-                    .map_err(|_| {
-                        p.add(
-                            format!("server.trustedEdge.peers[{i}]"),
-                            format!("`{peer}` is not an IP address"),
-                        )
-                    })
-                    .ok()
+    let peers = edge.peers.iter().enumerate().filter_map(|(i, peer)| {
+        peer.parse()
+            .map_err(|_| {
+                p.add(
+                    format!("server.trustedEdge.peers[{i}]"),
+                    format!("`{peer}` is not an IP address"),
+                )
             })
-            .collect(),
-        header: edge.header.to_ascii_lowercase(),
-    }
+            .ok()
+    });
+    TrustedEdge::new(peers, &edge.header)
 }
 
 /// `upstream`: the registry's URL resolved to an address, its CA, the timeouts.
@@ -811,7 +820,7 @@ fn signing(s: &file::SigningFile, p: &mut Problems) -> Signing {
 fn refresh_settings(file: &FileConfig, p: &mut Problems) -> RefreshSettings {
     let r = &file.refresh_tokens;
     let lifetime = p.duration("refreshTokens.lifetime", &r.lifetime);
-    if lifetime.is_zero() && humantime::parse_duration(&r.lifetime).is_ok() {
+    if lifetime.is_zero() && crate::duration::parse(&r.lifetime).is_ok() {
         p.add("refreshTokens.lifetime", "must be longer than 0s");
     }
     let audience = crate::token::refresh::AUDIENCE;
@@ -846,7 +855,7 @@ fn limits(l: &file::LimitsFile, p: &mut Problems) -> Limits {
     );
     let mut positive_duration = |path: &str, text: &str| {
         let d = p.duration(path, text);
-        if d.is_zero() && humantime::parse_duration(text).is_ok() {
+        if d.is_zero() && crate::duration::parse(text).is_ok() {
             p.add(path, "must be longer than 0s");
         }
         d

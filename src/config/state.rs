@@ -68,7 +68,7 @@ pub(super) fn state(file: &StateFile, p: &mut Problems) -> Option<RedisSettings>
         );
     }
     let timeout = p.duration("state.redis.timeout", &r.timeout);
-    if humantime::parse_duration(&r.timeout).is_ok()
+    if crate::duration::parse(&r.timeout).is_ok()
         && (timeout.is_zero() || timeout.as_millis() > MAX_TIMEOUT_MS)
     {
         p.add(

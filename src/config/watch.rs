@@ -4,7 +4,7 @@
 //! A new file is validated whole; only then is it swapped in, so each request sees one
 //! complete version and a broken file leaves the last good configuration in force.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +35,51 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
 }
 
-fn fingerprint(path: &PathBuf) -> Option<[u8; 32]> {
+/// SHA-256 of the file's bytes; `None` when it cannot be read (missing).
+pub(super) fn fingerprint(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path)
         .ok()
         .map(|bytes| Sha256::digest(bytes).into())
+}
+
+/// Watches the folder of `path`, so that a file replaced by rename, or a Kubernetes `..data`
+/// symlink swap, is seen, and sends `()` on `tx` when the file (or `..data`) is created,
+/// changed or removed. `None` when there is no watcher: the caller's poll is all there is.
+pub(super) fn watch_folder(
+    path: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let name = path.file_name().map(|n| n.to_os_string());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let relevant = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        ) && event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| Some(f) == name.as_deref() || f == "..data")
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    });
+    match watcher {
+        Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the folder; polling only");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no file watcher; polling only");
+            None
+        }
+    }
 }
 
 impl Reloader {
@@ -54,6 +95,8 @@ impl Reloader {
                     );
                 }
                 next.generation = current.generation + 1;
+                // Revocations read from the revocation file or Redis outlive every version.
+                next.policy.live = current.policy.live.clone();
                 let generation = next.generation;
                 self.settings.store(Arc::new(next));
                 self.reloaded.notify_one();
@@ -80,42 +123,8 @@ impl Reloader {
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut events) = mpsc::unbounded_channel();
-        let name = self.path.file_name().map(|n| n.to_os_string());
-        // Keep the watcher alive for the loop's life. It watches the folder, so that a file
-        // replaced by rename, or a Kubernetes `..data` symlink swap, is seen.
-        let _watcher = {
-            let dir = match self.path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let watcher =
-                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                    let Ok(event) = event else { return };
-                    let relevant = matches!(
-                        event.kind,
-                        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-                    ) && event.paths.iter().any(|p| {
-                        p.file_name()
-                            .is_some_and(|f| Some(f) == name.as_deref() || f == "..data")
-                    });
-                    if relevant {
-                        let _ = tx.send(());
-                    }
-                });
-            match watcher {
-                Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
-                    Ok(()) => Some(w),
-                    Err(e) => {
-                        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the configuration folder; polling only");
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "no file watcher; polling only");
-                    None
-                }
-            }
-        };
+        // Keep the watcher alive for the loop's life.
+        let _watcher = watch_folder(&self.path, tx);
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {

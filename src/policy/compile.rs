@@ -89,6 +89,7 @@ impl Policy {
             default_plan: file.default_plan.clone(),
             anonymous_plan,
             revoked: file.revoked_licenses.iter().cloned().collect(),
+            live: Default::default(),
         };
         (policy, problems)
     }

@@ -93,17 +93,14 @@ pub fn compile(
         if text.count == 0 {
             problems.push((format!("{path}.count"), "must be at least 1".to_string()));
         }
-        let per = match humantime::parse_duration(text.per) {
+        let per = match crate::duration::parse(text.per) {
             Ok(per) if per >= Duration::from_secs(1) => per,
             Ok(_) => {
                 problems.push((format!("{path}.per"), "must be at least 1s".to_string()));
                 return None;
             }
             Err(e) => {
-                problems.push((
-                    format!("{path}.per"),
-                    format!("`{}` is not a duration like 30s, 5m or 1h ({e})", text.per),
-                ));
+                problems.push((format!("{path}.per"), e));
                 return None;
             }
         };
@@ -161,18 +158,19 @@ pub fn network(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client's address: the TCP `peer`, unless the peer is one of the `trusted` edge proxies,
-/// whose `X-Forwarded-For` (every field value, in order) is believed from the right: the
-/// right-most entry that is not itself a trusted edge is the address the edge saw. Entries
-/// left of it are whatever the client wrote and are never read. An edge that sends no usable
-/// entry leaves its own address (all its clients then share one count: strict, not free).
+/// The client's address: the TCP `peer`, unless the peer is a trusted edge proxy (`is_edge`,
+/// the proxy's one edge check), whose `X-Forwarded-For` (every field value, in order) is
+/// believed from the right: the right-most entry that is not itself a trusted edge is the
+/// address the edge saw. Entries left of it are whatever the client wrote and are never read.
+/// An edge that sends no usable entry leaves its own address (all its clients then share one
+/// count: strict, not free).
 pub fn client_ip(
     peer: Option<IpAddr>,
     forwarded_for: &[&str],
-    trusted: &[IpAddr],
+    is_edge: impl Fn(IpAddr) -> bool,
 ) -> Option<IpAddr> {
     let peer = peer?.to_canonical();
-    if !trusted.contains(&peer) {
+    if !is_edge(peer) {
         return Some(peer);
     }
     let entries: Vec<&str> = forwarded_for
@@ -185,7 +183,7 @@ pub fn client_ip(
             // Garbage where the edge writes: believe nothing further left.
             return Some(peer);
         };
-        if !trusted.contains(&ip) {
+        if !is_edge(ip) {
             return Some(ip);
         }
     }
@@ -409,14 +407,14 @@ mod tests {
     ) {
         let trusted: Vec<IpAddr> = trusted.iter().map(|t| ip(t)).collect();
         assert_eq!(
-            client_ip(Some(ip(peer)), forwarded, &trusted),
+            client_ip(Some(ip(peer)), forwarded, |ip| trusted.contains(&ip)),
             Some(ip(expected))
         );
     }
 
     #[test]
     fn no_peer_no_address() {
-        assert_eq!(client_ip(None, &["1.2.3.4"], &[]), None);
+        assert_eq!(client_ip(None, &["1.2.3.4"], |_| true), None);
     }
 
     fn limit(count: u64, per: u64) -> Limit {

@@ -5,7 +5,7 @@
 //! Plain data compiled from the configuration's `plans`, `defaultPlan`, `anonymous` and
 //! `revokedLicenses` ([`compile`]: patterns and actions are checked at load time). A setting
 //! of one plan (such as `plans[].limits`, `plans[].catalog`) belongs to [`Plan`], beside its
-//! rules.
+//! rules. Licenses revoked outside the file (the revocation file, Redis) are in [`revocation`].
 //!
 //! A pattern may hold claim placeholders (`customers/${license|lower}/**`, SPEC 11): the plan
 //! is turned into the caller's [`Entitlement`] (placeholders filled, unusable rules set aside
@@ -15,11 +15,13 @@ pub mod compile;
 pub mod limits;
 pub mod pattern;
 pub mod placeholder;
+pub mod revocation;
 
 pub use pattern::{covers, Pattern, PatternError};
 pub use placeholder::{Unusable, Values};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::registry::{ResourceType, Scope};
 
@@ -29,7 +31,11 @@ pub struct Policy {
     pub plans: HashMap<String, Plan>,
     pub default_plan: Option<String>,
     pub anonymous_plan: Option<String>,
+    /// `revokedLicenses` of the configuration file.
     pub revoked: HashSet<String>,
+    /// Licenses revoked by `registry-token revoke` (the revocation file or Redis): one set
+    /// for the process, carried over by every reload.
+    pub live: Arc<revocation::Revocations>,
 }
 
 impl Policy {
@@ -40,8 +46,9 @@ impl Policy {
             .and_then(|name| self.plans.get(name))
     }
 
+    /// Whether `license` is revoked in the configuration file or by the live source.
     pub fn is_revoked(&self, license: Option<&str>) -> bool {
-        license.is_some_and(|l| self.revoked.contains(l))
+        license.is_some_and(|l| self.revoked.contains(l) || self.live.contains(l))
     }
 }
 

@@ -34,6 +34,9 @@ pub enum Denial {
     TooManyConnections,
     #[error("the request head did not arrive in time")]
     HeaderTimeout,
+    /// A `POST /token` form not whole within `headerTimeout` of its head.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
 
     // The `/v2/` decision (`authorize`).
     #[error(transparent)]
@@ -97,6 +100,7 @@ impl Denial {
             Denial::PathNotUtf8 => "bad_path",
             Denial::TooManyConnections => "too_many_connections",
             Denial::HeaderTimeout => "header_timeout",
+            Denial::BodyTimeout => "body_timeout",
             Denial::Route(e) => e.reason(),
             Denial::FormBody => "form_body",
             Denial::DuplicateAuthorization => "duplicate_authorization",
@@ -115,7 +119,7 @@ impl Denial {
             Denial::UriTooLong => 414,
             Denial::HeadersTooLarge => 431,
             Denial::TooManyConnections => 503,
-            Denial::HeaderTimeout => 408,
+            Denial::HeaderTimeout | Denial::BodyTimeout => 408,
             Denial::RateLimited { .. } => 429,
             Denial::StateUnavailable => 503,
             Denial::Route(e) => e.status(),
@@ -259,6 +263,7 @@ mod tests {
         None,
         true
     )]
+    #[case(Denial::BodyTimeout, "body_timeout", 408, "UNSUPPORTED", None, true)]
     #[case(
         Denial::Route(RouteError::BadPath("dot segment")),
         "bad_path",

@@ -1,6 +1,38 @@
-//! Client certificates reported by a trusted TLS-terminating edge (Envoy's
-//! `X-Forwarded-Client-Cert`), for mTLS binding behind a proxy. `client_certificate` in the
-//! proxy believes the header only from configured edge addresses; this module only reads it.
+//! The trusted TLS-terminating edge (`server.trustedEdge`): which peers it is, and the client
+//! certificates it reports (Envoy's `X-Forwarded-Client-Cert`) for mTLS binding behind a proxy.
+//!
+//! [`TrustedEdge::trusts`] is the one check of a peer against the edge, for every caller: the
+//! proxy believes the certificate header and `X-Forwarded-For` (plan limits) only from the edge,
+//! and the connection caps exempt it. Addresses are compared canonical on both sides: on a
+//! dual-stack listener (`[::]`) an IPv4 peer arrives as `::ffff:a.b.c.d`, and a peer may be
+//! written either way in the configuration.
+
+use std::net::IpAddr;
+
+/// The edge proxies whose client-certificate header and `X-Forwarded-For` are believed, and
+/// whose connections have no per-client cap.
+#[derive(Debug, Clone)]
+pub struct TrustedEdge {
+    /// Canonical (`IpAddr::to_canonical`): IPv4-mapped IPv6 as IPv4.
+    peers: Vec<IpAddr>,
+    /// Lower-case header name of the client certificate.
+    pub header: String,
+}
+
+impl TrustedEdge {
+    /// The edge at `peers` (canonicalised here, once), reporting certificates in `header`.
+    pub fn new(peers: impl IntoIterator<Item = IpAddr>, header: &str) -> TrustedEdge {
+        TrustedEdge {
+            peers: peers.into_iter().map(|p| p.to_canonical()).collect(),
+            header: header.to_ascii_lowercase(),
+        }
+    }
+
+    /// True when `peer`, however written, is one of the edge's addresses.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.peers.contains(&peer.to_canonical())
+    }
+}
 
 /// Splits on `sep` outside double quotes.
 fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
@@ -53,6 +85,23 @@ mod tests {
     use rstest::rstest;
 
     const HASH: &str = "ab0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff";
+
+    /// The edge is the same address whichever way the config or the listener writes it
+    /// (SECURITY 86): IPv4, IPv4-mapped IPv6, and nothing else.
+    #[rstest]
+    #[case::v4_as_v4("127.0.0.1", "127.0.0.1", true)]
+    #[case::v4_seen_mapped("127.0.0.1", "::ffff:127.0.0.1", true)]
+    #[case::mapped_seen_v4("::ffff:127.0.0.1", "127.0.0.1", true)]
+    #[case::mapped_as_mapped("::ffff:127.0.0.1", "::ffff:127.0.0.1", true)]
+    #[case::v6("2001:db8::1", "2001:db8::1", true)]
+    #[case::other_v4("127.0.0.1", "127.0.0.2", false)]
+    #[case::other_mapped("127.0.0.1", "::ffff:127.0.0.2", false)]
+    #[case::compatible_is_not_mapped("127.0.0.1", "::127.0.0.1", false)]
+    fn edge_peers(#[case] configured: &str, #[case] peer: &str, #[case] trusted: bool) {
+        let edge = TrustedEdge::new([configured.parse().unwrap()], "X-Forwarded-Client-Cert");
+        assert_eq!(edge.trusts(peer.parse().unwrap()), trusted);
+        assert_eq!(edge.header, "x-forwarded-client-cert");
+    }
 
     /// One element with one `Hash` is believed; anything ambiguous is not (SECURITY 38).
     #[rstest]

@@ -24,7 +24,7 @@ pub fn client_ip(session: &Session, settings: &Settings) -> Option<IpAddr> {
         return Some(peer);
     };
     let forwarded = header_values(session.req_header(), "x-forwarded-for");
-    limits::client_ip(Some(peer), &forwarded, &edge.peers)
+    limits::client_ip(Some(peer), &forwarded, |ip| edge.trusts(ip))
 }
 
 /// Counts a pull for `allowed` when it is one (`GET` of a manifest under a plan with

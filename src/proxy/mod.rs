@@ -25,6 +25,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
+pub use edge::TrustedEdge;
 
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
@@ -120,11 +121,22 @@ fn client_certificate(session: &Session, settings: &Settings) -> Option<[u8; 32]
         return verified;
     }
     let edge = settings.trusted_edge.as_ref()?;
-    let peer = session.client_addr()?.as_inet()?.ip();
-    if !edge.peers.contains(&peer) {
+    if !edge.trusts(session.client_addr()?.as_inet()?.ip()) {
         return None;
     }
     forwarded_certificate(&header_values(session.req_header(), &edge.header))
+}
+
+/// Reads a `POST /token` form; `None` when it is larger than [`MAX_FORM`].
+async fn read_form(session: &mut Session) -> Result<Option<Vec<u8>>> {
+    let mut form = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        form.extend_from_slice(&chunk);
+        if form.len() > MAX_FORM {
+            return Ok(None);
+        }
+    }
+    Ok(Some(form))
 }
 
 impl Sidecar {
@@ -135,11 +147,13 @@ impl Sidecar {
         respond::json(session, report.status(), &report.public(), &no_store).await
     }
 
+    /// The token realm; a `POST` form must be whole by `deadline`.
     async fn token(
         &self,
         session: &mut Session,
         settings: &Settings,
         authority: &Authority,
+        deadline: Instant,
     ) -> Result<()> {
         let method = session.req_header().method.as_str().to_string();
         if method != "GET" && method != "POST" {
@@ -155,9 +169,10 @@ impl Sidecar {
         }
         let mut form = Vec::new();
         if method == "POST" {
-            while let Some(chunk) = session.read_request_body().await? {
-                form.extend_from_slice(&chunk);
-                if form.len() > MAX_FORM {
+            let deadline = tokio::time::Instant::from_std(deadline);
+            form = match tokio::time::timeout_at(deadline, read_form(session)).await {
+                Ok(Ok(Some(form))) => form,
+                Ok(Ok(None)) => {
                     return respond::send(
                         session,
                         413,
@@ -166,9 +181,23 @@ impl Sidecar {
                         Bytes::from_static(b"form too large"),
                         true,
                     )
-                    .await;
+                    .await
                 }
-            }
+                Ok(Err(e)) => return Err(e),
+                Err(_late) => {
+                    let late = Denial::BodyTimeout;
+                    late.count(&self.metrics);
+                    tracing::info!(
+                        decision = "denied",
+                        route = "token",
+                        status = late.status(),
+                        reason = late.as_str(),
+                        "request refused"
+                    );
+                    let (realm, service) = (&settings.realm, &settings.service);
+                    return respond::denial(session, &late, realm, service, true).await;
+                }
+            };
         }
         let req = session.req_header();
         let query = target(req).and_then(|(_, q)| q);
@@ -355,7 +384,11 @@ impl ProxyHttp for Sidecar {
             }
             "/token" => {
                 let authority = ctx.authority.clone();
-                self.token(session, &settings, &authority).await?
+                // The form is small: the whole of it within headerTimeout of the head's end
+                // (SECURITY 85), not only each read within the per-read timeout. `/v2/` upload
+                // bodies keep only the per-read timeout: large slow uploads are legitimate.
+                let deadline = ctx.started + settings.limits.header_timeout;
+                self.token(session, &settings, &authority, deadline).await?
             }
             p if p == "/v2" || p.starts_with("/v2/") => {
                 return self.v2(session, ctx, p, query.as_deref()).await

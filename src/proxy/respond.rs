@@ -136,6 +136,31 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The whole response as HTTP/1.1 bytes, for a connection no pingora session was made for
+    /// (a request head refused before it was whole).
+    pub fn to_http1(&self) -> Vec<u8> {
+        use std::fmt::Write;
+        let reason = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or_default();
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+            self.status,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        if self.close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
     /// Writes it as `application/json`.
     pub async fn write(self, session: &mut Session) -> Result<()> {
         send(
@@ -443,5 +468,19 @@ mod tests {
             assert_eq!(text(&reply), body, "{denial}");
             assert_eq!(reply.close, close, "{denial}");
         }
+    }
+
+    /// A refusal written on a bare connection (a head refused before pingora parsed it) is the
+    /// same reply as HTTP/1.1 bytes: status line, the fixed headers, its own, close, body.
+    #[test]
+    fn reply_as_http1_bytes() {
+        let reply = denial_reply(&Denial::HeadersTooLarge, REALM, SERVICE, true);
+        let body =
+            r#"{"errors":[{"code":"UNSUPPORTED","message":"the request headers are too large"}]}"#;
+        let expected = format!(
+            "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nDocker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(String::from_utf8(reply.to_http1()).unwrap(), expected);
     }
 }

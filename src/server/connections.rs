@@ -2,21 +2,32 @@
 //! connections, the deadline on a whole request head, and the idle keep-alive timeout.
 //!
 //! ```text
-//! accept ─▶ Admission (connection filter): over a cap? → closed before any TLS handshake
-//!        ─▶ Guarded::process_new: Tally::admit → Slot held for the connection's life
+//! accept ─▶ Admission::should_accept (connection filter): Tally::admit
+//!             ├─ over a cap → closed at once, before any TLS handshake (counted; logged throttled)
+//!             └─ Slot reserved, by peer address and port
+//!        ─▶ TLS listener: Admission::process (pre-TLS hook) puts the Slot on the TCP stream,
+//!             so a handshake that fails or times out gives it back with the socket
+//!        ─▶ Guarded::process_new (plain: takes the Slot) — held for the connection's life
 //!             ├─ HTTP/2 (ALPN) → pingora's own loop (h2 idle timeout = idleTimeout)
 //!             └─ HTTP/1: read_head (idle wait, then the whole head by headerTimeout)
 //!                  ├─ head in time → pingora's proxy, the head handed over as read bytes
+//!                  ├─ head past 64 KiB → 431, closed
 //!                  └─ late / idle / closed → connection closed
 //! ```
 //!
 //! pingora bounds each read of a head, not the head: a byte every few seconds kept a
 //! connection forever, and a kept-alive connection waited for its next head without a
-//! deadline. So the sidecar reads each head itself, then hands the bytes to pingora, which
+//! deadline. So the sidecar reads each head itself, looking for its end only in the bytes
+//! that arrived since the last look ([`HeadScan`]), then hands the bytes to pingora, which
 //! parses them without reading again.
+//!
+//! The slot is taken at accept, not when pingora hands the connection over: on the TLS
+//! listener that comes only after the handshake, which pingora waits up to 60 s for, and
+//! connections that never send a ClientHello would otherwise all be held past the caps.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,25 +35,30 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
-use pingora::listeners::ConnectionFilter;
+use pingora::listeners::{ConnectionFilter, PreTlsProcess};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::l4::stream::Stream as TcpStream;
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::{Tracer, Tracing};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::{Limits, Settings};
 use crate::metrics::Metrics;
 use crate::policy::limits::network;
-use crate::proxy::{Denial, Sidecar};
+use crate::proxy::respond::denial_reply;
+use crate::proxy::{Denial, Sidecar, TrustedEdge};
+use crate::throttle::Throttle;
 
-/// Largest head read before handing it to pingora, which refuses it (its own limit).
-const MAX_HEAD: usize = 1_048_575;
-/// Time allowed to write the 408 to a client whose head was late.
+/// Largest request head, with any empty lines before it: past it, 431 at once, whether or
+/// not its end has arrived (the request line and the header section both fit in it).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Time allowed to write the answer to a client whose head is refused (late, too large).
 const LATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
-/// Body of the 408 answering a started head that missed `headerTimeout`.
-const LATE_BODY: &str = r#"{"errors":[{"code":"UNSUPPORTED","message":"the request head did not arrive within the time allowed"}]}"#;
+/// Refusals at accept are logged at most this often (each is counted).
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -64,22 +80,16 @@ impl Tally {
         self.counts().total
     }
 
-    /// Whether one more connection from `ip` fits `limits` (`exempt` addresses, trusted edge
-    /// proxies carrying many clients, have no per-client cap).
-    pub fn has_room(&self, ip: Option<IpAddr>, limits: &Limits, exempt: &[IpAddr]) -> bool {
-        let counts = self.counts();
-        fits(&counts, ip, limits, exempt)
-    }
-
-    /// Counts one more connection from `ip` if it fits; the slot gives it back on drop.
+    /// Counts one more connection from `ip` if it fits `limits` (the trusted `edge`, carrying
+    /// many clients, has no per-client cap); the slot gives it back on drop.
     pub fn admit(
         self: &Arc<Self>,
         ip: Option<IpAddr>,
         limits: &Limits,
-        exempt: &[IpAddr],
+        edge: Option<&TrustedEdge>,
     ) -> Result<Slot, Denial> {
         let mut counts = self.counts();
-        if !fits(&counts, ip, limits, exempt) {
+        if !fits(&counts, ip, limits, edge) {
             return Err(Denial::TooManyConnections);
         }
         counts.total += 1;
@@ -94,12 +104,12 @@ impl Tally {
     }
 }
 
-fn fits(counts: &Counts, ip: Option<IpAddr>, limits: &Limits, exempt: &[IpAddr]) -> bool {
+fn fits(counts: &Counts, ip: Option<IpAddr>, limits: &Limits, edge: Option<&TrustedEdge>) -> bool {
     if counts.total >= limits.max_connections {
         return false;
     }
     match ip {
-        Some(ip) if !exempt.contains(&ip) => {
+        Some(ip) if !edge.is_some_and(|edge| edge.trusts(ip)) => {
             let open = counts.per_client.get(&network(ip)).copied();
             open.unwrap_or(0) < limits.max_connections_per_ip
         }
@@ -129,22 +139,74 @@ impl Drop for Slot {
     }
 }
 
-/// True when `buf` holds a whole request head: its blank line has arrived, after any empty
-/// lines before the request line (which HTTP/1 parsers skip). Only the end is looked for;
-/// pingora parses the head once, when it is handed over.
-pub fn head_complete(buf: &[u8]) -> bool {
-    // A TLS handshake on a plain listener (docker tries https first): refused at once, not at
-    // headerTimeout, so the client falls back to http without waiting.
-    if buf.first() == Some(&0x16) {
-        return true;
+/// Looks for the end of a request head as its bytes arrive, each byte once: the blank line
+/// after the request line, after any empty lines before it (which HTTP/1 parsers skip). Only
+/// the end is looked for; pingora parses the head once, when it is handed over.
+#[derive(Debug, Default)]
+pub struct HeadScan {
+    /// The bytes before this offset have been looked at.
+    scanned: usize,
+    /// Where the request line starts, once a byte other than an empty line has arrived.
+    start: Option<usize>,
+}
+
+/// What [`HeadScan::scan`] found.
+#[derive(Debug, PartialEq)]
+pub enum HeadEnd {
+    /// The head is whole (or it is a TLS handshake on a plain listener, refused at once).
+    Whole,
+    /// Its end has not arrived yet.
+    Partial,
+    /// Past [`MAX_HEAD`] without an end, or whole but longer.
+    TooLarge,
+}
+
+impl HeadScan {
+    /// Where the next look goes in a buffer now `len` long: the new bytes, and the two before
+    /// them, where an end (`\n\n` or `\n\r\n`) may have started.
+    fn window(&self, len: usize) -> Range<usize> {
+        let from = self.scanned.saturating_sub(2).max(self.start.unwrap_or(0));
+        from..len
     }
-    let Some(start) = buf.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
-        return false;
-    };
-    let head = &buf[start..];
-    // A line ending (`\n`) followed by an empty line (`\n` or `\r\n`).
-    (0..head.len())
-        .any(|i| head[i] == b'\n' && matches!(&head[i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
+
+    /// Looks at the bytes of `buf` that arrived since the last call (`buf` only grows).
+    pub fn scan(&mut self, buf: &[u8]) -> HeadEnd {
+        // A TLS handshake on a plain listener (docker tries https first): refused at once, not
+        // at headerTimeout, so the client falls back to http without waiting.
+        if self.scanned == 0 && buf.first() == Some(&0x16) {
+            return HeadEnd::Whole;
+        }
+        if self.start.is_none() {
+            let fresh = &buf[self.scanned..];
+            match fresh.iter().position(|b| !matches!(b, b'\r' | b'\n')) {
+                Some(at) => self.start = Some(self.scanned + at),
+                None => self.scanned = buf.len(),
+            }
+        }
+        if self.start.is_some() {
+            let window = self.window(buf.len());
+            let seen = &buf[window.clone()];
+            // A line ending (`\n`) followed by an empty line (`\n` or `\r\n`).
+            let end = (0..seen.len()).find_map(|i| match &seen[i..] {
+                [b'\n', b'\n', ..] => Some(window.start + i + 2),
+                [b'\n', b'\r', b'\n', ..] => Some(window.start + i + 3),
+                _ => None,
+            });
+            self.scanned = buf.len();
+            if let Some(end) = end {
+                return if end > MAX_HEAD {
+                    HeadEnd::TooLarge
+                } else {
+                    HeadEnd::Whole
+                };
+            }
+        }
+        if buf.len() > MAX_HEAD {
+            HeadEnd::TooLarge
+        } else {
+            HeadEnd::Partial
+        }
+    }
 }
 
 /// How waiting for one request head ended.
@@ -158,11 +220,13 @@ pub enum Head {
     Idle,
     /// The head was not whole at the deadline; `started` when part of it had arrived.
     Late { started: bool },
+    /// The head is longer than [`MAX_HEAD`], known as soon as that many bytes are in.
+    TooLarge,
 }
 
 /// Reads one request head from `stream`: with `idle`, first waits that long for its first
 /// byte (a kept-alive connection between requests); then the whole head must arrive within
-/// `header_timeout`, however it is split into reads.
+/// `header_timeout`, however it is split into reads. Each byte is looked at once.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     idle: Option<Duration>,
@@ -177,9 +241,14 @@ pub async fn read_head<S: AsyncRead + Unpin>(
         }
     }
     let deadline = Instant::now() + header_timeout;
+    let mut scan = HeadScan::default();
     loop {
-        if (!buf.is_empty() && head_complete(&buf)) || buf.len() > MAX_HEAD {
-            return Head::Ready(buf);
+        if !buf.is_empty() {
+            match scan.scan(&buf) {
+                HeadEnd::Whole => return Head::Ready(buf),
+                HeadEnd::TooLarge => return Head::TooLarge,
+                HeadEnd::Partial => {}
+            }
         }
         match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => {
@@ -193,27 +262,49 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// The peer's IP address, when the stream has one.
-fn peer_ip(stream: &Stream) -> Option<IpAddr> {
-    let digest = stream.get_socket_digest()?;
-    let addr = digest.peer_addr()?.as_inet()?;
-    Some(addr.ip())
+/// The peer's address and port, from a stream's socket digest.
+fn peer(digest: Option<Arc<SocketDigest>>) -> Option<SocketAddr> {
+    digest?.peer_addr()?.as_inet().copied()
 }
 
-/// The trusted edge proxies: many clients behind one address, so no per-client cap.
-fn exempt(settings: &Settings) -> &[IpAddr] {
-    settings
-        .trusted_edge
-        .as_ref()
-        .map(|e| e.peers.as_slice())
-        .unwrap_or_default()
-}
-
-/// Closes connections past the caps at accept, before a TLS handshake is spent on them.
+/// The caps at accept (`server.limits`): a connection past them is closed before anything is
+/// spent on it, TLS handshake included; one within them gets its slot at once, held until the
+/// connection closes. The same value is the service's connection filter, the TLS listener's
+/// pre-handshake hook and, through [`Guarded`], the plain listener's hand-over.
 pub struct Admission {
-    pub tally: Arc<Tally>,
-    pub settings: Arc<ArcSwap<Settings>>,
-    pub metrics: Arc<Metrics>,
+    tally: Arc<Tally>,
+    settings: Arc<ArcSwap<Settings>>,
+    metrics: Arc<Metrics>,
+    /// Slots taken at accept until the connection's stream takes them over, by the peer's
+    /// address and port (unique among open connections).
+    reserved: Mutex<HashMap<SocketAddr, Slot>>,
+    /// Refusals are counted one by one, logged at most every [`REFUSALS_LOGGED_EVERY`].
+    refusals: Throttle,
+}
+
+impl Admission {
+    pub fn new(
+        tally: Arc<Tally>,
+        settings: Arc<ArcSwap<Settings>>,
+        metrics: Arc<Metrics>,
+    ) -> Admission {
+        Admission {
+            tally,
+            settings,
+            metrics,
+            reserved: Mutex::default(),
+            refusals: Throttle::new(REFUSALS_LOGGED_EVERY),
+        }
+    }
+
+    fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Slot>> {
+        self.reserved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slot reserved at accept for the connection from `peer`, for its stream to hold.
+    fn take(&self, peer: Option<SocketAddr>) -> Option<Slot> {
+        self.reserved().remove(&peer?)
+    }
 }
 
 impl std::fmt::Debug for Admission {
@@ -226,15 +317,61 @@ impl std::fmt::Debug for Admission {
 
 #[async_trait]
 impl ConnectionFilter for Admission {
-    async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
+    async fn should_accept(&self, addr: Option<&SocketAddr>) -> bool {
+        // pingora asks only about peers with an address (TCP); there is nothing to count else.
+        let Some(&addr) = addr else { return true };
         let settings = self.settings.load();
-        let ip = addr.map(|a| a.ip());
-        let room = self.tally.has_room(ip, &settings.limits, exempt(&settings));
-        if !room {
-            Denial::TooManyConnections.count(&self.metrics);
-            tracing::debug!(client = ?ip, reason = Denial::TooManyConnections.as_str(), "connection closed at accept");
+        let edge = settings.trusted_edge.as_ref();
+        match self.tally.admit(Some(addr.ip()), &settings.limits, edge) {
+            Ok(slot) => {
+                // A slot left by a connection that never reached its stream gives way.
+                let stale = self.reserved().insert(addr, slot);
+                drop(stale);
+                true
+            }
+            Err(refusal) => {
+                refusal.count(&self.metrics);
+                if let Some(refused) = self.refusals.event() {
+                    tracing::warn!(
+                        reason = refusal.as_str(),
+                        client = %addr.ip(),
+                        refused,
+                        "connections closed at accept: past server.limits (maxConnections, maxConnectionsPerIp)"
+                    );
+                }
+                false
+            }
         }
-        room
+    }
+}
+
+/// A slot carried by a TCP stream as pingora's per-connection [`Tracer`]: it goes when the
+/// socket is dropped, whatever became of the handshake.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Never read: held for its `Drop`.
+    _slot: Arc<Slot>,
+}
+
+impl Tracing for Held {
+    fn on_connected(&self) {}
+    fn on_disconnected(&self) {}
+    fn boxed_clone(&self) -> Box<dyn Tracing> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait]
+impl PreTlsProcess for Admission {
+    /// TLS listener, before the handshake: the TCP stream takes over the slot reserved at
+    /// accept, so that a handshake that fails or times out (pingora waits 60 s) frees it too.
+    async fn process(&self, stream: &mut TcpStream) -> pingora::Result<()> {
+        if let Some(slot) = self.take(peer(stream.get_socket_digest())) {
+            stream.tracer = Some(Tracer(Box::new(Held {
+                _slot: Arc::new(slot),
+            })));
+        }
+        Ok(())
     }
 }
 
@@ -242,7 +379,7 @@ impl ConnectionFilter for Admission {
 /// each HTTP/1 request head read under `server.limits`.
 pub struct Guarded {
     pub proxy: Arc<HttpProxy<Sidecar>>,
-    pub tally: Arc<Tally>,
+    pub admission: Arc<Admission>,
     pub settings: Arc<ArcSwap<Settings>>,
     pub metrics: Arc<Metrics>,
 }
@@ -264,21 +401,11 @@ impl Guarded {
             let head = match head {
                 Head::Ready(head) => head,
                 Head::Closed | Head::Idle => return,
+                // A client that sent nothing is closed without a word.
                 Head::Late { started } => {
-                    Denial::HeaderTimeout.count(&self.metrics);
-                    tracing::info!(
-                        decision = "denied",
-                        reason = Denial::HeaderTimeout.as_str(),
-                        client = ?peer_ip(&stream),
-                        "connection closed"
-                    );
-                    if started {
-                        let answer = format!("HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{LATE_BODY}", LATE_BODY.len());
-                        let _ =
-                            timeout(LATE_ANSWER_TIMEOUT, stream.write_all(answer.as_bytes())).await;
-                    }
-                    return;
+                    return self.refuse(stream, &Denial::HeaderTimeout, started).await
                 }
+                Head::TooLarge => return self.refuse(stream, &Denial::HeadersTooLarge, true).await,
             };
             let mut session = ServerSession::new_http1(stream);
             match persisted.take() {
@@ -286,6 +413,9 @@ impl Guarded {
                 None if *shutdown.borrow() => session.set_keepalive(None),
                 None => session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1))),
             }
+            // A body the proxy leaves unread is drained before the next head, within the same
+            // bound as a head (pingora's per-read timeout alone let a trickle hold it).
+            session.set_total_drain_timeout(Some(limits.header_timeout));
             session.set_pipelined_prefix(head);
             let Some(reused) = self.proxy.process_new_http(session, shutdown).await else {
                 return;
@@ -294,6 +424,26 @@ impl Guarded {
             stream = next;
             persisted = settings;
             idle = Some(limits.idle_timeout);
+        }
+    }
+
+    /// A head refused before pingora saw it: counted, logged, answered when `answer`, closed.
+    async fn refuse(&self, mut stream: Stream, denial: &Denial, answer: bool) {
+        denial.count(&self.metrics);
+        tracing::info!(
+            decision = "denied",
+            status = denial.status(),
+            reason = denial.as_str(),
+            client = ?peer(stream.get_socket_digest()).map(|a| a.ip()),
+            "connection closed"
+        );
+        if answer {
+            let reply = denial_reply(denial, "", "", true).to_http1();
+            let _ = timeout(LATE_ANSWER_TIMEOUT, async {
+                stream.write_all(&reply).await?;
+                AsyncWriteExt::shutdown(&mut stream).await
+            })
+            .await;
         }
     }
 }
@@ -305,17 +455,9 @@ impl ServerApp for Guarded {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let settings = self.settings.load_full();
-        let ip = peer_ip(&stream);
-        let _slot = match self.tally.admit(ip, &settings.limits, exempt(&settings)) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                tracing::debug!(client = ?ip, reason = refusal.as_str(), "connection closed");
-                refusal.count(&self.metrics);
-                return None;
-            }
-        };
-        drop(settings);
+        // Plain listener: the slot reserved at accept, held here for the connection's life
+        // (on the TLS listener the TCP stream carries it already).
+        let _slot = self.admission.take(peer(stream.get_socket_digest()));
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // pingora's HTTP/2 loop, with `h2_idle_timeout` from the server options.
             let mut next = self.proxy.process_new(stream, shutdown).await;
@@ -353,24 +495,21 @@ mod tests {
     }
 
     /// Admission in order: each row is a client and whether it gets in, with earlier slots
-    /// still held.
+    /// still held. The edge is exempt however either side writes its address (SECURITY 86).
     #[rstest]
     #[case::per_ip_cap(limits(10, 2), &[], &[("10.0.0.1", true), ("10.0.0.1", true), ("10.0.0.1", false), ("10.0.0.2", true)])]
     #[case::total_cap(limits(2, 5), &[], &[("10.0.0.1", true), ("10.0.0.2", true), ("10.0.0.3", false)])]
     #[case::ipv6_counted_per_64(limits(10, 2), &[], &[("2001:db8::1", true), ("2001:db8::2", true), ("2001:db8::ffff", false), ("2001:db8:0:1::1", true)])]
     #[case::mapped_ipv4_is_ipv4(limits(10, 1), &[], &[("10.0.0.1", true), ("::ffff:10.0.0.1", false)])]
     #[case::edge_has_no_per_ip_cap(limits(3, 1), &["10.0.0.9"], &[("10.0.0.9", true), ("10.0.0.9", true), ("10.0.0.9", true), ("10.0.0.9", false)])]
-    fn admission(#[case] limits: Limits, #[case] exempt: &[&str], #[case] rows: &[(&str, bool)]) {
+    #[case::edge_seen_mapped(limits(3, 1), &["10.0.0.9"], &[("::ffff:10.0.0.9", true), ("::ffff:10.0.0.9", true)])]
+    #[case::edge_written_mapped(limits(3, 1), &["::ffff:10.0.0.9"], &[("10.0.0.9", true), ("10.0.0.9", true), ("::ffff:10.0.0.9", true)])]
+    fn admission(#[case] limits: Limits, #[case] edge: &[&str], #[case] rows: &[(&str, bool)]) {
         let tally = Arc::new(Tally::default());
-        let exempt: Vec<IpAddr> = exempt.iter().map(|e| e.parse().unwrap()).collect();
+        let edge = TrustedEdge::new(edge.iter().map(|e| e.parse().unwrap()), "x-client-cert");
         let mut held = Vec::new();
         for (i, (client, admitted)) in rows.iter().enumerate() {
-            assert_eq!(
-                tally.has_room(ip(client), &limits, &exempt),
-                *admitted,
-                "row {i}: has_room"
-            );
-            match tally.admit(ip(client), &limits, &exempt) {
+            match tally.admit(ip(client), &limits, Some(&edge)) {
                 Ok(slot) => {
                     assert!(admitted, "row {i}: {client} admitted past a cap");
                     held.push(slot);
@@ -392,10 +531,31 @@ mod tests {
     fn closed_connection_frees_its_place() {
         let tally = Arc::new(Tally::default());
         let limits = limits(1, 1);
-        let first = tally.admit(ip("10.0.0.1"), &limits, &[]).unwrap();
-        assert!(tally.admit(ip("10.0.0.2"), &limits, &[]).is_err());
+        let first = tally.admit(ip("10.0.0.1"), &limits, None).unwrap();
+        assert!(tally.admit(ip("10.0.0.2"), &limits, None).is_err());
         drop(first);
-        assert!(tally.admit(ip("10.0.0.2"), &limits, &[]).is_ok());
+        assert!(tally.admit(ip("10.0.0.2"), &limits, None).is_ok());
+    }
+
+    /// A slot the TCP stream carries (TLS listener, before the handshake) is given back when
+    /// the last copy of the stream's tracer goes, not before.
+    #[test]
+    fn slot_carried_by_a_stream_goes_with_it() {
+        let tally = Arc::new(Tally::default());
+        let slot = tally.admit(ip("10.0.0.1"), &limits(5, 5), None).unwrap();
+        let tracer = Tracer(Box::new(Held {
+            _slot: Arc::new(slot),
+        }));
+        let copy = tracer.clone();
+        drop(tracer);
+        assert_eq!(tally.open(), 1);
+        drop(copy);
+        assert_eq!(tally.open(), 0);
+    }
+
+    /// The end of a head in one buffer: `scan` once over the whole of it.
+    fn head_complete(buf: &[u8]) -> bool {
+        HeadScan::default().scan(buf) == HeadEnd::Whole
     }
 
     /// What counts as a whole head: the blank line ends it, bare LF too, leading empty lines
@@ -414,6 +574,78 @@ mod tests {
     #[case::tls_client_hello(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", true)]
     fn whole_heads(#[case] buf: &[u8], #[case] whole: bool) {
         assert_eq!(head_complete(buf), whole, "{}", buf.escape_ascii());
+        // The same bytes one at a time: the end is found across reads, on the byte that
+        // completes it.
+        let mut scan = HeadScan::default();
+        let found = (1..=buf.len()).find(|&n| scan.scan(&buf[..n]) == HeadEnd::Whole);
+        assert_eq!(
+            found.is_some(),
+            whole,
+            "byte by byte: {}",
+            buf.escape_ascii()
+        );
+        if whole {
+            assert_eq!(
+                found,
+                (1..=buf.len()).find(|&n| head_complete(&buf[..n])),
+                "found as soon as it is there"
+            );
+        }
+    }
+
+    /// Heads trickled in pieces of every size from 1 to 7 bytes, the end split across reads
+    /// at every place: each byte is looked at a bounded number of times (the overlap of two),
+    /// so the work grows with the bytes, not with the bytes times the reads (SECURITY 84).
+    #[rstest]
+    #[case::crlf(b"GET /v2/ HTTP/1.1\r\nHost: a\r\nX-Pad: aaaaaaaaaaaaaaaa\r\n\r\n")]
+    #[case::bare_lf(b"\r\nGET /v2/ HTTP/1.1\nHost: a\nX-Pad: aaaaaaaaaaaaaaaa\n\n")]
+    fn scan_looks_at_each_byte_a_bounded_number_of_times(#[case] head: &[u8]) {
+        for piece in 1..=7 {
+            let mut scan = HeadScan::default();
+            let (mut looked, mut len) = (0, 0);
+            let outcome = loop {
+                len = (len + piece).min(head.len());
+                looked += scan.window(len).len();
+                match scan.scan(&head[..len]) {
+                    HeadEnd::Partial if len < head.len() => continue,
+                    outcome => break outcome,
+                }
+            };
+            assert_eq!(outcome, HeadEnd::Whole, "pieces of {piece}");
+            let reads = head.len().div_ceil(piece);
+            assert!(
+                looked <= head.len() + 2 * reads,
+                "pieces of {piece}: {looked} bytes looked at for {} received",
+                head.len()
+            );
+        }
+    }
+
+    /// A head that never ends is refused as soon as it is longer than `MAX_HEAD`, read by
+    /// read; one whose end arrives past `MAX_HEAD` too; one just within it is whole.
+    #[test]
+    fn head_past_the_limit_is_too_large() {
+        let mut endless = b"GET /v2/ HTTP/1.1\r\nX-Pad: ".to_vec();
+        endless.resize(MAX_HEAD + 4096, b'a');
+        let mut scan = HeadScan::default();
+        let refused = (1..=endless.len() / 512)
+            .map(|n| n * 512)
+            .find(|&n| scan.scan(&endless[..n]) == HeadEnd::TooLarge);
+        assert_eq!(
+            refused,
+            Some(MAX_HEAD + 512),
+            "refused at the first read past the limit"
+        );
+
+        let mut long = endless[..MAX_HEAD].to_vec();
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(HeadScan::default().scan(&long), HeadEnd::TooLarge);
+        let mut fits = endless[..MAX_HEAD - 4].to_vec();
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(HeadScan::default().scan(&fits), HeadEnd::Whole);
+
+        let blank_lines = vec![b'\n'; MAX_HEAD + 1];
+        assert_eq!(HeadScan::default().scan(&blank_lines), HeadEnd::TooLarge);
     }
 
     const SHORT: Duration = Duration::from_millis(300);
@@ -452,6 +684,19 @@ mod tests {
         assert_eq!(head, Head::Late { started: true });
         drop(server);
         trickle.await.unwrap();
+    }
+
+    /// A head past `MAX_HEAD` trickled without an end is refused before the deadline.
+    #[tokio::test]
+    async fn endless_head_is_too_large() {
+        let (mut client, mut server) = tokio::io::duplex(MAX_HEAD * 2);
+        client
+            .write_all(b"GET /v2/ HTTP/1.1\r\nX-Pad: ")
+            .await
+            .unwrap();
+        client.write_all(&vec![b'a'; MAX_HEAD]).await.unwrap();
+        let head = read_head(&mut server, None, Duration::from_secs(3600)).await;
+        assert_eq!(head, Head::TooLarge);
     }
 
     /// Between requests: nothing within the idle timeout ends the connection quietly; a next

@@ -4,11 +4,14 @@
 //!
 //! The request path only sees the traits; `server` picks the implementation from the config
 //! ([`Stores::build`]): `memory` without `state.redis`; `redis` with it, wrapped by `fallback`
-//! under `onUnavailable: memory`.
+//! under `onUnavailable: memory`. Replicas also hear each other over pub/sub (`pubsub`): the
+//! revocation set (`revocations`, SPEC section 12) is followed that way.
 
 pub mod fallback;
 pub mod memory;
+pub mod pubsub;
 pub mod redis;
+pub mod revocations;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -227,6 +227,23 @@ impl Redis {
         Err(StateError(format!("{op}: {error}")))
     }
 
+    /// A connection of its own for `SUBSCRIBE` (pub/sub holds one), made within the timeout.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StateError> {
+        match tokio::time::timeout(self.settings.timeout, self.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(StateError(format!("subscribe: {}", describe(&e)))),
+            Err(_) => Err(StateError(format!(
+                "subscribe: no answer within {:?}",
+                self.settings.timeout
+            ))),
+        }
+    }
+
+    /// Where this store counts (the pub/sub handlers count their messages there too).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// `PING`: reachable, and how long the round trip took.
     pub async fn ping(&self) -> Result<Duration, StateError> {
         let started = Instant::now();

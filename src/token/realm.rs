@@ -323,9 +323,9 @@ pub struct Audit {
 impl Audit {
     /// The license as logs show it: the first 12 hex digits of its SHA-256.
     pub fn license_hash(&self) -> Option<String> {
-        use sha2::{Digest, Sha256};
-        let hex = |l: &String| data_encoding::HEXLOWER.encode(&Sha256::digest(l.as_bytes())[..6]);
-        self.license.as_ref().map(hex)
+        self.license
+            .as_deref()
+            .map(crate::policy::revocation::license_hash)
     }
 }
 

@@ -487,6 +487,21 @@ impl Sidecar {
         })
     }
 
+    /// The check named `name` (`upstream`, `authority`, `state`) of the admin listener's
+    /// `/readyz`: `{"name", "ready", "detail"}`, or `Null` when there is none.
+    pub fn admin_check(&self, name: &str) -> Value {
+        let body: Value = client()
+            .get(format!("{}/readyz", self.admin_url()))
+            .send()
+            .expect("GET admin /readyz")
+            .json()
+            .expect("JSON");
+        body["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
     /// `GET /metrics` on the admin listener.
     pub fn metrics(&self) -> String {
         let response = client()
