@@ -7,6 +7,7 @@
 use crate::common::cache::*;
 use crate::common::limits::with_pull_limit;
 use crate::common::*;
+use crate::namespaces::Namespaces;
 use crate::Bed;
 
 const SECRET: &[u8] = b"the secret layer of acme/a, cached";
@@ -94,6 +95,207 @@ fn case87_a_blob_cached_for_one_repository_is_not_served_for_another() {
         2,
         "B's second GET is a hit once the registry said 200"
     );
+}
+
+/// Customer A's private layer in the per-customer case.
+const LAYER_A: &[u8] = b"customer A's private layer, pushed and pulled through the sidecar";
+/// The image config of that case (the same bytes for both customers).
+const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}"#;
+
+/// True when `bytes` occur anywhere in `body`.
+fn holds(body: &[u8], bytes: &[u8]) -> bool {
+    body.windows(bytes.len()).any(|w| w == bytes)
+}
+
+/// Pushes [`CONFIG`], [`LAYER_A`] and a manifest of them as `repo:v1` through the sidecar with
+/// `token`; returns the layer's and the manifest's digest and the manifest's bytes.
+fn push_image(base: &str, repo: &str, token: &str) -> (String, String, Vec<u8>) {
+    let push_blob = |bytes: &[u8]| {
+        let digest = sha256_digest(bytes);
+        let http = client();
+        let start = http
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        assert_eq!(start.status(), 202, "upload session in {repo}");
+        let location = start.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = http
+            .put(format!("{location}{sep}digest={digest}"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(put.status(), 201, "blob upload in {repo}");
+        digest
+    };
+    let config = push_blob(CONFIG);
+    let layer = push_blob(LAYER_A);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config, "size": CONFIG.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer, "size": LAYER_A.len()}],
+    }))
+    .unwrap();
+    let put = client()
+        .put(format!("{base}/v2/{repo}/manifests/v1"))
+        .bearer_auth(token)
+        .header("Content-Type", MANIFEST_TYPE)
+        .body(manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201, "manifest push to {repo}");
+    (layer, sha256_digest(&manifest), manifest)
+}
+
+/// 87 with per-customer namespaces (SPEC 11): two customers on the plan
+/// `customers/${license|lower}/**`. A pushes an image to `customers/a/app` and pulls its layer
+/// and manifest twice (the second time from the cache). B, whose token covers `customers/b/**`
+/// only, asks for the same digests under `customers/a/app` (refused before the cache, never
+/// forwarded) and under `customers/b/app`, where the registry has not linked them (the
+/// registry's 404, each request forwarded): no byte of A's objects reaches B. Once B has
+/// pushed the same bytes itself, the registry says 200 for B and B is served, the next time
+/// from the cache.
+#[test]
+fn case87_a_customers_cached_object_never_reaches_another_customer() {
+    let ns = Namespaces::start();
+    let base = ns.sidecar.url();
+    let granted = |license: &str, scopes: &[&str]| {
+        let optok = ns.optok("user", "customers", Some(license), serde_json::json!({}));
+        let reply = ns.token(&optok, scopes);
+        reply.expect(200, "87");
+        (reply.access(), reply.token().to_string())
+    };
+    let (access_a, token_a) = granted("A", &["repository:customers/a/app:pull,push"]);
+    assert_eq!(access_a[0].0, "customers/a/app");
+    let (access_b, token_b) = granted(
+        "B",
+        &[
+            "repository:customers/b/app:pull,push",
+            "repository:customers/a/app:pull",
+        ],
+    );
+    assert_eq!(
+        access_b.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["customers/b/app"],
+        "SECURITY 87: B's token covers customers/b/** only"
+    );
+
+    let (layer, manifest, manifest_bytes) = push_image(&base, "customers/a/app", &token_a);
+    let paths = |repo: &str| {
+        [
+            (format!("/v2/{repo}/blobs/{layer}"), LAYER_A.to_vec()),
+            (
+                format!("/v2/{repo}/manifests/{manifest}"),
+                manifest_bytes.clone(),
+            ),
+        ]
+    };
+    let accept = [("Accept", ACCEPT)];
+    let upstream = |path: &str| ns.tap.heads_for(path).len();
+    let cache_requests = |labels: &[(&str, &str)]| {
+        ns.sidecar
+            .metric("registry_token_cache_requests_total", labels)
+    };
+    let hits = || cache_requests(&[("result", "hit")]);
+    for (path, bytes) in paths("customers/a/app") {
+        for _ in 0..2 {
+            let pulled = request(&base, "GET", &path, Some(&token_a), &accept);
+            assert_eq!(
+                (pulled.status, &pulled.body),
+                (200, &bytes),
+                "A pulls {path}"
+            );
+        }
+        assert_eq!(upstream(&path), 1, "A's second GET of {path} is a hit");
+    }
+
+    // B under A's name: refused by the token check, before the cache and the registry.
+    let (hits_before, looked_up) = (hits(), cache_requests(&[]));
+    for (path, bytes) in paths("customers/a/app") {
+        for (method, range) in [("GET", None), ("HEAD", None), ("GET", Some("bytes=0-9"))] {
+            let mut headers = accept.to_vec();
+            headers.extend(range.map(|r| ("Range", r)));
+            let refused = request(&base, method, &path, Some(&token_b), &headers);
+            assert_eq!(
+                refused.status,
+                401,
+                "SECURITY 87: B {method} {path} {range:?}: {}",
+                refused.text()
+            );
+            assert!(
+                !holds(&refused.body, &bytes) && !holds(&refused.body, &bytes[..10]),
+                "SECURITY 87: A's bytes reached B"
+            );
+        }
+        assert_eq!(upstream(&path), 1, "SECURITY 87: B's refusal was forwarded");
+    }
+    assert_eq!(
+        cache_requests(&[]),
+        looked_up,
+        "SECURITY 87: B's refusal reached the cache"
+    );
+
+    // B under its own name, where the registry has not linked A's objects: the registry's 404.
+    for (path, bytes) in paths("customers/b/app") {
+        for (method, range) in [("GET", None), ("HEAD", None), ("GET", Some("bytes=0-9"))] {
+            let mut headers = accept.to_vec();
+            headers.extend(range.map(|r| ("Range", r)));
+            let before = upstream(&path);
+            let answer = request(&base, method, &path, Some(&token_b), &headers);
+            assert_eq!(
+                answer.status,
+                404,
+                "SECURITY 87: B {method} {path} {range:?}: {}",
+                answer.text()
+            );
+            assert!(
+                !holds(&answer.body, &bytes) && !holds(&answer.body, &bytes[..10]),
+                "SECURITY 87: A's bytes reached B"
+            );
+            assert_eq!(
+                upstream(&path),
+                before + 1,
+                "SECURITY 87: B {method} {path} {range:?} was not asked of the registry"
+            );
+        }
+    }
+    assert_eq!(
+        hits(),
+        hits_before,
+        "SECURITY 87: B was served from the cache"
+    );
+
+    // B pushes the same bytes: the registry links them into B and says 200 for B; the first
+    // GET is the registry's, the second the cache's.
+    let (layer_b, manifest_b, _) = push_image(&base, "customers/b/app", &token_b);
+    assert_eq!((&layer_b, &manifest_b), (&layer, &manifest));
+    for (path, bytes) in paths("customers/b/app") {
+        let before = upstream(&path);
+        for _ in 0..2 {
+            let pulled = request(&base, "GET", &path, Some(&token_b), &accept);
+            assert_eq!(
+                (pulled.status, &pulled.body),
+                (200, &bytes),
+                "B pulls {path}"
+            );
+        }
+        assert_eq!(
+            upstream(&path),
+            before + 1,
+            "B's first GET of {path} goes to the registry, the second is a hit"
+        );
+    }
+    assert_eq!(hits(), hits_before + 2.0, "B's second GETs are hits");
 }
 
 /// 88: the registry answers a digest with other bytes (its blob file overwritten) → the client

@@ -39,17 +39,18 @@ fn plans() -> Value {
 }
 
 /// Authority, a registry without auth, the tap, and a sidecar with [`plans`] under
-/// `senderConstraint: none` and refresh tokens on. Fields drop in order.
-struct Namespaces {
-    sidecar: Sidecar,
-    tap: Tap,
-    registry: Registry,
+/// `senderConstraint: none` and refresh tokens on. Fields drop in order. The cache cases
+/// (tests/security/cache.rs) start their customers here too.
+pub struct Namespaces {
+    pub sidecar: Sidecar,
+    pub tap: Tap,
+    pub registry: Registry,
     _keys: std::sync::Arc<Keys>,
     authority: Authority,
 }
 
 impl Namespaces {
-    fn start() -> Namespaces {
+    pub fn start() -> Namespaces {
         let authority = Authority::start();
         let keys = Keys::shared();
         let registry = Registry::start(None);
@@ -69,7 +70,7 @@ impl Namespaces {
     }
 
     /// An OpTok of `plan` with `license` (`None`: no license claim) and extra claims.
-    fn optok(&self, sub: &str, plan: &str, license: Option<&str>, extra: Value) -> String {
+    pub fn optok(&self, sub: &str, plan: &str, license: Option<&str>, extra: Value) -> String {
         let mut claims = self
             .authority
             .optok_claims(sub, plan, license.unwrap_or(""), None);
@@ -86,7 +87,7 @@ impl Namespaces {
     }
 
     /// `GET /token` with the OpTok as the Basic password, as docker and skopeo send it.
-    fn token(&self, optok: &str, scopes: &[&str]) -> Reply {
+    pub fn token(&self, optok: &str, scopes: &[&str]) -> Reply {
         let basic = format!("Basic {}", base64_std(&format!("x:{optok}")));
         realm(&self.sidecar, &query(scopes), &[basic], &[])
     }
