@@ -3,6 +3,8 @@
 //! for `acme/a` only; the cache is warmed through the sidecar with a token for `acme/a`; then
 //! the cases try to read it as someone else, under another key, with a token that no longer
 //! holds, or with ranges. The tap shows what went upstream (a hit never does).
+//! The per-customer variant of case 87 starts the namespaces bed instead (two customers under
+//! `customers/${license|lower}/**`) and pushes and pulls through the sidecar.
 
 use crate::common::cache::*;
 use crate::common::limits::with_pull_limit;
