@@ -27,7 +27,7 @@
 //! State replicas share (SPEC 8) sits behind two traits, `state::Counters` (plan limits) and
 //! `authority::ReplayStore` (spent DPoP proofs): in memory without `state.redis`
 //! (`state::memory`, `authority::replay::memory`); on Redis with it (`state::redis`,
-//! `authority::replay::redis`), wrapped by `state::fallback` under `onUnavailable: memory`.
+//! `state::replay`), wrapped by `state::fallback` under `onUnavailable: memory`.
 //!
 //! Revocations (SPEC 12): `policy::Policy::is_revoked` unites `revokedLicenses` with one live
 //! set per process (`policy::revocation`), fed by the revocation file (`config::revocations`)
