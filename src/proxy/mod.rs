@@ -209,8 +209,15 @@ impl Sidecar {
             counters: self.counters.as_ref(),
         };
         let mut audit = realm::Audit::default();
-        let outcome =
-            realm::issue(settings, authority, &request, self.clock.now(), &mut audit).await;
+        let outcome = realm::issue(
+            &settings.issuer,
+            &settings.policy,
+            authority,
+            &request,
+            self.clock.now(),
+            &mut audit,
+        )
+        .await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -369,7 +376,7 @@ impl ProxyHttp for Sidecar {
             "/healthz" => respond::text(session, 200, "ok").await?,
             "/readyz" => self.readiness(session, ctx).await?,
             "/.well-known/jwks.json" => {
-                respond::json(session, 200, &settings.keys.jwks(), &[]).await?
+                respond::json(session, 200, &settings.issuer.keys.jwks(), &[]).await?
             }
             "/token" => {
                 let authority = ctx.authority.clone();

@@ -10,10 +10,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::refresh::{self, Possession, RefreshClaims, RefreshError, RefreshToken};
-use super::IssuedClaims;
+use super::{IssuedClaims, Issuer};
 use crate::authority::{AuthError, Authority, Caller, Presented};
-use crate::config::Settings;
 use crate::policy::limits::{self, Kind, Verdict};
+use crate::policy::Policy;
 use crate::registry::{parse_scopes, Resource, Scope, ScopeError};
 use crate::state::Counters;
 
@@ -328,9 +328,10 @@ impl Audit {
 }
 
 /// Runs the realm for one request. `now` is the Unix time in seconds. `authority` is the one in
-/// force: its own settings (sender constraint, claim names) apply, never `settings.authority`.
+/// force: its own settings (sender constraint, claim names) apply.
 pub async fn issue(
-    settings: &Settings,
+    issuer: &Issuer,
+    policy: &Policy,
     authority: &Authority,
     req: &TokenRequest<'_>,
     now: i64,
@@ -338,12 +339,12 @@ pub async fn issue(
 ) -> Result<TokenResponse, Refusal> {
     let params = params(req)?;
     audit.refreshing = params.refresh_token.is_some();
-    if audit.refreshing && !settings.refresh.enabled {
+    if audit.refreshing && !issuer.refresh.enabled {
         return Err(Refusal::UnsupportedGrant("refresh_token".into()));
     }
     let service = match params.service.as_deref() {
         None | Some("") => return Err(Refusal::MissingService),
-        Some(s) if !settings.services.iter().any(|allowed| allowed == s) => {
+        Some(s) if !issuer.services.iter().any(|allowed| allowed == s) => {
             return Err(Refusal::ServiceNotAllowed)
         }
         Some(s) => s.to_string(),
@@ -368,7 +369,8 @@ pub async fn issue(
             };
             Some(refresh::redeem(
                 token,
-                settings,
+                issuer,
+                policy,
                 authority.config(),
                 &possession,
                 now,
@@ -376,7 +378,6 @@ pub async fn issue(
         }
         None => authority.authenticate(&presented, now).await?,
     };
-    let policy = &settings.policy;
     let anonymous = caller.is_none();
     let caller = match caller {
         Some(c) => c,
@@ -450,16 +451,16 @@ pub async fn issue(
 
     let refresh_token = match params.refresh_token {
         Some(given) => Some(RefreshToken(given)),
-        None if params.offline && settings.refresh.enabled && !anonymous => {
+        None if params.offline && issuer.refresh.enabled && !anonymous => {
             let claims = RefreshClaims::for_caller(
                 &caller,
-                &settings.signing_issuer,
+                &issuer.name,
                 params.client_id.as_deref(),
-                settings.refresh.lifetime,
+                issuer.refresh.lifetime,
                 now,
                 new_jti(),
             );
-            let minted = refresh::mint(&settings.keys, &claims).map_err(|e| {
+            let minted = refresh::mint(&issuer.keys, &claims).map_err(|e| {
                 tracing::error!(error = %e, "signing a refresh token failed");
                 Refusal::SigningFailed
             })?;
@@ -474,7 +475,7 @@ pub async fn issue(
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
+    let lifetime = (issuer.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let mut extra = serde_json::Map::new();
     extra.insert(
         authority.config().plan_claim.clone(),
@@ -487,7 +488,7 @@ pub async fn issue(
         );
     }
     let claims = IssuedClaims {
-        iss: settings.signing_issuer.clone(),
+        iss: issuer.name.clone(),
         sub: caller.subject,
         aud: service,
         exp: now.saturating_add(lifetime),
@@ -497,7 +498,7 @@ pub async fn issue(
         access,
         extra,
     };
-    let token = settings.keys.sign(&claims).map_err(|e| {
+    let token = issuer.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         Refusal::SigningFailed
     })?;
@@ -554,47 +555,16 @@ fn new_jti() -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::authority::dpop::access_token_hash;
-    use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW, REALM};
+    use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW};
     use crate::authority::jwks::tests::jwks;
     use serde_json::{json, Value};
 
-    /// The Authority's issuer in test settings: nothing listens there.
-    pub const ISSUER: &str = "http://127.0.0.1:9";
-    pub const SERVICE: &str = "registry.test";
+    use crate::token::testkit::{slices, Slices};
+    pub use crate::token::testkit::{ISSUER, SERVICE};
 
-    /// Settings as `config::load` makes them, with a fresh keygen'd signing key in `dir`: realm
-    /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
-    /// `LIC-REVOKED` revoked, and `extra` YAML appended.
-    pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
-        crate::cli::keygen::keygen(
-            crate::cli::keygen::KeyAlg::Es256,
-            dir,
-            REALM,
-            SERVICE,
-            "registry-token",
-        )
-        .unwrap();
-        let d = dir.display();
-        let yaml = format!(
-            r#"server: {{listen: "127.0.0.1:8085", adminListen: "127.0.0.1:9091"}}
-upstream: {{url: "http://127.0.0.1:5000"}}
-authority: {{issuer: "{ISSUER}", audiences: [registry], requiredScopes: [registry.token.issue], senderConstraint: {constraint}}}
-signing: {{issuer: registry-token, keyPath: {d}/signing.pem, certificateChain: {d}/signing-chain.crt}}
-registry: {{realm: "{REALM}", service: {SERVICE}}}
-plans:
-  - {{name: enterprise, repositories: [{{pattern: "acme/*", actions: [pull, push]}}]}}
-  - {{name: nothing, repositories: []}}
-defaultPlan: enterprise
-revokedLicenses: [LIC-REVOKED]
-{extra}"#
-        );
-        std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-        crate::config::load(&dir.join("config.yaml")).unwrap()
-    }
-
-    /// Settings, an Authority holding `key` as kid `a1`, and a caller's DPoP key.
+    /// The realm's slices, an Authority holding `key` as kid `a1`, and a caller's DPoP key.
     struct Fixture {
-        settings: Settings,
+        settings: Slices,
         authority: Authority,
         key: TestKey,
         client: TestKey,
@@ -606,7 +576,7 @@ revokedLicenses: [LIC-REVOKED]
     impl Fixture {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let settings = settings(dir.path(), "dpop", "");
+            let settings = slices(dir.path(), crate::authority::SenderConstraint::Dpop);
             let authority = Authority::new(settings.authority.clone());
             let key = TestKey::p256();
             assert_eq!(authority.load_jwks(&jwks(&[("a1", &key)])), Ok(1));
@@ -660,7 +630,8 @@ revokedLicenses: [LIC-REVOKED]
                 counters: self.counters.as_ref(),
             };
             issue(
-                &self.settings,
+                &self.settings.issuer,
+                &self.settings.policy,
                 &self.authority,
                 &request,
                 NOW,

@@ -28,10 +28,10 @@ use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::keys::{KeyError, KeySet};
+use super::Issuer;
 use crate::authority::dpop::{self, DpopError, ProofCheck};
 use crate::authority::optok::Binding;
 use crate::authority::{AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via};
-use crate::config::Settings;
 use crate::jose::b64url_encode;
 use crate::policy::Policy;
 
@@ -399,9 +399,9 @@ pub fn describe(claims: &serde_json::Value) -> String {
 
 /// What `doctor` checks: the signing key mints a refresh token that verifies, and the registry
 /// token verifier (the proxy's, and Distribution's `aud` check) refuses it.
-pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
+pub fn self_check(issuer: &Issuer, now: i64) -> Result<(), String> {
     let claims = RefreshClaims {
-        iss: settings.signing_issuer.clone(),
+        iss: issuer.name.clone(),
         sub: "registry-token-doctor".into(),
         aud: AUDIENCE.into(),
         iat: now,
@@ -412,21 +412,15 @@ pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
         license: None,
         cnf: None,
     };
-    let token = mint(&settings.keys, &claims).map_err(|e| e.to_string())?;
-    verify(&settings.keys, &token.0, &settings.signing_issuer, now).map_err(|e| e.to_string())?;
-    if settings.services.iter().any(|s| s == AUDIENCE) {
+    let token = mint(&issuer.keys, &claims).map_err(|e| e.to_string())?;
+    verify(&issuer.keys, &token.0, &issuer.name, now).map_err(|e| e.to_string())?;
+    if issuer.services.iter().any(|s| s == AUDIENCE) {
         return Err(format!("a registry service is named {AUDIENCE}"));
     }
     let leeway = 0;
-    if settings
+    if issuer
         .keys
-        .verify(
-            &token.0,
-            &settings.signing_issuer,
-            &settings.service,
-            now,
-            leeway,
-        )
+        .verify(&token.0, &issuer.name, issuer.service(), now, leeway)
         .is_ok()
     {
         return Err("a refresh token passes as a registry token".into());
@@ -438,16 +432,17 @@ pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
 /// DPoP proof, if any, still to spend).
 pub fn redeem(
     token: &str,
-    settings: &Settings,
+    issuer: &Issuer,
+    policy: &Policy,
     authority: &AuthorityConfig,
     presented: &Possession<'_>,
     now: i64,
 ) -> Result<Caller, RefreshError> {
-    let claims = verify(&settings.keys, token, &settings.signing_issuer, now)?;
+    let claims = verify(&issuer.keys, token, &issuer.name, now)?;
     check(
         &claims,
-        &settings.refresh,
-        &settings.policy,
+        &issuer.refresh,
+        policy,
         authority.sender_constraint,
     )?;
     let proof = bind(&claims, presented, authority, now)?;
@@ -474,8 +469,8 @@ mod tests {
     use crate::jose::b64url_decode;
     use crate::state::memory::MemoryCounters;
     use crate::state::Counters;
-    use crate::token::realm::tests::{settings, SERVICE};
     use crate::token::realm::{issue, Audit, Refusal, TokenRequest};
+    use crate::token::testkit::{slices, with_refresh, Slices, SERVICE};
     use crate::token::IssuedClaims;
     use base64::Engine;
     use serde_json::{json, Value};
@@ -483,13 +478,10 @@ mod tests {
     const ISSUER: &str = "registry-token";
     const CERT: [u8; 32] = [7; 32];
 
-    fn settings_with(constraint: &str, extra: &str) -> (tempfile::TempDir, Settings) {
+    /// The realm's slices with refresh tokens on, OpToks bound as `constraint` says.
+    fn settings_with(constraint: SenderConstraint) -> (tempfile::TempDir, Slices) {
         let dir = tempfile::tempdir().unwrap();
-        let s = settings(
-            dir.path(),
-            constraint,
-            &format!("refreshTokens: {{enabled: true}}\n{extra}"),
-        );
+        let s = with_refresh(dir.path(), constraint);
         (dir, s)
     }
 
@@ -522,10 +514,11 @@ mod tests {
     /// is `refresh_token_invalid` or `refresh_token_expired` (SECURITY 81).
     #[test]
     fn verify_accepts_only_own_unexpired_refresh_tokens() {
-        let (_d, s) = settings_with("none", "");
-        let (_f, foreign) = settings_with("none", "");
-        let good = mint(&s.keys, &claims(None)).unwrap().0;
+        let (_d, s) = settings_with(SenderConstraint::None);
+        let (_f, foreign) = settings_with(SenderConstraint::None);
+        let good = mint(&s.issuer.keys, &claims(None)).unwrap().0;
         let registry_token = s
+            .issuer
             .keys
             .sign(&IssuedClaims {
                 iss: ISSUER.into(),
@@ -592,7 +585,7 @@ mod tests {
             ),
             (
                 "another deployment's key",
-                mint(&foreign.keys, &claims(None)).unwrap().0,
+                mint(&foreign.issuer.keys, &claims(None)).unwrap().0,
                 NOW,
                 Err("refresh_token_invalid"),
             ),
@@ -605,7 +598,7 @@ mod tests {
             (
                 "other issuer",
                 mint(
-                    &s.keys,
+                    &s.issuer.keys,
                     &RefreshClaims {
                         iss: "someone-else".into(),
                         ..claims(None)
@@ -619,7 +612,7 @@ mod tests {
             (
                 "registry audience",
                 mint(
-                    &s.keys,
+                    &s.issuer.keys,
                     &RefreshClaims {
                         aud: SERVICE.into(),
                         ..claims(None)
@@ -644,7 +637,7 @@ mod tests {
             ),
         ];
         for (case, token, now, want) in rows {
-            let got = verify(&s.keys, &token, ISSUER, now)
+            let got = verify(&s.issuer.keys, &token, ISSUER, now)
                 .map(|_| ())
                 .map_err(|e| e.reason());
             assert_eq!(got, want, "{case}");
@@ -654,17 +647,26 @@ mod tests {
     /// A refresh token is never a registry token: the proxy's verifier refuses it.
     #[test]
     fn refresh_token_is_not_a_registry_token() {
-        let (_d, s) = settings_with("none", "");
-        let token = mint(&s.keys, &claims(None)).unwrap().0;
-        assert!(s.keys.verify(&token, ISSUER, SERVICE, NOW, 0).is_err());
-        assert!(s.keys.verify(&token, ISSUER, AUDIENCE, NOW, 0).is_err());
+        let (_d, s) = settings_with(SenderConstraint::None);
+        let token = mint(&s.issuer.keys, &claims(None)).unwrap().0;
+        assert!(s
+            .issuer
+            .keys
+            .verify(&token, ISSUER, SERVICE, NOW, 0)
+            .is_err());
+        assert!(s
+            .issuer
+            .keys
+            .verify(&token, ISSUER, AUDIENCE, NOW, 0)
+            .is_err());
     }
 
     /// `check` against the configuration in force: revoked jti, revoked license, unknown plan,
     /// and a binding the sender constraint no longer accepts.
     #[test]
     fn check_applies_the_configuration_in_force() {
-        let (_d, s) = settings_with("dpopOrMtls", "revokedRefreshTokens: [rt-revoked]");
+        let (_d, mut s) = settings_with(SenderConstraint::DpopOrMtls);
+        s.issuer.refresh.revoked.insert("rt-revoked".into());
         let jkt = Some(Confirmation::Jkt("k".into()));
         let x5t = Some(Confirmation::X5t("c".into()));
         use SenderConstraint as C;
@@ -728,7 +730,7 @@ mod tests {
             ("x5t under none", claims(x5t), C::None, Ok(())),
         ];
         for (case, c, constraint, want) in rows {
-            let got = check(&c, &s.refresh, &s.policy, constraint).map_err(|e| e.reason());
+            let got = check(&c, &s.issuer.refresh, &s.policy, constraint).map_err(|e| e.reason());
             assert_eq!(got, want, "{case}");
         }
     }
@@ -746,7 +748,7 @@ mod tests {
     /// by the bound key.
     #[test]
     fn bind_needs_the_certificate_or_a_proof_by_the_key() {
-        let (_d, s) = settings_with("dpopOrMtls", "");
+        let (_d, s) = settings_with(SenderConstraint::DpopOrMtls);
         let key = TestKey::p256();
         let other = TestKey::p256();
         let x5t = Some(Confirmation::X5t(b64url_encode(CERT)));
@@ -849,7 +851,7 @@ mod tests {
     /// Runs the realm once with an Authority that holds `key` as kid `a1`, counting plan
     /// limits afresh.
     async fn run(
-        s: &Settings,
+        s: &Slices,
         key: &TestKey,
         method: &str,
         query: &str,
@@ -862,7 +864,7 @@ mod tests {
 
     /// [`run`], counting plan limits in `counters`.
     async fn run_counted(
-        s: &Settings,
+        s: &Slices,
         key: &TestKey,
         method: &str,
         query: &str,
@@ -883,7 +885,7 @@ mod tests {
             counters,
         };
         let mut audit = Audit::default();
-        let out = issue(s, &authority, &req, NOW, &mut audit).await;
+        let out = issue(&s.issuer, &s.policy, &authority, &req, NOW, &mut audit).await;
         (out, audit)
     }
 
@@ -895,7 +897,7 @@ mod tests {
         let authority_key = TestKey::p256();
         let optok = authority_key.jws(
             &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
-            &json!({"iss":crate::token::realm::tests::ISSUER,"aud":["registry"],"sub":"alice",
+            &json!({"iss":crate::token::testkit::ISSUER,"aud":["registry"],"sub":"alice",
                 "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
                 "stellaops:plan":"enterprise","stellaops:license":"LIC-1"})
             .to_string(),
@@ -907,7 +909,7 @@ mod tests {
         let login = format!("service={SERVICE}&offline_token=true&client_id=docker");
 
         let dir = tempfile::tempdir().unwrap();
-        let disabled = settings(dir.path(), "none", "");
+        let disabled = slices(dir.path(), SenderConstraint::None);
         let (out, _) = run(
             &disabled,
             &authority_key,
@@ -934,7 +936,7 @@ mod tests {
         .await;
         assert_eq!(out.unwrap_err().as_str(), "unsupported_grant_type");
 
-        let (_d, s) = settings_with("none", "");
+        let (_d, s) = settings_with(SenderConstraint::None);
         let (out, _) = run(
             &s,
             &authority_key,
@@ -947,7 +949,7 @@ mod tests {
         assert!(out.unwrap().refresh_token.is_none(), "not asked for");
         let (out, _) = run(&s, &authority_key, "GET", &login, None, vec![basic.clone()]).await;
         let rt = out.unwrap().refresh_token.expect("a refresh token").0;
-        let claims = verify(&s.keys, &rt, ISSUER, NOW).unwrap();
+        let claims = verify(&s.issuer.keys, &rt, ISSUER, NOW).unwrap();
         assert_eq!(
             (
                 claims.sub.as_str(),
@@ -1063,7 +1065,7 @@ mod tests {
         let authority_key = TestKey::p256();
         let optok = authority_key.jws(
             &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
-            &json!({"iss":crate::token::realm::tests::ISSUER,"aud":["registry"],"sub":"alice",
+            &json!({"iss":crate::token::testkit::ISSUER,"aud":["registry"],"sub":"alice",
                 "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
                 "stellaops:plan":"enterprise","stellaops:license":"LIC-1"})
             .to_string(),
@@ -1072,7 +1074,7 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("x:{optok}"))
         );
-        let (_d, mut s) = settings_with("none", "");
+        let (_d, mut s) = settings_with(SenderConstraint::None);
         s.policy.plans.get_mut("enterprise").unwrap().limits.tokens =
             Some(crate::policy::limits::Limit {
                 count: 2,
