@@ -43,6 +43,9 @@ pub mod cli;
 pub mod config;
 /// Durations as written in the configuration (`30s`, `5m`, `1h`), with errors in words.
 pub mod duration;
+/// The trusted TLS-terminating edge (`server.trustedEdge`): the one peer check, and the client
+/// certificate it reports; the proxy and the connection caps ask it.
+pub mod edge;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
 /// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.

@@ -26,7 +26,7 @@ use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
 use crate::policy::Policy;
-use crate::proxy::TrustedEdge;
+use crate::edge::TrustedEdge;
 use crate::token::{Issuer, KeyIdFormat, KeySet, RefreshSettings, SigningConfig};
 use file::FileConfig;
 

@@ -6,7 +6,6 @@
 
 mod authorize;
 mod denial;
-mod edge;
 mod hygiene;
 mod limit;
 pub mod respond;
@@ -24,7 +23,6 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
-pub use edge::TrustedEdge;
 
 use crate::authority::{Authority, Succession};
 use crate::config::Settings;
@@ -35,7 +33,7 @@ use crate::policy::limits::RateHeaders;
 use crate::state::Counters;
 use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, Refusal, TokenRequest};
-use edge::forwarded_certificate;
+use crate::edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;

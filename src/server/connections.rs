@@ -49,7 +49,8 @@ use crate::config::{Limits, Settings};
 use crate::metrics::Metrics;
 use crate::policy::limits::network;
 use crate::proxy::respond::denial_reply;
-use crate::proxy::{Denial, Sidecar, TrustedEdge};
+use crate::edge::TrustedEdge;
+use crate::proxy::{Denial, Sidecar};
 use crate::throttle::Throttle;
 
 /// Largest request head, with any empty lines before it: past it, 431 at once, whether or
