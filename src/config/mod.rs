@@ -26,8 +26,8 @@ use openssl::x509::X509;
 use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
-use crate::policy::Policy;
 use crate::edge::TrustedEdge;
+use crate::policy::Policy;
 use crate::token::{Issuer, KeyIdFormat, KeySet, RefreshSettings, SigningConfig};
 use file::FileConfig;
 

@@ -28,6 +28,7 @@ pub use denial::{Challenge, Denial};
 use crate::authority::{Authority, Succession};
 use crate::cache::Cache;
 use crate::config::Settings;
+use crate::edge::forwarded_certificate;
 use crate::health::Health;
 use crate::jose::Clock;
 use crate::metrics::Metrics;
@@ -35,7 +36,6 @@ use crate::policy::limits::RateHeaders;
 use crate::state::Counters;
 use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, Refusal, TokenRequest};
-use crate::edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;

@@ -46,10 +46,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::{Limits, Settings};
+use crate::edge::TrustedEdge;
 use crate::metrics::Metrics;
 use crate::policy::limits::network;
 use crate::proxy::respond::denial_reply;
-use crate::edge::TrustedEdge;
 use crate::proxy::{Denial, Sidecar};
 use crate::throttle::Throttle;
 

@@ -29,10 +29,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::keys::{KeyError, KeySet};
 use super::Issuer;
-use crate::authority::dpop::{self, DpopError, ProofCheck};
-use crate::authority::optok::Binding;
+use crate::authority::dpop::DpopError;
+use crate::authority::optok::{same_certificate, Binding};
 use crate::authority::{AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via};
-use crate::jose::b64url_encode;
 use crate::policy::Policy;
 
 /// The JOSE `typ` of a refresh token.
@@ -78,29 +77,6 @@ impl fmt::Debug for RefreshToken {
     }
 }
 
-/// What a refresh token is bound to (RFC 7800 `cnf`), as the OpTok it came from was.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub enum Confirmation {
-    /// RFC 9449 thumbprint of the DPoP key.
-    #[serde(rename = "jkt")]
-    Jkt(String),
-    /// RFC 8705 thumbprint of the client certificate.
-    #[serde(rename = "x5t#S256")]
-    X5t(String),
-}
-
-impl Confirmation {
-    /// The `cnf` of a token bound as `binding`; `None` for an unbound OpTok.
-    pub fn of(binding: &Binding) -> Option<Confirmation> {
-        match binding {
-            Binding::Unbound => None,
-            Binding::Jkt(jkt) => Some(Confirmation::Jkt(jkt.clone())),
-            Binding::X5t(x5t) => Some(Confirmation::X5t(x5t.clone())),
-        }
-    }
-}
-
 /// The claims of a refresh token.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RefreshClaims {
@@ -123,8 +99,9 @@ pub struct RefreshClaims {
     /// The OpTok's license claim; checked against `revokedLicenses` at each use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cnf: Option<Confirmation>,
+    /// The OpTok's binding (`cnf`), absent when it had none.
+    #[serde(default, skip_serializing_if = "Binding::is_unbound")]
+    pub cnf: Binding,
 }
 
 impl RefreshClaims {
@@ -147,7 +124,7 @@ impl RefreshClaims {
             client_id: client_id.filter(|c| !c.is_empty()).map(str::to_owned),
             plan: caller.plan.clone(),
             license: caller.license.clone(),
-            cnf: Confirmation::of(&caller.binding),
+            cnf: caller.binding.clone(),
         }
     }
 }
@@ -289,20 +266,13 @@ pub fn check(
     if policy.plan_for(claims.plan.as_deref()).is_none() {
         return Err(RefreshError::UnknownPlan);
     }
-    use SenderConstraint as C;
-    let mismatch = |via, detail| Err(AuthError::SenderMismatch { via, detail }.into());
-    match (&claims.cnf, constraint) {
-        (Some(Confirmation::Jkt(_)), C::Mtls) => {
-            mismatch(Via::Dpop, "a client certificate binding is required")
-        }
-        (Some(Confirmation::X5t(_)), C::Dpop) => {
-            mismatch(Via::Bearer, "a DPoP binding is required")
-        }
-        (None, c) if c != C::None => {
-            mismatch(Via::Bearer, "the refresh token is not sender-constrained")
-        }
-        _ => Ok(()),
-    }
+    let via = match claims.cnf {
+        Binding::Jkt(_) => Via::Dpop,
+        _ => Via::Bearer,
+    };
+    constraint
+        .admits(&claims.cnf)
+        .map_err(|detail| AuthError::SenderMismatch { via, detail }.into())
 }
 
 /// What the caller presented with a refresh grant to prove it holds the token's binding.
@@ -324,10 +294,9 @@ pub fn bind(
     now: i64,
 ) -> Result<Option<ProofUse>, RefreshError> {
     match &claims.cnf {
-        None => Ok(None),
-        Some(Confirmation::X5t(x5t)) => {
-            let thumbprint = presented.client_cert_sha256.map(b64url_encode);
-            if thumbprint.as_deref() == Some(x5t.as_str()) {
+        Binding::Unbound => Ok(None),
+        Binding::X5t(x5t) => {
+            if same_certificate(x5t, presented.client_cert_sha256) {
                 Ok(None)
             } else {
                 Err(AuthError::SenderMismatch {
@@ -337,7 +306,7 @@ pub fn bind(
                 .into())
             }
         }
-        Some(Confirmation::Jkt(jkt)) => {
+        Binding::Jkt(jkt) => {
             let proof = match presented.dpop {
                 [proof] if !proof.contains(',') => proof.trim_matches([' ', '\t']),
                 [] => {
@@ -349,26 +318,8 @@ pub fn bind(
                 }
                 _ => return Err(AuthError::InvalidProof(DpopError::Missing).into()),
             };
-            let check = ProofCheck {
-                method: presented.method,
-                htu: &authority.realm,
-                access_token: None,
-                now,
-                lifetime: authority.proof_lifetime,
-                skew: authority.clock_skew,
-                expected_jkt: Some(jkt.clone()),
-                nonce: authority.nonce.as_ref(),
-            };
-            match dpop::verify_proof(proof, &check) {
-                Ok(outcome) => Ok(Some(outcome.to_use())),
-                Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
-                    via: Via::Dpop,
-                    detail: "the DPoP proof key is not the key the refresh token is bound to",
-                }
-                .into()),
-                Err(DpopError::Nonce) => Err(AuthError::UseNonce.into()),
-                Err(e) => Err(AuthError::InvalidProof(e).into()),
-            }
+            let proof = authority.prove(proof, presented.method, None, Some(jkt.clone()), now)?;
+            Ok(Some(proof))
         }
     }
 }
@@ -410,7 +361,7 @@ pub fn self_check(issuer: &Issuer, now: i64) -> Result<(), String> {
         client_id: None,
         plan: None,
         license: None,
-        cnf: None,
+        cnf: Binding::Unbound,
     };
     let token = mint(&issuer.keys, &claims).map_err(|e| e.to_string())?;
     verify(&issuer.keys, &token.0, &issuer.name, now).map_err(|e| e.to_string())?;
@@ -452,11 +403,7 @@ pub fn redeem(
         license: claims.license,
         scheme: None,
         proof,
-        binding: match claims.cnf {
-            None => Binding::Unbound,
-            Some(Confirmation::Jkt(jkt)) => Binding::Jkt(jkt),
-            Some(Confirmation::X5t(x5t)) => Binding::X5t(x5t),
-        },
+        binding: claims.cnf,
     })
 }
 
@@ -466,7 +413,7 @@ mod tests {
     use crate::authority::dpop::tests::{proof, TestKey, NOW, REALM};
     use crate::authority::jwks::tests::jwks;
     use crate::authority::Authority;
-    use crate::jose::b64url_decode;
+    use crate::jose::{b64url_decode, b64url_encode};
     use crate::state::memory::MemoryCounters;
     use crate::state::Counters;
     use crate::token::realm::{issue, Audit, Refusal, TokenRequest};
@@ -485,7 +432,7 @@ mod tests {
         (dir, s)
     }
 
-    fn claims(cnf: Option<Confirmation>) -> RefreshClaims {
+    fn claims(cnf: Binding) -> RefreshClaims {
         RefreshClaims {
             iss: ISSUER.into(),
             sub: "alice".into(),
@@ -516,7 +463,7 @@ mod tests {
     fn verify_accepts_only_own_unexpired_refresh_tokens() {
         let (_d, s) = settings_with(SenderConstraint::None);
         let (_f, foreign) = settings_with(SenderConstraint::None);
-        let good = mint(&s.issuer.keys, &claims(None)).unwrap().0;
+        let good = mint(&s.issuer.keys, &claims(Binding::Unbound)).unwrap().0;
         let registry_token = s
             .issuer
             .keys
@@ -585,7 +532,9 @@ mod tests {
             ),
             (
                 "another deployment's key",
-                mint(&foreign.issuer.keys, &claims(None)).unwrap().0,
+                mint(&foreign.issuer.keys, &claims(Binding::Unbound))
+                    .unwrap()
+                    .0,
                 NOW,
                 Err("refresh_token_invalid"),
             ),
@@ -601,7 +550,7 @@ mod tests {
                     &s.issuer.keys,
                     &RefreshClaims {
                         iss: "someone-else".into(),
-                        ..claims(None)
+                        ..claims(Binding::Unbound)
                     },
                 )
                 .unwrap()
@@ -615,7 +564,7 @@ mod tests {
                     &s.issuer.keys,
                     &RefreshClaims {
                         aud: SERVICE.into(),
-                        ..claims(None)
+                        ..claims(Binding::Unbound)
                     },
                 )
                 .unwrap()
@@ -648,7 +597,7 @@ mod tests {
     #[test]
     fn refresh_token_is_not_a_registry_token() {
         let (_d, s) = settings_with(SenderConstraint::None);
-        let token = mint(&s.issuer.keys, &claims(None)).unwrap().0;
+        let token = mint(&s.issuer.keys, &claims(Binding::Unbound)).unwrap().0;
         assert!(s
             .issuer
             .keys
@@ -667,8 +616,8 @@ mod tests {
     fn check_applies_the_configuration_in_force() {
         let (_d, mut s) = settings_with(SenderConstraint::DpopOrMtls);
         s.issuer.refresh.revoked.insert("rt-revoked".into());
-        let jkt = Some(Confirmation::Jkt("k".into()));
-        let x5t = Some(Confirmation::X5t("c".into()));
+        let jkt = Binding::Jkt("k".into());
+        let x5t = Binding::X5t("c".into());
         use SenderConstraint as C;
         let rows: Vec<(&str, RefreshClaims, C, Result<(), &str>)> = vec![
             ("ok", claims(jkt.clone()), C::DpopOrMtls, Ok(())),
@@ -722,11 +671,16 @@ mod tests {
             ),
             (
                 "unbound under dpopOrMtls",
-                claims(None),
+                claims(Binding::Unbound),
                 C::DpopOrMtls,
                 Err("sender_constraint_mismatch"),
             ),
-            ("unbound under none", claims(None), C::None, Ok(())),
+            (
+                "unbound under none",
+                claims(Binding::Unbound),
+                C::None,
+                Ok(()),
+            ),
             ("x5t under none", claims(x5t), C::None, Ok(())),
         ];
         for (case, c, constraint, want) in rows {
@@ -738,7 +692,7 @@ mod tests {
     /// (case, cnf, DPoP proofs, client certificate, proof returned or reason).
     type Row = (
         &'static str,
-        Option<Confirmation>,
+        Binding,
         Vec<String>,
         Option<[u8; 32]>,
         Result<bool, &'static str>,
@@ -751,8 +705,8 @@ mod tests {
         let (_d, s) = settings_with(SenderConstraint::DpopOrMtls);
         let key = TestKey::p256();
         let other = TestKey::p256();
-        let x5t = Some(Confirmation::X5t(b64url_encode(CERT)));
-        let jkt = Some(Confirmation::Jkt(key.jkt()));
+        let x5t = Binding::X5t(b64url_encode(CERT));
+        let jkt = Binding::Jkt(key.jkt());
         let good = |k: &TestKey| {
             proof(
                 k,
@@ -832,7 +786,7 @@ mod tests {
                 None,
                 Err("invalid_dpop_proof"),
             ),
-            ("unbound", None, vec![], None, Ok(false)),
+            ("unbound", Binding::Unbound, vec![], None, Ok(false)),
         ];
         for (case, cnf, proofs, cert, want) in rows {
             let dpop: Vec<&str> = proofs.iter().map(String::as_str).collect();
@@ -963,7 +917,7 @@ mod tests {
                 Some("docker"),
                 Some("enterprise"),
                 Some("LIC-1"),
-                None
+                Binding::Unbound
             )
         );
         let (out, _) = run(
