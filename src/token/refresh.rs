@@ -23,10 +23,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::claims::{OwnClaims, VerifyError};
 use super::keys::{KeyError, KeySet};
 use super::Issuer;
 use crate::authority::dpop::DpopError;
@@ -199,7 +199,8 @@ pub fn mint(keys: &KeySet, claims: &RefreshClaims) -> Result<RefreshToken, KeyEr
 }
 
 /// Verifies a refresh token this sidecar issued (current or previous key by `kid`): `typ`,
-/// signature, algorithm, `iss`, `aud` and `exp` against `now` (no leeway: it lives for days).
+/// signature, algorithm, `iss`, `aud` and `exp` against `now` (no leeway: it lives for days),
+/// by [`KeySet::verify_own`].
 pub fn verify(
     keys: &KeySet,
     token: &str,
@@ -210,43 +211,35 @@ pub fn verify(
     if token.len() > MAX_BYTES {
         return Err(RefreshError::Invalid("too large"));
     }
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| RefreshError::Invalid("not a signed token"))?;
-    if header.typ.as_deref() != Some(TYP) {
-        return Err(RefreshError::Invalid("not a refresh token (typ)"));
+    keys.verify_own(token, &[Some(TYP)], issuer, AUDIENCE, now, 0)
+        .map_err(|e| match e {
+            VerifyError::Malformed => RefreshError::Invalid("malformed"),
+            VerifyError::WrongType => RefreshError::Invalid("not a refresh token (typ)"),
+            VerifyError::UnexpectedHeader => RefreshError::Invalid("unexpected header parameters"),
+            VerifyError::UnknownKey => RefreshError::Invalid("signed by an unknown key"),
+            VerifyError::AlgorithmMismatch => {
+                RefreshError::Invalid("algorithm does not match the key")
+            }
+            VerifyError::BadSignature => RefreshError::Invalid("bad signature"),
+            VerifyError::WrongIssuer => RefreshError::Invalid("issued by another issuer"),
+            VerifyError::WrongAudience => RefreshError::Invalid("not a refresh token (aud)"),
+            VerifyError::Expired | VerifyError::NotYetValid => RefreshError::Expired,
+        })
+}
+
+impl OwnClaims for RefreshClaims {
+    fn iss(&self) -> &str {
+        &self.iss
     }
-    if header.crit.is_some() || header.jku.is_some() || header.jwk.is_some() {
-        return Err(RefreshError::Invalid("unexpected header parameters"));
+    fn aud(&self) -> &str {
+        &self.aud
     }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| keys.find(kid))
-        .ok_or(RefreshError::Invalid("signed by an unknown key"))?;
-    if header.alg != key.alg {
-        return Err(RefreshError::Invalid("algorithm does not match the key"));
+    fn exp(&self) -> i64 {
+        self.exp
     }
-    let mut validation = Validation::new(key.alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<RefreshClaims>(token, key.decoding(), &validation)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => RefreshError::Invalid("bad signature"),
-            _ => RefreshError::Invalid("malformed claims"),
-        })?
-        .claims;
-    if claims.iss != issuer {
-        return Err(RefreshError::Invalid("issued by another issuer"));
+    fn nbf(&self) -> Option<i64> {
+        None
     }
-    if claims.aud != AUDIENCE {
-        return Err(RefreshError::Invalid("not a refresh token (aud)"));
-    }
-    if now >= claims.exp {
-        return Err(RefreshError::Expired);
-    }
-    Ok(claims)
 }
 
 /// The checks of an issuance, against the configuration in force now: the token's `jti`, its
