@@ -312,6 +312,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         clock: Arc::new(SystemClock),
         counters: stores.counters.clone(),
         cache: cache.clone(),
+        catalog: Default::default(),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);

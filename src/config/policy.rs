@@ -28,6 +28,7 @@ pub(super) fn spec(file: &FileConfig) -> PolicySpec {
                     pulls: limit(&l.pulls),
                     tokens: limit(&l.tokens),
                 }),
+                catalog: plan.catalog,
             })
             .collect(),
         default_plan: file.default_plan.clone(),

@@ -31,6 +31,8 @@ pub struct PlanSpec {
     pub repositories: Vec<(String, Vec<String>)>,
     /// `limits`; `None`: unlimited.
     pub limits: Option<LimitsSpec>,
+    /// `catalog`: its callers may list the repositories they may pull (SPEC 11).
+    pub catalog: bool,
 }
 
 /// `plans[].limits` as written.
@@ -106,6 +108,7 @@ impl Policy {
                 name: plan.name.clone(),
                 rules,
                 limits,
+                catalog: plan.catalog,
             };
             if plans.insert(plan.name.clone(), compiled).is_some() {
                 add(
@@ -147,6 +150,7 @@ mod tests {
                 .map(|(p, a)| (p.to_string(), a.iter().map(|a| a.to_string()).collect()))
                 .collect(),
             limits: None,
+            catalog: false,
         }
     }
 
@@ -205,6 +209,39 @@ mod tests {
             paths,
             ["plans[0].limits.pulls.count", "plans[0].limits.tokens.per"]
         );
+    }
+
+    /// `check-config` refuses a placeholder that is not a whole segment or names an unknown
+    /// variable, under the pattern's YAML path; `catalog` is read.
+    #[test]
+    fn placeholder_problems() {
+        let mut a = plan(
+            "a",
+            &[
+                ("customers/${license|lower}/**", &["pull"]),
+                ("customers/x${sub}", &["pull"]),
+                ("c/${tenant}", &["pull"]),
+                ("c/${sub|upper}", &["pull"]),
+            ],
+        );
+        a.catalog = true;
+        let spec = PolicySpec {
+            plans: vec![a],
+            ..Default::default()
+        };
+        let (policy, problems) = Policy::compile(&spec);
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, "plans[0].repositories[1].pattern");
+        assert!(found[0].1.contains("whole segment"), "{}", found[0].1);
+        assert_eq!(found[1].0, "plans[0].repositories[2].pattern");
+        assert!(found[1].1.contains("unknown placeholder variable `tenant`"));
+        assert_eq!(found[2].0, "plans[0].repositories[3].pattern");
+        assert!(found[2].1.contains("filter `upper`"));
+        assert!(policy.plans["a"].catalog);
     }
 
     /// The plan of a caller without a plan claim is `defaultPlan`; revoked licenses are known.

@@ -19,7 +19,7 @@
 //!
 //! Pure functions over plain types; the clock is a parameter.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -102,12 +102,17 @@ pub struct RefreshClaims {
     /// The OpTok's binding (`cnf`), absent when it had none.
     #[serde(default, skip_serializing_if = "Binding::is_unbound")]
     pub cnf: Binding,
+    /// The OpTok claims the plan's placeholders read besides `sub` and the license
+    /// (`client_id`, `claim:NAME`), so that a refresh expands them the same (SPEC 11).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 impl RefreshClaims {
     /// The claims of a refresh token for `caller`, issued `now` for `lifetime`.
     pub fn for_caller(
         caller: &Caller,
+        claims: BTreeMap<String, String>,
         issuer: &str,
         client_id: Option<&str>,
         lifetime: Duration,
@@ -125,6 +130,7 @@ impl RefreshClaims {
             plan: caller.plan.clone(),
             license: caller.license.clone(),
             cnf: caller.binding.clone(),
+            claims,
         }
     }
 }
@@ -355,6 +361,7 @@ pub fn self_check(issuer: &Issuer, now: i64) -> Result<(), String> {
         plan: None,
         license: None,
         cnf: Binding::Unbound,
+        claims: BTreeMap::new(),
     };
     let token = mint(&issuer.keys, &claims).map_err(|e| e.to_string())?;
     verify(&issuer.keys, &token.0, &issuer.name, now).map_err(|e| e.to_string())?;
@@ -397,6 +404,7 @@ pub fn redeem(
         scheme: None,
         proof,
         binding: claims.cnf,
+        claims: claims.claims,
     })
 }
 
@@ -437,6 +445,7 @@ mod tests {
             plan: Some("enterprise".into()),
             license: Some("LIC-1".into()),
             cnf,
+            claims: BTreeMap::new(),
         }
     }
 

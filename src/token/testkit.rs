@@ -76,6 +76,7 @@ fn policy() -> Policy {
             .map(|(p, a)| (p.to_string(), a.iter().map(|a| a.to_string()).collect()))
             .collect(),
         limits: None,
+        catalog: false,
     };
     let (policy, problems) = Policy::compile(&PolicySpec {
         plans: vec![
