@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use claims::{IssuedClaims, VerifyError};
-pub use keys::{KeyError, KeySet, PublicKey, SigningConfig, SigningKey};
+pub use keys::{KeyError, KeySet, PublishedKey, SigningConfig, SigningKey};
 pub use kid::{libtrust_key_id, KeyIdFormat};
 pub use refresh::RefreshSettings;
 
