@@ -3,6 +3,12 @@
 //!
 //! Loading never panics and reports every problem with its YAML path, so that `check-config`
 //! can list them all and a bad reload can keep the configuration in force.
+//!
+//! Config is the assembler: each domain defines the slice it is built from and config builds
+//! one of each (`token::Issuer`, `policy::PolicySpec` for `Policy::compile` (`policy`),
+//! `authority::AuthorityConfig`, `state::redis::RedisSettings` (`state`),
+//! `cache::CacheSettings` (`cache`), `edge::TrustedEdge`). No domain imports `config`; the
+//! server, the proxy and the tools run on the assembled [`Settings`].
 
 pub mod cache;
 pub mod env;
