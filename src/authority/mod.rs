@@ -156,17 +156,6 @@ pub struct Caller {
     pub claims: std::collections::BTreeMap<String, String>,
 }
 
-impl Caller {
-    /// What this caller's plan placeholders are filled from.
-    pub fn values(&self) -> crate::policy::Values {
-        crate::policy::Values {
-            sub: Some(self.subject.clone()),
-            license: self.license.clone(),
-            claims: self.claims.clone(),
-        }
-    }
-}
-
 /// Verifies OpToks and their binding. `Send + Sync`; share it in an `Arc`.
 pub struct Authority {
     config: AuthorityConfig,

@@ -477,13 +477,17 @@ fn plan<'p>(policy: &'p Policy, caller: &Caller) -> Result<&'p Plan, Refusal> {
         .ok_or(Refusal::UnknownPlan)
 }
 
-/// What the plan's placeholders are filled from: the caller's claims; an anonymous caller has
-/// none.
+/// What the plan's placeholders are filled from: the caller's subject, license and claims; an
+/// anonymous caller has none. (Here, where the Authority's caller meets the policy: neither
+/// knows the other.)
 fn values(caller: &Caller, anonymous: bool) -> Values {
     if anonymous {
-        Values::default()
-    } else {
-        caller.values()
+        return Values::default();
+    }
+    Values {
+        sub: Some(caller.subject.clone()),
+        license: caller.license.clone(),
+        claims: caller.claims.clone(),
     }
 }
 
