@@ -4,26 +4,19 @@
 
 use super::Settings;
 use crate::authority::dpop::tests::REALM;
-use crate::token::testkit::{ISSUER, SERVICE};
+use crate::token::testkit::{signing_key, ISSUER, SERVICE};
 
-/// Settings as `load` makes them, with a fresh keygen'd signing key in `dir`: realm
+/// Settings as `load` makes them, with a fresh signing key in `dir`: realm
 /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
 /// `LIC-REVOKED` revoked, and `extra` YAML appended.
 pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
-    crate::cli::keygen::keygen(
-        crate::cli::keygen::KeyAlg::Es256,
-        dir,
-        REALM,
-        SERVICE,
-        "registry-token",
-    )
-    .unwrap();
+    signing_key(dir);
     let d = dir.display();
     let yaml = format!(
         r#"server: {{listen: "127.0.0.1:8085", adminListen: "127.0.0.1:9091"}}
 upstream: {{url: "http://127.0.0.1:5000"}}
 authority: {{issuer: "{ISSUER}", audiences: [registry], requiredScopes: [registry.token.issue], senderConstraint: {constraint}}}
-signing: {{issuer: registry-token, keyPath: {d}/signing.pem, certificateChain: {d}/signing-chain.crt}}
+signing: {{issuer: registry-token, keyPath: {d}/signing.pem}}
 registry: {{realm: "{REALM}", service: {SERVICE}}}
 plans:
   - {{name: enterprise, repositories: [{{pattern: "acme/*", actions: [pull, push]}}]}}

@@ -1,5 +1,5 @@
 //! What the realm's and refresh tokens' unit tests build from: the issuer, policy and
-//! Authority slices, made directly (no configuration file), with a fresh keygen'd signing key.
+//! Authority slices, made directly (no configuration file), with a fresh P-256 signing key.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,19 +41,23 @@ pub fn with_refresh(dir: &Path, constraint: SenderConstraint) -> Slices {
     s
 }
 
-fn issuer(dir: &Path) -> Issuer {
-    crate::cli::keygen::keygen(
-        crate::cli::keygen::KeyAlg::Es256,
-        dir,
-        REALM,
-        SERVICE,
-        SIGNING_ISSUER,
+/// Writes a fresh P-256 signing key to `dir/signing.pem`.
+pub fn signing_key(dir: &Path) {
+    let key = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
     )
+    .and_then(openssl::pkey::PKey::from_ec_key)
+    .and_then(|k| k.private_key_to_pem_pkcs8())
     .unwrap();
+    std::fs::write(dir.join("signing.pem"), key).unwrap();
+}
+
+fn issuer(dir: &Path) -> Issuer {
+    signing_key(dir);
     let keys = KeySet::load(&SigningConfig {
         key_path: dir.join("signing.pem"),
         key_password: None,
-        certificate_chain: Some(dir.join("signing-chain.crt")),
+        certificate_chain: None,
         key_id: None,
         key_id_format: super::KeyIdFormat::Libtrust,
         previous_keys: Vec::new(),
