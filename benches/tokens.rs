@@ -74,7 +74,7 @@ fn claims() -> IssuedClaims {
 fn registry_tokens(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(dir.path());
-    let keys = settings.keys.clone();
+    let keys = settings.issuer.keys.clone();
     let token = keys.sign(&claims()).unwrap();
     let mut g = c.benchmark_group("registry token");
     g.bench_function("sign", |b| b.iter(|| keys.sign(&claims()).unwrap()));
@@ -135,7 +135,8 @@ fn realm(c: &mut Criterion) {
             counters: &counters,
         };
         let issued = runtime.block_on(realm::issue(
-            &settings,
+            &settings.issuer,
+            &settings.policy,
             &authority,
             &request,
             SystemClock.now(),
@@ -166,7 +167,7 @@ fn realm(c: &mut Criterion) {
 fn request_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(dir.path());
-    let authorization = format!("Bearer {}", settings.keys.sign(&claims()).unwrap());
+    let authorization = format!("Bearer {}", settings.issuer.keys.sign(&claims()).unwrap());
     let tokens = VerifiedTokens::new(1024);
     let head = |authorization: Vec<&'static str>| V2Request {
         method: "HEAD",

@@ -467,7 +467,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                         .expect("proof spent once");
                     // 3. the registry token
                     let claims = IssuedClaims {
-                        iss: settings.signing_issuer.clone(),
+                        iss: settings.issuer.name.clone(),
                         sub: "bench".into(),
                         aud: settings.service.clone(),
                         exp: t + 300,
@@ -480,7 +480,7 @@ fn floor(args: &[String]) -> Result<(), Failure> {
                         )],
                         extra: Map::new(),
                     };
-                    std::hint::black_box(settings.keys.sign(&claims).expect("sign"));
+                    std::hint::black_box(settings.issuer.keys.sign(&claims).expect("sign"));
                     done += 1;
                 }
                 done

@@ -359,6 +359,11 @@ impl PublicKey {
         }
     }
 
+    /// The key `jsonwebtoken` verifies signatures with.
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
     /// The RFC 7638 [`thumbprint`] of the key (a DPoP `jkt`).
     pub fn thumbprint(&self) -> String {
         thumbprint(&self.jwk())

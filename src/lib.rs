@@ -29,7 +29,7 @@
 //! State replicas share (SPEC 8) sits behind two traits, `state::Counters` (plan limits) and
 //! `authority::ReplayStore` (spent DPoP proofs): in memory without `state.redis`
 //! (`state::memory`, `authority::replay::memory`); on Redis with it (`state::redis`,
-//! `authority::replay::redis`), wrapped by `state::fallback` under `onUnavailable: memory`.
+//! `state::replay`), wrapped by `state::fallback` under `onUnavailable: memory`.
 //!
 //! Revocations (SPEC 12): `policy::Policy::is_revoked` unites `revokedLicenses` with one live
 //! set per process (`policy::revocation`), fed by the revocation file (`config::revocations`)
@@ -48,6 +48,9 @@ pub mod cli;
 pub mod config;
 /// Durations as written in the configuration (`30s`, `5m`, `1h`), with errors in words.
 pub mod duration;
+/// The trusted TLS-terminating edge (`server.trustedEdge`): the one peer check, and the client
+/// certificate it reports; the proxy and the connection caps ask it.
+pub mod edge;
 /// Readiness: what keeps the sidecar from serving, for both listeners.
 pub mod health;
 /// JOSE said once: base64url, compact JWS, JWK thumbprints, signature checks, the clock.

@@ -455,7 +455,7 @@ fn forged_refresh_tokens_are_invalid_grant() {
     let settings = registry_token::config::load(sidecar.config_path()).unwrap();
     let claims: RefreshClaims = serde_json::from_value(jwt_claims(&good)).unwrap();
     let expired = refresh::mint(
-        &settings.keys,
+        &settings.issuer.keys,
         &RefreshClaims {
             iat: now() - 7200,
             exp: now() - 3600,
@@ -469,7 +469,7 @@ fn forged_refresh_tokens_are_invalid_grant() {
         key_path: other.path().join("signing.pem"),
         key_password: None,
         certificate_chain: None,
-        key_id: Some(settings.keys.current.kid().to_string()),
+        key_id: Some(settings.issuer.keys.current.kid().to_string()),
         key_id_format: KeyIdFormat::Libtrust,
         previous_keys: vec![],
     })

@@ -42,11 +42,10 @@ pub use optok::OpTokError;
 pub use replay::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
 pub use succession::Succession;
 
-use crate::jose;
 use crate::metrics::Metrics;
 use credential::Credential;
 use jwks::KeyCache;
-use optok::Binding;
+pub use optok::Binding;
 
 /// How OpToks must be bound to their caller (`authority.senderConstraint`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +54,23 @@ pub enum SenderConstraint {
     Mtls,
     DpopOrMtls,
     None,
+}
+
+impl SenderConstraint {
+    /// The one sender-constraint table, for OpToks and refresh tokens alike: whether a token
+    /// bound as `binding` may be used under this constraint, else why not. How the binding is
+    /// then proven (a DPoP proof, the client certificate) is the caller's next step.
+    pub fn admits(self, binding: &Binding) -> Result<(), &'static str> {
+        use SenderConstraint as C;
+        match (binding, self) {
+            (Binding::Jkt(_), C::Mtls) => Err("a client certificate binding is required"),
+            (Binding::X5t(_), C::Dpop) => Err("a DPoP binding is required"),
+            (Binding::Unbound, c) if c != C::None => {
+                Err("the token is not sender-constrained (no cnf)")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The `authority` section, resolved. Compared at reload: any difference builds a new
@@ -85,6 +101,41 @@ pub struct AuthorityConfig {
     pub nonce: Option<NonceConfig>,
 }
 
+impl AuthorityConfig {
+    /// Verifies a DPoP proof for `method` under this configuration (realm, lifetime, skew,
+    /// nonces), by the key `expected_jkt` when the token names one and with the hash of
+    /// `access_token` when one accompanies it; its use is returned, to spend once the request
+    /// is granted. Every caller (an OpTok's binding, a refresh grant's) gets the same refusals.
+    pub fn prove(
+        &self,
+        proof: &str,
+        method: &str,
+        access_token: Option<&str>,
+        expected_jkt: Option<String>,
+        now: i64,
+    ) -> Result<ProofUse, AuthError> {
+        let check = ProofCheck {
+            method,
+            htu: &self.realm,
+            access_token,
+            now,
+            lifetime: self.proof_lifetime,
+            skew: self.clock_skew,
+            expected_jkt,
+            nonce: self.nonce.as_ref(),
+        };
+        match dpop::verify_proof(proof, &check) {
+            Ok(outcome) => Ok(outcome.to_use()),
+            Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
+                via: Via::Dpop,
+                detail: "the DPoP proof key is not the key the token is bound to",
+            }),
+            Err(DpopError::Nonce) => Err(AuthError::UseNonce),
+            Err(e) => Err(AuthError::InvalidProof(e)),
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -103,17 +154,6 @@ pub struct Caller {
     /// The OpTok's string claims by name (for a refresh, the ones its token kept): what plan
     /// placeholders are filled from (SPEC 11).
     pub claims: std::collections::BTreeMap<String, String>,
-}
-
-impl Caller {
-    /// What this caller's plan placeholders are filled from.
-    pub fn values(&self) -> crate::policy::Values {
-        crate::policy::Values {
-            sub: Some(self.subject.clone()),
-            license: self.license.clone(),
-            claims: self.claims.clone(),
-        }
-    }
 }
 
 /// Verifies OpToks and their binding. `Send + Sync`; share it in an `Arc`.
@@ -271,8 +311,8 @@ impl Authority {
         }))
     }
 
-    /// Step 4: the OpTok's `cnf` decides what proves the caller holds it. Returns the DPoP
-    /// proof's use when a proof was verified.
+    /// Step 4: the OpTok's `cnf` decides what proves the caller holds it, once the sender
+    /// constraint admits it. Returns the DPoP proof's use when a proof was verified.
     fn bind(
         &self,
         credential: &Credential,
@@ -280,70 +320,45 @@ impl Authority {
         presented: &Presented,
         now: i64,
     ) -> Result<Option<ProofUse>, AuthError> {
-        use SenderConstraint as C;
-        let constraint = self.config.sender_constraint;
-        let mismatch = |detail| {
-            Err(AuthError::SenderMismatch {
-                via: credential.via(),
-                detail,
-            })
+        let mismatch = |detail| AuthError::SenderMismatch {
+            via: credential.via(),
+            detail,
         };
-        let verify = |jkt| self.proof(credential, jkt, presented, now).map(Some);
+        self.config
+            .sender_constraint
+            .admits(binding)
+            .map_err(mismatch)?;
+        let verify = |jkt| {
+            self.config
+                .prove(
+                    credential.proof()?,
+                    presented.method,
+                    Some(credential.token),
+                    jkt,
+                    now,
+                )
+                .map(Some)
+        };
         match (binding, credential.scheme) {
-            (Binding::Jkt(_), _) if constraint == C::Mtls => {
-                mismatch("a client certificate binding is required")
-            }
             // The ops page's shape (SPEC section 7): Bearer with a proof is checked as DPoP is.
             (Binding::Jkt(jkt), Scheme::Dpop) => verify(Some(jkt.clone())),
             (Binding::Jkt(jkt), Scheme::Bearer) if !credential.proofs.is_empty() => {
                 verify(Some(jkt.clone()))
             }
-            (Binding::Jkt(_), _) => mismatch("a DPoP-bound token needs a DPoP proof"),
-            (Binding::X5t(_), _) if constraint == C::Dpop => mismatch("a DPoP binding is required"),
+            (Binding::Jkt(_), _) => Err(mismatch("a DPoP-bound token needs a DPoP proof")),
             (Binding::X5t(_), Scheme::Dpop) => {
-                mismatch("a certificate-bound token is presented as Bearer")
+                Err(mismatch("a certificate-bound token is presented as Bearer"))
             }
-            (Binding::X5t(x5t), _) => {
-                let thumbprint = presented.client_cert_sha256.map(jose::b64url_encode);
-                if thumbprint.as_deref() == Some(x5t.as_str()) {
-                    Ok(None)
-                } else {
-                    mismatch("the client certificate is not the one the token is bound to")
-                }
+            (Binding::X5t(x5t), _)
+                if optok::same_certificate(x5t, presented.client_cert_sha256) =>
+            {
+                Ok(None)
             }
-            (Binding::Unbound, _) if constraint != C::None => {
-                mismatch("the token is not sender-constrained (no cnf)")
-            }
+            (Binding::X5t(_), _) => Err(mismatch(
+                "the client certificate is not the one the token is bound to",
+            )),
             (Binding::Unbound, Scheme::Dpop) => verify(None),
             (Binding::Unbound, _) => Ok(None),
-        }
-    }
-
-    fn proof(
-        &self,
-        credential: &Credential,
-        expected_jkt: Option<String>,
-        presented: &Presented,
-        now: i64,
-    ) -> Result<ProofUse, AuthError> {
-        let check = ProofCheck {
-            method: presented.method,
-            htu: &self.config.realm,
-            access_token: Some(credential.token),
-            now,
-            lifetime: self.config.proof_lifetime,
-            skew: self.config.clock_skew,
-            expected_jkt,
-            nonce: self.config.nonce.as_ref(),
-        };
-        match dpop::verify_proof(credential.proof()?, &check) {
-            Ok(outcome) => Ok(outcome.to_use()),
-            Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
-                via: Via::Dpop,
-                detail: "the DPoP proof key is not the key the token is bound to",
-            }),
-            Err(DpopError::Nonce) => Err(AuthError::UseNonce),
-            Err(e) => Err(AuthError::InvalidProof(e)),
         }
     }
 }

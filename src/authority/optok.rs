@@ -47,14 +47,34 @@ pub enum OpTokError {
     Confirmation(&'static str),
 }
 
-/// What the OpTok is bound to (RFC 7800 `cnf`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a token is bound to (RFC 7800 `cnf`): an OpTok as the Authority issued it, and the
+/// refresh token the realm issues from it (serialized as its `cnf` claim, absent when unbound).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Binding {
+    /// No `cnf`; never serialized (the claim is left out).
+    #[default]
+    #[serde(skip)]
     Unbound,
     /// `cnf.jkt`: a DPoP key thumbprint.
+    #[serde(rename = "jkt")]
     Jkt(String),
     /// `cnf.x5t#S256`: a client certificate thumbprint.
+    #[serde(rename = "x5t#S256")]
     X5t(String),
+}
+
+impl Binding {
+    /// No `cnf`.
+    pub fn is_unbound(&self) -> bool {
+        *self == Binding::Unbound
+    }
+}
+
+/// Whether `presented` (SHA-256 of the verified client certificate) is the certificate a
+/// `cnf.x5t#S256` of `x5t` names.
+pub fn same_certificate(x5t: &str, presented: Option<[u8; 32]>) -> bool {
+    presented.map(jose::b64url_encode).as_deref() == Some(x5t)
 }
 
 /// An OpTok whose header passed the checks; its signature is not verified yet.

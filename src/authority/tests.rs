@@ -4,6 +4,7 @@
 use super::*;
 use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW, REALM};
 use crate::authority::jwks::tests::jwks;
+use crate::jose;
 use base64::Engine as _;
 use serde_json::{json, Value};
 

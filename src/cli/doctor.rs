@@ -232,7 +232,7 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
         });
     }
     // Only when refresh tokens are on, or asked for by name.
-    let refresh_on = settings.is_some_and(|s| s.refresh.enabled);
+    let refresh_on = settings.is_some_and(|s| s.issuer.refresh.enabled);
     if wanted("check.refresh-tokens") && (refresh_on || only.is_some()) {
         findings.push(
             settings.map_or_else(|| Finding::not_run("check.refresh-tokens"), refresh_tokens),
@@ -278,13 +278,13 @@ fn namespaces(s: &Settings, token: &str) -> Finding {
 /// The signing key mints a refresh token that redeems, and that no registry would take.
 fn refresh_tokens(s: &Settings) -> Finding {
     const CHECK: &str = "check.refresh-tokens";
-    if !s.refresh.enabled {
+    if !s.issuer.refresh.enabled {
         return Finding::pass(
             CHECK,
             "refreshTokens.enabled is false: none are issued or redeemed",
         );
     }
-    match crate::token::refresh::self_check(s, SystemClock.now()) {
+    match crate::token::refresh::self_check(&s.issuer, SystemClock.now()) {
         Err(e) => Finding::fail(
             CHECK,
             format!("refresh tokens do not work with this key: {e}"),
@@ -294,8 +294,8 @@ fn refresh_tokens(s: &Settings) -> Finding {
             CHECK,
             format!(
                 "signed with kid {}, valid for {}; a key rotation keeps them only while the old key stays in signing.previousKeys",
-                s.keys.current.kid(),
-                humantime::format_duration(s.refresh.lifetime)
+                s.issuer.keys.current.kid(),
+                humantime::format_duration(s.issuer.refresh.lifetime)
             ),
         ),
     }
@@ -350,7 +350,7 @@ async fn state(s: &Settings) -> Finding {
 fn probe_token(s: &Settings) -> Result<String, String> {
     let now = SystemClock.now();
     let claims = IssuedClaims {
-        iss: s.signing_issuer.clone(),
+        iss: s.issuer.name.clone(),
         sub: "registry-token-doctor".into(),
         aud: s.service.clone(),
         exp: now + 60,
@@ -360,16 +360,17 @@ fn probe_token(s: &Settings) -> Result<String, String> {
         access: Vec::new(),
         extra: Default::default(),
     };
-    s.keys.sign(&claims).map_err(|e| e.to_string())
+    s.issuer.keys.sign(&claims).map_err(|e| e.to_string())
 }
 
 /// The signing key signs and verifies, its chain is in date, and its kid suits Distribution.
 fn signing_key(s: &Settings) -> Finding {
     const CHECK: &str = "check.signing-key";
-    let key = &s.keys.current;
+    let key = &s.issuer.keys.current;
     let verified = probe_token(s).and_then(|t| {
-        s.keys
-            .verify(&t, &s.signing_issuer, &s.service, SystemClock.now(), 0)
+        s.issuer
+            .keys
+            .verify(&t, &s.issuer.name, &s.service, SystemClock.now(), 0)
             .map(|_| ())
             .map_err(|e| e.to_string())
     });
@@ -384,7 +385,7 @@ fn signing_key(s: &Settings) -> Finding {
         "kid {} ({:?}), {} previous key(s) published",
         key.kid(),
         key.algorithm(),
-        s.keys.previous.len()
+        s.issuer.keys.previous.len()
     );
     // The folder the sidecar reads its key from must not hold the CA's key (SECURITY 77).
     let folder = Path::new(&s.file.signing.key_path)
@@ -508,9 +509,9 @@ async fn upstream_trusts_tokens(s: &Settings) -> Finding {
             CHECK,
             format!(
                 "the registry accepts a probe token (iss {}, aud {}, kid {})",
-                s.signing_issuer,
+                s.issuer.name,
                 s.service,
-                s.keys.current.kid()
+                s.issuer.keys.current.kid()
             ),
         );
     }
@@ -530,13 +531,13 @@ async fn upstream_trusts_tokens(s: &Settings) -> Finding {
         _ => String::new(),
     };
     if s.file.signing.certificate_chain.is_none() && s.file.signing.key_id_format == "thumbprint" {
-        return Finding::fail(CHECK, format!("{refused}{realm_note}: kid {} is an RFC 7638 thumbprint sent without x5c, which Distribution 2.8 cannot match", s.keys.current.kid()), "set signing.certificateChain (keygen's signing-chain.crt), or keyIdFormat: libtrust for Distribution 2.x");
+        return Finding::fail(CHECK, format!("{refused}{realm_note}: kid {} is an RFC 7638 thumbprint sent without x5c, which Distribution 2.8 cannot match", s.issuer.keys.current.kid()), "set signing.certificateChain (keygen's signing-chain.crt), or keyIdFormat: libtrust for Distribution 2.x");
     }
     let trust = match &s.file.signing.certificate_chain {
         Some(chain) => format!("the registry's rootcertbundle does not hold the CA that signed {chain} (keygen's ca.crt)"),
-        None => format!("the registry's rootcertbundle does not hold the signing key itself (kid {})", s.keys.current.kid()),
+        None => format!("the registry's rootcertbundle does not hold the signing key itself (kid {})", s.issuer.keys.current.kid()),
     };
-    Finding::fail(CHECK, format!("{refused}{realm_note}; likely: the registry's auth.token.issuer is not `{}`, or {trust}", s.signing_issuer), format!("set the registry's auth.token.issuer to `{}` and its rootcertbundle to the ca.crt of `registry-token keygen`, restart it, then run doctor again", s.signing_issuer))
+    Finding::fail(CHECK, format!("{refused}{realm_note}; likely: the registry's auth.token.issuer is not `{}`, or {trust}", s.issuer.name), format!("set the registry's auth.token.issuer to `{}` and its rootcertbundle to the ca.crt of `registry-token keygen`, restart it, then run doctor again", s.issuer.name))
 }
 
 /// Plans referenced by defaultPlan and anonymous.plan exist; no duplicate or shadowed pattern.

@@ -143,20 +143,20 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         }
     };
     if refresh {
-        let checked = refresh::verify(&settings.keys, token, &settings.signing_issuer, now)
+        let checked = refresh::verify(&settings.issuer.keys, token, &settings.issuer.name, now)
             .and_then(|c| {
                 refresh::check(
                     &c,
-                    &settings.refresh,
+                    &settings.issuer.refresh,
                     &settings.policy,
                     settings.authority.sender_constraint,
                 )
             });
         return match checked {
-            Ok(()) if settings.refresh.enabled => {
+            Ok(()) if settings.issuer.refresh.enabled => {
                 println!(
                     "verify: valid refresh token (issuer {})",
-                    settings.signing_issuer
+                    settings.issuer.name
                 );
                 ExitCode::SUCCESS
             }
@@ -171,17 +171,15 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         };
     }
     let skew = settings.authority.clock_skew.as_secs() as i64;
-    match settings.keys.verify(
-        token,
-        &settings.signing_issuer,
-        &settings.service,
-        now,
-        skew,
-    ) {
+    match settings
+        .issuer
+        .keys
+        .verify(token, &settings.issuer.name, &settings.service, now, skew)
+    {
         Ok(_) => {
             println!(
                 "verify: valid (issuer {}, service {})",
-                settings.signing_issuer, settings.service
+                settings.issuer.name, settings.service
             );
             ExitCode::SUCCESS
         }

@@ -264,7 +264,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     path.display(),
                     settings.policy.plans.len(),
                     settings.policy.revoked.len(),
-                    settings.keys.current.kid()
+                    settings.issuer.keys.current.kid()
                 );
                 ExitCode::SUCCESS
             }

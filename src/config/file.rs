@@ -47,10 +47,41 @@ pub struct FileConfig {
     pub revoked_refresh_tokens: Vec<String>,
     /// Shared state for replicas (SPEC section 8); absent: memory.
     #[serde(default)]
-    pub state: super::state::StateFile,
+    pub state: StateFile,
     /// The edge cache (SPEC 10); absent: the defaults (a 64 MiB memory tier).
     #[serde(default)]
     pub cache: super::cache::CacheFile,
+}
+
+/// `state` as written.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct StateFile {
+    pub redis: Option<RedisFile>,
+}
+
+/// `state.redis` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RedisFile {
+    /// Prefer `REGISTRY_TOKEN_STATE__REDIS__URL` when it holds a password.
+    pub url: Secret,
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_on_unavailable")]
+    pub on_unavailable: String,
+}
+
+fn default_prefix() -> String {
+    "registry-token:".into()
+}
+fn default_timeout() -> String {
+    "250ms".into()
+}
+fn default_on_unavailable() -> String {
+    "refuse".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -3,13 +3,22 @@
 //!
 //! Loading never panics and reports every problem with its YAML path, so that `check-config`
 //! can list them all and a bad reload can keep the configuration in force.
+//!
+//! Config is the assembler: each domain defines the slice it is built from and config builds
+//! one of each (`token::Issuer`, `policy::PolicySpec` for `Policy::compile` (`policy`),
+//! `authority::AuthorityConfig`, `state::redis::RedisSettings` (`state`),
+//! `cache::CacheSettings` (`cache`), `edge::TrustedEdge`). No domain imports `config`; the
+//! server, the proxy and the tools run on the assembled [`Settings`].
 
 pub mod cache;
 pub mod env;
 pub mod file;
 pub mod locate;
+mod policy;
 pub mod revocations;
 pub mod state;
+#[cfg(test)]
+pub mod testkit;
 pub mod watch;
 
 use std::fmt;
@@ -23,10 +32,9 @@ use openssl::x509::X509;
 use url::Url;
 
 use crate::authority::{AuthorityConfig, NonceConfig, SenderConstraint};
+use crate::edge::TrustedEdge;
 use crate::policy::Policy;
-use crate::proxy::TrustedEdge;
-use crate::token::refresh::RefreshSettings;
-use crate::token::{KeyIdFormat, KeySet, SigningConfig};
+use crate::token::{Issuer, KeyIdFormat, KeySet, RefreshSettings, SigningConfig};
 use file::FileConfig;
 
 /// Where the configuration is read from when neither `--config` nor the environment says.
@@ -168,18 +176,13 @@ pub struct Settings {
     pub public_host: String,
     pub realm: String,
     pub service: String,
-    /// `service` and `allowedServices`.
-    pub services: Vec<String>,
     /// The Authority these settings ask for. The running sidecar reads the one in force
     /// (`Succession::current().config()`), which takes over from a reload once its keys are
     /// fetched; only the keys loop and the CLI read this.
     pub authority: AuthorityConfig,
-    pub signing_issuer: String,
-    pub lifetime: Duration,
-    pub keys: Arc<KeySet>,
+    /// The token issuer's slice: signing keys, lifetimes, services, refresh tokens.
+    pub issuer: Issuer,
     pub policy: Policy,
-    /// `refreshTokens` and `revokedRefreshTokens` (SPEC section 9).
-    pub refresh: RefreshSettings,
     /// Increases by one at every reload that takes effect.
     pub generation: u64,
     /// `state.redis`; `None`: spent proofs and counts stay in memory. Read at start only.
@@ -485,8 +488,8 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     let authority = authority(&file.authority, &file.server, &mut p);
     let registry = registry(&file.registry, &mut p);
     let signing = signing(&file.signing, &mut p);
-    let (policy, problems) = Policy::compile(&file);
-    p.0.extend(problems);
+    let (policy, problems) = Policy::compile(&policy::spec(&file));
+    p.0.extend(problems.into_iter().map(ConfigError::from));
     let refresh = refresh_settings(&file, &mut p);
     let state = state::state(&file.state, &mut p);
     if file
@@ -532,17 +535,19 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
         public_host,
         realm: realm.to_string(),
         service: file.registry.service.clone(),
-        services: registry.services,
         // DPoP proofs name the realm: the registry section's.
         authority: AuthorityConfig {
             realm: realm.to_string(),
             ..authority
         },
-        signing_issuer: file.signing.issuer.clone(),
-        lifetime: signing.lifetime,
-        keys: Arc::new(keys),
+        issuer: Issuer {
+            name: file.signing.issuer.clone(),
+            services: registry.services,
+            lifetime: signing.lifetime,
+            keys: Arc::new(keys),
+            refresh,
+        },
         policy,
-        refresh,
         state,
         revoked_licenses_file: PathBuf::from(
             file.revoked_licenses_file

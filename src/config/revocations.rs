@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(read(&path).unwrap(), entries);
 
         let watcher = RevocationFile {
-            settings: Arc::new(ArcSwap::from_pointee(crate::token::realm::tests::settings(
+            settings: Arc::new(ArcSwap::from_pointee(crate::config::testkit::settings(
                 dir.path(),
                 "dpop",
                 "",
@@ -254,7 +254,7 @@ mod tests {
     /// the configuration's folder, an absolute one as written, an empty one refused by name.
     #[test]
     fn the_path_is_resolved_beside_the_configuration() {
-        use crate::token::realm::tests::settings;
+        use crate::config::testkit::settings;
         let dir = tempfile::tempdir().unwrap();
         let at = |extra: &str| settings(dir.path(), "dpop", extra).revoked_licenses_file;
         assert_eq!(at(""), dir.path().join("revoked-licenses.txt"));

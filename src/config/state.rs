@@ -10,44 +10,11 @@
 //!     onUnavailable: refuse           # refuse | memory
 //! ```
 //!
-//! The URL may carry a password: no problem message quotes it, and `Debug` redacts it.
+//! The section as written is `file::StateFile`. The URL may carry a password: no problem message quotes it, and `Debug` redacts it.
 
-use serde::Deserialize;
-
-use super::file::Secret;
+use super::file::StateFile;
 use super::Problems;
 use crate::state::redis::{OnUnavailable, RedisSettings, RedisUrl};
-
-/// `state` as written.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-pub struct StateFile {
-    pub redis: Option<RedisFile>,
-}
-
-/// `state.redis` as written.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RedisFile {
-    /// Prefer `REGISTRY_TOKEN_STATE__REDIS__URL` when it holds a password.
-    pub url: Secret,
-    #[serde(default = "default_prefix")]
-    pub key_prefix: String,
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-    #[serde(default = "default_on_unavailable")]
-    pub on_unavailable: String,
-}
-
-fn default_prefix() -> String {
-    "registry-token:".into()
-}
-fn default_timeout() -> String {
-    "250ms".into()
-}
-fn default_on_unavailable() -> String {
-    "refuse".into()
-}
 
 /// The longest `timeout` allowed: a request must never wait long on the store.
 const MAX_TIMEOUT_MS: u128 = 10_000;

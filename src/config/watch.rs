@@ -161,7 +161,7 @@ impl BackgroundService for Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::realm::tests::settings;
+    use crate::config::testkit::settings;
 
     fn reloader(dir: &std::path::Path) -> Reloader {
         Reloader {

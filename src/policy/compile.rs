@@ -1,40 +1,84 @@
-//! From the file to the [`Policy`]: the `plans`, `defaultPlan`, `anonymous` and
-//! `revokedLicenses` sections, checked as `config::validate` loads them (patterns compiled,
-//! actions known, plan names unique and defined, `limits` counts and windows valid), each
-//! problem under its YAML path.
+//! From the policy's own [`PolicySpec`] to the [`Policy`]: the `plans`, `defaultPlan`,
+//! `anonymous` and `revokedLicenses` sections as the configuration read them, checked here
+//! (patterns compiled, actions known, plan names unique and defined, `limits` counts and
+//! windows valid), each problem under its YAML path. The configuration builds the spec from
+//! the file and reports the problems with the rest.
 
 use std::collections::HashMap;
 
 use super::limits::{self, LimitText};
 use super::{Pattern, Plan, Policy, Rule};
-use crate::config::file::{FileConfig, LimitFile};
-use crate::config::ConfigError;
 use crate::registry::scope::ACTIONS;
 
+/// What a [`Policy`] is compiled from: the policy sections as written, nothing else.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicySpec {
+    /// `plans`, in the file's order (a problem names the plan by its index).
+    pub plans: Vec<PlanSpec>,
+    /// `defaultPlan`.
+    pub default_plan: Option<String>,
+    /// `anonymous.plan`.
+    pub anonymous_plan: Option<String>,
+    /// `revokedLicenses`.
+    pub revoked_licenses: Vec<String>,
+}
+
+/// One entry of `plans`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanSpec {
+    pub name: String,
+    /// `repositories`: `(pattern, actions)` in the file's order.
+    pub repositories: Vec<(String, Vec<String>)>,
+    /// `limits`; `None`: unlimited.
+    pub limits: Option<LimitsSpec>,
+    /// `catalog`: its callers may list the repositories they may pull (SPEC 11).
+    pub catalog: bool,
+}
+
+/// `plans[].limits` as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsSpec {
+    pub pulls: Option<LimitSpec>,
+    pub tokens: Option<LimitSpec>,
+}
+
+/// `{count: N, per: DURATION}` as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSpec {
+    pub count: usize,
+    pub per: String,
+}
+
+/// One problem of a [`PolicySpec`], under its YAML path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
 impl Policy {
-    /// The policy of `file`, and every problem found in its policy sections. The policy is
-    /// usable whatever the problems (an invalid rule is left out), so that every one is reported.
-    pub fn compile(file: &FileConfig) -> (Policy, Vec<ConfigError>) {
+    /// The policy of `spec`, and every problem found in it. The policy is usable whatever the
+    /// problems (an invalid rule is left out), so that every one is reported.
+    pub fn compile(spec: &PolicySpec) -> (Policy, Vec<Problem>) {
         let mut problems = Vec::new();
-        let mut add =
-            |path: String, message: String| problems.push(ConfigError::new(path, message));
+        let mut add = |path: String, message: String| problems.push(Problem { path, message });
         let mut plans = HashMap::new();
-        for (i, plan) in file.plans.iter().enumerate() {
+        for (i, plan) in spec.plans.iter().enumerate() {
             let at = format!("plans[{i}]");
             if plan.name.trim().is_empty() {
                 add(format!("{at}.name"), "must not be empty".into());
             }
             let mut rules = Vec::new();
-            for (j, rule) in plan.repositories.iter().enumerate() {
+            for (j, (pattern, actions)) in plan.repositories.iter().enumerate() {
                 let at = format!("{at}.repositories[{j}]");
-                match Pattern::compile(&rule.pattern) {
+                match Pattern::compile(pattern) {
                     Ok(pattern) => rules.push(Rule {
                         pattern,
-                        actions: rule.actions.clone(),
+                        actions: actions.clone(),
                     }),
                     Err(e) => add(format!("{at}.pattern"), e.to_string()),
                 }
-                for (k, action) in rule.actions.iter().enumerate() {
+                for (k, action) in actions.iter().enumerate() {
                     if !ACTIONS.contains(&action.as_str()) {
                         add(
                             format!("{at}.actions[{k}]"),
@@ -44,7 +88,7 @@ impl Policy {
                 }
             }
             let limits = plan.limits.as_ref().map(|l| {
-                fn text(l: &Option<LimitFile>) -> Option<LimitText<'_>> {
+                fn text(l: &Option<LimitSpec>) -> Option<LimitText<'_>> {
                     l.as_ref().map(|l| LimitText {
                         count: l.count,
                         per: &l.per,
@@ -73,22 +117,21 @@ impl Policy {
                 );
             }
         }
-        if let Some(name) = &file.default_plan {
+        if let Some(name) = &spec.default_plan {
             if !plans.contains_key(name) {
                 add("defaultPlan".into(), format!("names no plan: `{name}`"));
             }
         }
-        let anonymous_plan = file.anonymous.as_ref().map(|a| a.plan.clone());
-        if let Some(name) = &anonymous_plan {
+        if let Some(name) = &spec.anonymous_plan {
             if !plans.contains_key(name) {
                 add("anonymous.plan".into(), format!("names no plan: `{name}`"));
             }
         }
         let policy = Policy {
             plans,
-            default_plan: file.default_plan.clone(),
-            anonymous_plan,
-            revoked: file.revoked_licenses.iter().cloned().collect(),
+            default_plan: spec.default_plan.clone(),
+            anonymous_plan: spec.anonymous_plan.clone(),
+            revoked: spec.revoked_licenses.iter().cloned().collect(),
             live: Default::default(),
         };
         (policy, problems)
@@ -98,19 +141,32 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
 
-    const MINIMAL: &str = "authority:\n  issuer: http://127.0.0.1:9\nregistry:\n  realm: http://127.0.0.1:8085/token\n  service: registry.test\n";
-
-    fn file(policy: &str) -> FileConfig {
-        config::parse(&format!("{MINIMAL}{policy}"), Vec::new()).unwrap()
+    fn plan(name: &str, rules: &[(&str, &[&str])]) -> PlanSpec {
+        PlanSpec {
+            name: name.into(),
+            repositories: rules
+                .iter()
+                .map(|(p, a)| (p.to_string(), a.iter().map(|a| a.to_string()).collect()))
+                .collect(),
+            limits: None,
+            catalog: false,
+        }
     }
 
     /// Every policy problem is reported at once, each under its YAML path.
     #[test]
     fn policy_problems_carry_their_paths() {
-        let file = file("plans:\n  - name: a\n    repositories:\n      - pattern: \"acme/*\"\n  - name: a\n    repositories:\n      - pattern: \"foo*\"\n        actions: [pull, fly]\ndefaultPlan: nope\nanonymous:\n  plan: ghost\n");
-        let (policy, problems) = Policy::compile(&file);
+        let spec = PolicySpec {
+            plans: vec![
+                plan("a", &[("acme/*", &["pull"])]),
+                plan("a", &[("foo*", &["pull", "fly"])]),
+            ],
+            default_plan: Some("nope".into()),
+            anonymous_plan: Some("ghost".into()),
+            ..Default::default()
+        };
+        let (policy, problems) = Policy::compile(&spec);
         let paths: Vec<&str> = problems.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -129,12 +185,51 @@ mod tests {
         assert!(policy.plan_for(Some("a")).is_some());
     }
 
+    /// Bad limits are refused, each under its YAML path.
+    #[test]
+    fn bad_limits_carry_their_paths() {
+        let limit = |count, per: &str| {
+            Some(LimitSpec {
+                count,
+                per: per.into(),
+            })
+        };
+        let mut public = plan("public", &[]);
+        public.limits = Some(LimitsSpec {
+            pulls: limit(0, "6h"),
+            tokens: limit(5, "10ms"),
+        });
+        let spec = PolicySpec {
+            plans: vec![public],
+            ..Default::default()
+        };
+        let (_, problems) = Policy::compile(&spec);
+        let paths: Vec<&str> = problems.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["plans[0].limits.pulls.count", "plans[0].limits.tokens.per"]
+        );
+    }
+
     /// `check-config` refuses a placeholder that is not a whole segment or names an unknown
     /// variable, under the pattern's YAML path; `catalog` is read.
     #[test]
     fn placeholder_problems() {
-        let file = file("plans:\n  - name: a\n    catalog: true\n    repositories:\n      - pattern: \"customers/${license|lower}/**\"\n      - pattern: \"customers/x${sub}\"\n      - pattern: \"c/${tenant}\"\n      - pattern: \"c/${sub|upper}\"\n");
-        let (policy, problems) = Policy::compile(&file);
+        let mut a = plan(
+            "a",
+            &[
+                ("customers/${license|lower}/**", &["pull"]),
+                ("customers/x${sub}", &["pull"]),
+                ("c/${tenant}", &["pull"]),
+                ("c/${sub|upper}", &["pull"]),
+            ],
+        );
+        a.catalog = true;
+        let spec = PolicySpec {
+            plans: vec![a],
+            ..Default::default()
+        };
+        let (policy, problems) = Policy::compile(&spec);
         let found: Vec<(&str, &str)> = problems
             .iter()
             .map(|e| (e.path.as_str(), e.message.as_str()))
@@ -152,8 +247,13 @@ mod tests {
     /// The plan of a caller without a plan claim is `defaultPlan`; revoked licenses are known.
     #[test]
     fn defaults_apply() {
-        let file = file("plans:\n  - name: public\n    repositories:\n      - pattern: \"pub/*\"\ndefaultPlan: public\nrevokedLicenses: [L1]\n");
-        let (policy, problems) = Policy::compile(&file);
+        let spec = PolicySpec {
+            plans: vec![plan("public", &[("pub/*", &["pull"])])],
+            default_plan: Some("public".into()),
+            revoked_licenses: vec!["L1".into()],
+            ..Default::default()
+        };
+        let (policy, problems) = Policy::compile(&spec);
         assert!(problems.is_empty());
         assert_eq!(
             policy.plan_for(None).map(|p| p.name.as_str()),

@@ -106,9 +106,9 @@ pub fn authorize(
     // every request.
     let claims = tokens
         .verify(
-            &settings.keys,
+            &settings.issuer.keys,
             token,
-            &settings.signing_issuer,
+            &settings.issuer.name,
             &settings.service,
             now,
             leeway,
@@ -149,9 +149,10 @@ pub fn authorize(
 mod tests {
     use super::*;
     use crate::authority::dpop::tests::NOW;
+    use crate::config::testkit::settings;
     use crate::registry::RouteError;
     use crate::registry::{Resource, Scope};
-    use crate::token::realm::tests::{settings, SERVICE};
+    use crate::token::testkit::SERVICE;
     use crate::token::IssuedClaims;
     use rstest::rstest;
     use serde_json::json;
@@ -161,7 +162,7 @@ mod tests {
         let mut extra = serde_json::Map::new();
         extra.insert("stellaops:license".into(), license.into());
         let claims = IssuedClaims {
-            iss: settings.signing_issuer.clone(),
+            iss: settings.issuer.name.clone(),
             sub: "alice".into(),
             aud: SERVICE.into(),
             exp: NOW + 300,
@@ -176,7 +177,7 @@ mod tests {
                 .collect(),
             extra,
         };
-        settings.keys.sign(&claims).unwrap()
+        settings.issuer.keys.sign(&claims).unwrap()
     }
 
     /// Every `/v2/` reason, in the order of the checks, and what passes.

@@ -83,7 +83,7 @@ pub async fn answer(
         };
         return respond::denial(session, &denial, &settings.realm, &settings.service, false).await;
     };
-    let key = settings.keys.current.cursor_key();
+    let key = settings.issuer.keys.current.cursor_key();
     let query = match Query::parse(query, key) {
         Ok(q) => q,
         Err(e) => {
@@ -149,7 +149,7 @@ pub async fn answer(
 /// A registry token the sidecar signs for itself: `registry:catalog:*`, one minute.
 fn own_token(settings: &Settings, now: i64) -> std::result::Result<String, ()> {
     let claims = IssuedClaims {
-        iss: settings.signing_issuer.clone(),
+        iss: settings.issuer.name.clone(),
         sub: "registry-token".into(),
         aud: settings.service.clone(),
         exp: now + OWN_TOKEN_LIFETIME,
@@ -159,7 +159,7 @@ fn own_token(settings: &Settings, now: i64) -> std::result::Result<String, ()> {
         access: vec![Scope::new(Resource::catalog(), ["*"])],
         extra: serde_json::Map::new(),
     };
-    settings.keys.sign(&claims).map_err(|e| {
+    settings.issuer.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing the sidecar's catalog token failed");
     })
 }

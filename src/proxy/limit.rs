@@ -87,11 +87,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::config::testkit::settings;
     use crate::policy::limits::Limit;
     use crate::registry::route;
     use crate::state::memory::MemoryCounters;
     use crate::state::{Hit, StateError};
-    use crate::token::realm::tests::settings;
 
     struct Down;
 

@@ -8,7 +8,6 @@ mod authorize;
 mod cached;
 pub mod catalog;
 mod denial;
-mod edge;
 mod hygiene;
 mod limit;
 pub mod respond;
@@ -26,11 +25,11 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use authorize::{authorize, is_form, Allowed, V2Request};
 pub use denial::{Challenge, Denial};
-pub use edge::TrustedEdge;
 
 use crate::authority::{Authority, Succession};
 use crate::cache::Cache;
 use crate::config::Settings;
+use crate::edge::forwarded_certificate;
 use crate::health::Health;
 use crate::jose::Clock;
 use crate::metrics::Metrics;
@@ -38,7 +37,6 @@ use crate::policy::limits::RateHeaders;
 use crate::state::Counters;
 use crate::token::cache::VerifiedTokens;
 use crate::token::realm::{self, Refusal, TokenRequest};
-use edge::forwarded_certificate;
 
 /// Largest `POST /token` form accepted.
 const MAX_FORM: usize = 64 * 1024;
@@ -222,8 +220,15 @@ impl Sidecar {
             counters: self.counters.as_ref(),
         };
         let mut audit = realm::Audit::default();
-        let outcome =
-            realm::issue(settings, authority, &request, self.clock.now(), &mut audit).await;
+        let outcome = realm::issue(
+            &settings.issuer,
+            &settings.policy,
+            authority,
+            &request,
+            self.clock.now(),
+            &mut audit,
+        )
+        .await;
         let (sub, plan, license, scheme) = (
             audit.subject.as_deref(),
             audit.plan.as_deref(),
@@ -406,7 +411,7 @@ impl ProxyHttp for Sidecar {
             "/healthz" => respond::text(session, 200, "ok").await?,
             "/readyz" => self.readiness(session, ctx).await?,
             "/.well-known/jwks.json" => {
-                respond::json(session, 200, &settings.keys.jwks(), &[]).await?
+                respond::json(session, 200, &settings.issuer.keys.jwks(), &[]).await?
             }
             "/token" => {
                 let authority = ctx.authority.clone();

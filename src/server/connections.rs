@@ -46,10 +46,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::{Limits, Settings};
+use crate::edge::TrustedEdge;
 use crate::metrics::Metrics;
 use crate::policy::limits::network;
 use crate::proxy::respond::denial_reply;
-use crate::proxy::{Denial, Sidecar, TrustedEdge};
+use crate::proxy::{Denial, Sidecar};
 use crate::throttle::Throttle;
 
 /// Largest request head, with any empty lines before it: past it, 431 at once, whether or

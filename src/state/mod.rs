@@ -1,5 +1,5 @@
 //! State that replicas share (SPEC section 8): fixed-window counters for plan limits, beside the
-//! DPoP replay store (`authority::replay`). Without `state.redis` both live in this process's
+//! DPoP replay store (the seam is `authority::replay`; its Redis side is `replay`). Without `state.redis` both live in this process's
 //! memory; with it, on Redis, so every replica sees every other's counts and spent proofs.
 //!
 //! The request path only sees the traits; `server` picks the implementation from the config
@@ -11,6 +11,7 @@ pub mod fallback;
 pub mod memory;
 pub mod pubsub;
 pub mod redis;
+pub mod replay;
 pub mod revocations;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::redis::{OnUnavailable, Redis, RedisSettings};
-use crate::authority::replay::RedisReplayStore;
+use self::replay::RedisReplayStore;
 use crate::authority::{MemoryReplayStore, ReplayStore};
 use crate::metrics::Metrics;
 

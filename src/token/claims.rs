@@ -1,9 +1,11 @@
 //! The registry JWT the realm issues: its claims (Distribution's `access` list plus the plan and
-//! license claims copied through), signing with the current key, and verification of tokens
-//! this sidecar issued, which the proxy does on every `/v2/` request.
+//! license claims copied through), signing with the current key, and the one verifier of
+//! tokens this sidecar signed ([`KeySet::verify_own`]): registry tokens, which the proxy checks on
+//! every `/v2/` request, and refresh tokens.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -36,11 +38,18 @@ pub const PLACEHOLDER_CLAIMS: &str = "registry-token:claims";
 /// Claim names `extra` may not carry (a duplicate would be read differently by each parser).
 const REGISTERED: &[&str] = &["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "access"];
 
-/// Why a token presented to the proxy is not one this sidecar issued and still valid.
+/// Why a token is not one this sidecar issued and still valid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
+    /// Not a compact JWS, or its claims are not the kind's.
     #[error("token is malformed")]
     Malformed,
+    /// Its header `typ` is not the kind asked for.
+    #[error("token is malformed")]
+    WrongType,
+    /// A header parameter the sidecar never writes (`crit`, `jku`, `jwk`).
+    #[error("token is malformed")]
+    UnexpectedHeader,
     #[error("token was signed by an unknown key")]
     UnknownKey,
     #[error("token algorithm does not match its key")]
@@ -56,6 +65,33 @@ pub enum VerifyError {
     #[error("token is not valid yet")]
     NotYetValid,
 }
+
+/// The claims every JWT this sidecar signs carries, as [`KeySet::verify_own`] checks them.
+pub trait OwnClaims: DeserializeOwned {
+    fn iss(&self) -> &str;
+    fn aud(&self) -> &str;
+    fn exp(&self) -> i64;
+    /// `None`: the kind has no `nbf`.
+    fn nbf(&self) -> Option<i64>;
+}
+
+impl OwnClaims for IssuedClaims {
+    fn iss(&self) -> &str {
+        &self.iss
+    }
+    fn aud(&self) -> &str {
+        &self.aud
+    }
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn nbf(&self) -> Option<i64> {
+        Some(self.nbf)
+    }
+}
+
+/// The header `typ`s of a registry token: what `sign` writes (`JWT`), or none.
+const REGISTRY_TYP: &[Option<&str>] = &[None, Some("JWT")];
 
 impl KeySet {
     /// Signs `claims` with the current key; header `alg`, `typ: JWT`, `kid`, and `x5c` when a
@@ -73,8 +109,8 @@ impl KeySet {
             .map_err(|e| KeyError::Sign(e.to_string()))
     }
 
-    /// Verify a token this sidecar issued (current or previous keys, by kid): signature, alg
-    /// matches the key, iss, aud == audience, exp/nbf with `leeway` seconds.
+    /// Verify a registry token this sidecar issued (current or previous keys, by kid):
+    /// signature, alg matches the key, iss, aud == audience, exp/nbf with `leeway` seconds.
     pub fn verify(
         &self,
         token: &str,
@@ -83,10 +119,28 @@ impl KeySet {
         now: i64,
         leeway: i64,
     ) -> Result<IssuedClaims, VerifyError> {
+        self.verify_own(token, REGISTRY_TYP, issuer, audience, now, leeway)
+    }
+
+    /// The one verifier of JWTs this sidecar signed (registry tokens, refresh tokens): header
+    /// `typ` one of `typ`, no `crit`, `jku` or `jwk` (never written), a known `kid` and its
+    /// `alg`, the signature, then `iss`, `aud`, and `exp`/`nbf` against `now` with `leeway`
+    /// seconds.
+    pub fn verify_own<C: OwnClaims>(
+        &self,
+        token: &str,
+        typ: &[Option<&str>],
+        issuer: &str,
+        audience: &str,
+        now: i64,
+        leeway: i64,
+    ) -> Result<C, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        // Only what `sign` writes is accepted: no `crit`, no foreign `typ`.
-        if header.crit.is_some() || header.typ.as_deref().is_some_and(|t| t != "JWT") {
-            return Err(VerifyError::Malformed);
+        if !typ.contains(&header.typ.as_deref()) {
+            return Err(VerifyError::WrongType);
+        }
+        if header.crit.is_some() || header.jku.is_some() || header.jwk.is_some() {
+            return Err(VerifyError::UnexpectedHeader);
         }
         let key = header
             .kid
@@ -102,23 +156,26 @@ impl KeySet {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<IssuedClaims>(token, key.decoding(), &validation)
+        let claims = jsonwebtoken::decode::<C>(token, key.decoding(), &validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => VerifyError::BadSignature,
                 ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmMismatch,
                 _ => VerifyError::Malformed,
             })?
             .claims;
-        if claims.iss != issuer {
+        if claims.iss() != issuer {
             return Err(VerifyError::WrongIssuer);
         }
-        if claims.aud != audience {
+        if claims.aud() != audience {
             return Err(VerifyError::WrongAudience);
         }
-        if now >= claims.exp.saturating_add(leeway) {
+        if now >= claims.exp().saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }
-        if claims.nbf > now.saturating_add(leeway) {
+        if claims
+            .nbf()
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
             return Err(VerifyError::NotYetValid);
         }
         Ok(claims)

@@ -16,7 +16,7 @@ use openssl::x509::X509;
 use serde_json::{json, Value};
 
 use super::kid::KeyIdFormat;
-use crate::jose::b64url_encode;
+use crate::jose::{self, b64url_encode};
 
 /// The `signing` section of the configuration, paths resolved.
 #[derive(Clone)]
@@ -93,26 +93,28 @@ impl KeyError {
     }
 }
 
-/// A public key that verifies tokens: its `kid`, algorithm and JWK.
+/// One of this sidecar's keys as `jwks.json` publishes it: its `kid`, algorithm and JWK, and
+/// the [`jose::PublicKey`] (the one public-key type, the Authority's keys and DPoP keys are
+/// too) that verifies with it.
 #[derive(Clone)]
-pub struct PublicKey {
+pub struct PublishedKey {
     pub kid: String,
     pub alg: Algorithm,
     /// The public JWK with `kid`, `alg` and `use: "sig"`.
     pub jwk: Value,
-    decoding: DecodingKey,
+    key: jose::PublicKey,
 }
 
-impl PublicKey {
+impl PublishedKey {
     /// The key `jsonwebtoken` verifies signatures with.
     pub(crate) fn decoding(&self) -> &DecodingKey {
-        &self.decoding
+        self.key.decoding()
     }
 }
 
-impl fmt::Debug for PublicKey {
+impl fmt::Debug for PublishedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublicKey")
+        f.debug_struct("PublishedKey")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .finish()
@@ -126,7 +128,7 @@ pub struct SigningKey {
     /// with it, so that every replica holding this key opens them.
     cursor_key: [u8; 32],
     x5c: Option<Vec<String>>,
-    public: PublicKey,
+    public: PublishedKey,
 }
 
 impl SigningKey {
@@ -139,7 +141,7 @@ impl SigningKey {
         self.public.alg
     }
     /// The public half, as published in `jwks.json`.
-    pub fn public(&self) -> &PublicKey {
+    pub fn public(&self) -> &PublishedKey {
         &self.public
     }
     /// The `x5c` header (base64 DER, leaf first) when a chain is configured.
@@ -170,7 +172,7 @@ impl fmt::Debug for SigningKey {
 #[derive(Debug)]
 pub struct KeySet {
     pub current: SigningKey,
-    pub previous: Vec<PublicKey>,
+    pub previous: Vec<PublishedKey>,
 }
 
 impl KeySet {
@@ -260,7 +262,7 @@ impl KeySet {
     }
 
     /// The key, current or previous, whose `kid` is `kid`.
-    pub(crate) fn find(&self, kid: &str) -> Option<&PublicKey> {
+    pub(crate) fn find(&self, kid: &str) -> Option<&PublishedKey> {
         std::iter::once(&self.current.public)
             .chain(&self.previous)
             .find(|k| k.kid == kid)
@@ -430,28 +432,23 @@ fn public_key(
     kid: String,
     alg: Algorithm,
     mut jwk: Value,
-) -> Result<PublicKey, KeyError> {
-    let s = |m: &str| jwk[m].as_str().unwrap_or_default().to_owned();
-    let decoding = match alg {
-        Algorithm::ES256 => DecodingKey::from_ec_components(&s("x"), &s("y")),
-        Algorithm::RS256 => DecodingKey::from_rsa_components(&s("n"), &s("e")),
-        _ => DecodingKey::from_ed_components(&s("x")),
-    }
-    .map_err(|e| KeyError::parse(path, format!("unusable public key: {e}")))?;
+) -> Result<PublishedKey, KeyError> {
     let alg_name = serde_json::to_value(alg).unwrap_or(Value::Null);
     jwk["kid"] = Value::String(kid.clone());
     jwk["alg"] = alg_name;
     jwk["use"] = "sig".into();
-    Ok(PublicKey {
-        kid,
-        alg,
-        jwk,
-        decoding,
-    })
+    let key = jwk
+        .as_object()
+        .ok_or_else(|| KeyError::parse(path, "unusable public key: not a JWK"))
+        .and_then(|members| {
+            jose::PublicKey::from_jwk(members)
+                .map_err(|e| KeyError::parse(path, format!("unusable public key: {e}")))
+        })?;
+    Ok(PublishedKey { kid, alg, jwk, key })
 }
 
 /// A previous key: PEM certificate, public key or private key; only the public part is kept.
-fn load_previous(path: &Path, format: KeyIdFormat) -> Result<PublicKey, KeyError> {
+fn load_previous(path: &Path, format: KeyIdFormat) -> Result<PublishedKey, KeyError> {
     let bytes = read(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let key: PKey<Public> = if text.contains("-----BEGIN CERTIFICATE") {

@@ -10,7 +10,39 @@ pub mod keys;
 pub mod kid;
 pub mod realm;
 pub mod refresh;
+#[cfg(test)]
+pub mod testkit;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use claims::{IssuedClaims, VerifyError};
-pub use keys::{KeyError, KeySet, PublicKey, SigningConfig, SigningKey};
+pub use keys::{KeyError, KeySet, PublishedKey, SigningConfig, SigningKey};
 pub use kid::{libtrust_key_id, KeyIdFormat};
+pub use refresh::RefreshSettings;
+
+/// What this sidecar issues tokens with: its slice of the configuration (`signing`,
+/// `registry.service` and `allowedServices`, `refreshTokens`, `revokedRefreshTokens`), ready
+/// to use. The realm and refresh tokens read it; `config` builds it.
+#[derive(Debug)]
+pub struct Issuer {
+    /// `signing.issuer`: the `iss` of every token this sidecar signs.
+    pub name: String,
+    /// `registry.service` first, then `allowedServices`: the audiences a token may name.
+    pub services: Vec<String>,
+    /// `signing.lifetime` of registry tokens.
+    pub lifetime: Duration,
+    pub keys: Arc<KeySet>,
+    /// `refreshTokens` and `revokedRefreshTokens` (SPEC section 9).
+    pub refresh: RefreshSettings,
+}
+
+impl Issuer {
+    /// `registry.service`: the audience of the registry's own tokens.
+    pub fn service(&self) -> &str {
+        self.services
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}

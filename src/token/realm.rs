@@ -11,11 +11,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::refresh::{self, Possession, RefreshClaims, RefreshError, RefreshToken};
-use super::IssuedClaims;
-use crate::authority::{AuthError, Authority, Caller, Presented};
-use crate::config::Settings;
+use super::{IssuedClaims, Issuer};
+use crate::authority::{AuthError, Authority, AuthorityConfig, Caller, Presented};
 use crate::policy::limits::{self, Kind, Verdict};
-use crate::policy::{Entitlement, Plan, Values};
+use crate::policy::{Entitlement, Plan, Policy, Values};
 use crate::registry::{parse_scopes, Resource, Scope, ScopeError};
 use crate::state::Counters;
 
@@ -330,9 +329,11 @@ impl Audit {
 }
 
 /// Runs the realm for one request. `now` is the Unix time in seconds. `authority` is the one in
-/// force: its own settings (sender constraint, claim names) apply, never `settings.authority`.
+/// force: its own settings (sender constraint, claim names) apply. The steps, in the order
+/// SPEC section 7 gives them; each refuses with its [`Refusal`].
 pub async fn issue(
-    settings: &Settings,
+    issuer: &Issuer,
+    policy: &Policy,
     authority: &Authority,
     req: &TokenRequest<'_>,
     now: i64,
@@ -340,118 +341,21 @@ pub async fn issue(
 ) -> Result<TokenResponse, Refusal> {
     let params = params(req)?;
     audit.refreshing = params.refresh_token.is_some();
-    if audit.refreshing && !settings.refresh.enabled {
+    if audit.refreshing && !issuer.refresh.enabled {
         return Err(Refusal::UnsupportedGrant("refresh_token".into()));
     }
-    let service = match params.service.as_deref() {
-        None | Some("") => return Err(Refusal::MissingService),
-        Some(s) if !settings.services.iter().any(|allowed| allowed == s) => {
-            return Err(Refusal::ServiceNotAllowed)
-        }
-        Some(s) => s.to_string(),
-    };
+    let service = service(issuer, &params)?;
     let scopes = parse_scopes(params.scopes.iter().map(String::as_str))?;
-
     audit.requested = scopes.iter().map(Scope::to_string).collect();
 
-    let presented = Presented {
-        method: req.method,
-        authorization: req.authorization.clone(),
-        dpop: req.dpop.clone(),
-        form_password: params.password.as_deref(),
-        client_cert_sha256: req.client_cert_sha256,
-    };
-    let caller = match &params.refresh_token {
-        Some(token) => {
-            let possession = Possession {
-                method: req.method,
-                dpop: &req.dpop,
-                client_cert_sha256: req.client_cert_sha256,
-            };
-            Some(refresh::redeem(
-                token,
-                settings,
-                authority.config(),
-                &possession,
-                now,
-            )?)
-        }
-        None => authority.authenticate(&presented, now).await?,
-    };
-    let policy = &settings.policy;
+    let caller = authenticate(issuer, policy, authority, req, &params, now).await?;
     let anonymous = caller.is_none();
-    let caller = match caller {
-        Some(c) => c,
-        None if policy.anonymous_plan.is_some() && !scopes.is_empty() => Caller {
-            subject: "anonymous".into(),
-            plan: policy.anonymous_plan.clone(),
-            license: None,
-            scheme: None,
-            proof: None,
-            binding: crate::authority::optok::Binding::Unbound,
-            claims: Default::default(),
-        },
-        None => return Err(Refusal::MissingCredentials),
-    };
-    audit.subject = Some(caller.subject.clone());
-    audit.scheme = caller.scheme.map(|s| s.as_str());
-    if audit.refreshing {
-        audit.scheme = Some("refresh_token");
-    }
-    audit.license = caller.license.clone();
-    audit.plan = caller.plan.clone().or_else(|| policy.default_plan.clone());
-    if policy.is_revoked(caller.license.as_deref()) {
-        return Err(Refusal::LicenseRevoked);
-    }
-    let Some(plan) = policy.plan_for(caller.plan.as_deref()) else {
-        return Err(Refusal::UnknownPlan);
-    };
-
-    // Placeholders are filled from the caller's claims; an anonymous caller has none.
-    let values = if anonymous {
-        Values::default()
-    } else {
-        caller.values()
-    };
-    let entitled = plan.for_caller(&values);
-    for (pattern, why) in &entitled.unusable {
-        tracing::info!(plan = %plan.name, pattern, reason = %why, "a plan pattern matches nothing for this caller");
-    }
-    let access = grant(&entitled, &scopes);
-    if !scopes.is_empty() && access.is_empty() {
-        return Err(if anonymous {
-            Refusal::MissingCredentials
-        } else {
-            Refusal::PlanDenied
-        });
-    }
-    // Counted only once granted, before the proof is spent: a limited request spends nothing.
-    if let Some(limit) = plan.limits.tokens {
-        let who = limits::Caller {
-            license: caller.license.as_deref(),
-            subject: (!anonymous).then_some(caller.subject.as_str()),
-            ip: req.client_ip,
-        };
-        let hit = req
-            .counters
-            .hit(&limits::key(Kind::Tokens, &who), limit.per)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "cannot count a token issuance");
-                Refusal::StateUnavailable
-            })?;
-        if let Verdict::Limited {
-            headers,
-            retry_after,
-        } = limits::judge(&limit, &hit)
-        {
-            return Err(Refusal::RateLimited {
-                limit: headers.limit,
-                window: headers.window,
-                retry_after,
-            });
-        }
-    }
+    let caller = or_anonymous(caller, policy, &scopes)?;
+    audit.learn(&caller, policy);
+    let plan = plan(policy, &caller)?;
+    let values = values(&caller, anonymous);
+    let access = grant_or_refuse(plan, &values, &scopes, anonymous)?;
+    count_issuance(plan, &caller, anonymous, req).await?;
     // Last check: spend the DPoP proof only now that the request is granted.
     if let Some(proof) = &caller.proof {
         authority
@@ -459,28 +363,8 @@ pub async fn issue(
             .await
             .map_err(|e| unspent(e, audit.refreshing))?;
     }
-    let granted = access.iter().map(Scope::to_string).collect();
 
-    let refresh_token = match params.refresh_token {
-        Some(given) => Some(RefreshToken(given)),
-        None if params.offline && settings.refresh.enabled && !anonymous => {
-            let claims = RefreshClaims::for_caller(
-                &caller,
-                kept_claims(plan, &caller),
-                &settings.signing_issuer,
-                params.client_id.as_deref(),
-                settings.refresh.lifetime,
-                now,
-                new_jti(),
-            );
-            let minted = refresh::mint(&settings.keys, &claims).map_err(|e| {
-                tracing::error!(error = %e, "signing a refresh token failed");
-                Refusal::SigningFailed
-            })?;
-            Some(minted)
-        }
-        None => None,
-    };
+    let refresh_token = refresh_token(issuer, plan, &caller, params, anonymous, now)?;
     let scope = audit.refreshing.then(|| {
         access
             .iter()
@@ -488,31 +372,11 @@ pub async fn issue(
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let lifetime = (settings.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
-    let mut extra = serde_json::Map::new();
-    extra.insert(
-        authority.config().plan_claim.clone(),
-        plan.name.clone().into(),
-    );
-    if let Some(license) = &caller.license {
-        extra.insert(
-            authority.config().license_claim.clone(),
-            license.clone().into(),
-        );
-    }
-    // What the proxy's filtered catalog fills this plan's placeholders from (SPEC 11).
-    if plan.catalog && plan.has_placeholders() && !anonymous {
-        let kept = Values {
-            claims: kept_claims(plan, &caller),
-            ..values
-        };
-        extra.insert(
-            super::claims::PLACEHOLDER_CLAIMS.into(),
-            serde_json::to_value(kept).unwrap_or_default(),
-        );
-    }
+    let granted = access.iter().map(Scope::to_string).collect();
+    let lifetime = (issuer.lifetime.as_secs() as i64).max(MIN_EXPIRES_IN);
     let claims = IssuedClaims {
-        iss: settings.signing_issuer.clone(),
+        iss: issuer.name.clone(),
+        extra: carried_claims(authority.config(), plan, &caller, values, anonymous),
         sub: caller.subject,
         aud: service,
         exp: now.saturating_add(lifetime),
@@ -520,9 +384,8 @@ pub async fn issue(
         iat: now,
         jti: new_jti(),
         access,
-        extra,
     };
-    let token = settings.keys.sign(&claims).map_err(|e| {
+    let token = issuer.keys.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         Refusal::SigningFailed
     })?;
@@ -540,6 +403,225 @@ pub async fn issue(
         granted,
         dpop_nonce: authority.fresh_nonce(now),
     })
+}
+
+/// The `service` asked for: present, and one this realm issues for.
+fn service(issuer: &Issuer, params: &Params) -> Result<String, Refusal> {
+    match params.service.as_deref() {
+        None | Some("") => Err(Refusal::MissingService),
+        Some(s) if !issuer.services.iter().any(|allowed| allowed == s) => {
+            Err(Refusal::ServiceNotAllowed)
+        }
+        Some(s) => Ok(s.to_string()),
+    }
+}
+
+/// Who asks: a refresh token redeemed, else the OpTok and its binding (SPEC 4, steps 3 and 4);
+/// `None` when no credentials were presented.
+async fn authenticate(
+    issuer: &Issuer,
+    policy: &Policy,
+    authority: &Authority,
+    req: &TokenRequest<'_>,
+    params: &Params,
+    now: i64,
+) -> Result<Option<Caller>, Refusal> {
+    if let Some(token) = &params.refresh_token {
+        let possession = Possession {
+            method: req.method,
+            dpop: &req.dpop,
+            client_cert_sha256: req.client_cert_sha256,
+        };
+        let caller = refresh::redeem(token, issuer, policy, authority.config(), &possession, now)?;
+        return Ok(Some(caller));
+    }
+    let presented = Presented {
+        method: req.method,
+        authorization: req.authorization.clone(),
+        dpop: req.dpop.clone(),
+        form_password: params.password.as_deref(),
+        client_cert_sha256: req.client_cert_sha256,
+    };
+    Ok(authority.authenticate(&presented, now).await?)
+}
+
+/// The caller, or the anonymous caller when there is an anonymous plan and scopes were asked
+/// for; without either, credentials are required.
+fn or_anonymous(
+    caller: Option<Caller>,
+    policy: &Policy,
+    scopes: &[Scope],
+) -> Result<Caller, Refusal> {
+    match caller {
+        Some(c) => Ok(c),
+        None if policy.anonymous_plan.is_some() && !scopes.is_empty() => Ok(Caller {
+            subject: "anonymous".into(),
+            plan: policy.anonymous_plan.clone(),
+            license: None,
+            scheme: None,
+            proof: None,
+            binding: crate::authority::optok::Binding::Unbound,
+            claims: Default::default(),
+        }),
+        None => Err(Refusal::MissingCredentials),
+    }
+}
+
+/// The caller's plan, unless its license is revoked or the plan is unknown.
+fn plan<'p>(policy: &'p Policy, caller: &Caller) -> Result<&'p Plan, Refusal> {
+    if policy.is_revoked(caller.license.as_deref()) {
+        return Err(Refusal::LicenseRevoked);
+    }
+    policy
+        .plan_for(caller.plan.as_deref())
+        .ok_or(Refusal::UnknownPlan)
+}
+
+/// What the plan's placeholders are filled from: the caller's subject, license and claims; an
+/// anonymous caller has none. (Here, where the Authority's caller meets the policy: neither
+/// knows the other.)
+fn values(caller: &Caller, anonymous: bool) -> Values {
+    if anonymous {
+        return Values::default();
+    }
+    Values {
+        sub: Some(caller.subject.clone()),
+        license: caller.license.clone(),
+        claims: caller.claims.clone(),
+    }
+}
+
+/// The scopes the plan grants this caller; refused when scopes were asked for and none is
+/// granted (credentials are then what an anonymous caller lacks).
+fn grant_or_refuse(
+    plan: &Plan,
+    values: &Values,
+    scopes: &[Scope],
+    anonymous: bool,
+) -> Result<Vec<Scope>, Refusal> {
+    let entitled = plan.for_caller(values);
+    for (pattern, why) in &entitled.unusable {
+        tracing::info!(plan = %plan.name, pattern, reason = %why, "a plan pattern matches nothing for this caller");
+    }
+    let access = grant(&entitled, scopes);
+    if !scopes.is_empty() && access.is_empty() {
+        return Err(if anonymous {
+            Refusal::MissingCredentials
+        } else {
+            Refusal::PlanDenied
+        });
+    }
+    Ok(access)
+}
+
+/// Counts the issuance against the plan's `limits.tokens` (SPEC 8): only once granted and
+/// before the proof is spent, so that a limited request spends nothing.
+async fn count_issuance(
+    plan: &Plan,
+    caller: &Caller,
+    anonymous: bool,
+    req: &TokenRequest<'_>,
+) -> Result<(), Refusal> {
+    let Some(limit) = plan.limits.tokens else {
+        return Ok(());
+    };
+    let who = limits::Caller {
+        license: caller.license.as_deref(),
+        subject: (!anonymous).then_some(caller.subject.as_str()),
+        ip: req.client_ip,
+    };
+    let hit = req
+        .counters
+        .hit(&limits::key(Kind::Tokens, &who), limit.per)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot count a token issuance");
+            Refusal::StateUnavailable
+        })?;
+    match limits::judge(&limit, &hit) {
+        Verdict::Limited {
+            headers,
+            retry_after,
+        } => Err(Refusal::RateLimited {
+            limit: headers.limit,
+            window: headers.window,
+            retry_after,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The refresh token of the answer: the one presented on a refresh grant, a new one when asked
+/// for (`offline_token`, `access_type=offline`) and enabled, else none.
+fn refresh_token(
+    issuer: &Issuer,
+    plan: &Plan,
+    caller: &Caller,
+    params: Params,
+    anonymous: bool,
+    now: i64,
+) -> Result<Option<RefreshToken>, Refusal> {
+    match params.refresh_token {
+        Some(given) => Ok(Some(RefreshToken(given))),
+        None if params.offline && issuer.refresh.enabled && !anonymous => {
+            let claims = RefreshClaims::for_caller(
+                caller,
+                kept_claims(plan, caller),
+                &issuer.name,
+                params.client_id.as_deref(),
+                issuer.refresh.lifetime,
+                now,
+                new_jti(),
+            );
+            let minted = refresh::mint(&issuer.keys, &claims).map_err(|e| {
+                tracing::error!(error = %e, "signing a refresh token failed");
+                Refusal::SigningFailed
+            })?;
+            Ok(Some(minted))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The claims a registry token carries beyond the registered ones: the plan and the license
+/// under the Authority's claim names, and what the proxy's filtered catalog fills this plan's
+/// placeholders from (SPEC 11).
+fn carried_claims(
+    authority: &AuthorityConfig,
+    plan: &Plan,
+    caller: &Caller,
+    values: Values,
+    anonymous: bool,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut extra = serde_json::Map::new();
+    extra.insert(authority.plan_claim.clone(), plan.name.clone().into());
+    if let Some(license) = &caller.license {
+        extra.insert(authority.license_claim.clone(), license.clone().into());
+    }
+    if plan.catalog && plan.has_placeholders() && !anonymous {
+        let kept = Values {
+            claims: kept_claims(plan, caller),
+            ..values
+        };
+        extra.insert(
+            super::claims::PLACEHOLDER_CLAIMS.into(),
+            serde_json::to_value(kept).unwrap_or_default(),
+        );
+    }
+    extra
+}
+
+impl Audit {
+    /// What the log event says of the caller once it is known.
+    fn learn(&mut self, caller: &Caller, policy: &Policy) {
+        self.subject = Some(caller.subject.clone());
+        self.scheme = caller.scheme.map(|s| s.as_str());
+        if self.refreshing {
+            self.scheme = Some("refresh_token");
+        }
+        self.license = caller.license.clone();
+        self.plan = caller.plan.clone().or_else(|| policy.default_plan.clone());
+    }
 }
 
 /// The refusal of a DPoP proof that could not be spent: a refresh grant's replayed proof is
@@ -588,47 +670,16 @@ fn new_jti() -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::authority::dpop::access_token_hash;
-    use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW, REALM};
+    use crate::authority::dpop::tests::{claims as proof_claims, proof, TestKey, NOW};
     use crate::authority::jwks::tests::jwks;
     use serde_json::{json, Value};
 
-    /// The Authority's issuer in test settings: nothing listens there.
-    pub const ISSUER: &str = "http://127.0.0.1:9";
-    pub const SERVICE: &str = "registry.test";
+    use crate::token::testkit::{slices, Slices};
+    pub use crate::token::testkit::{ISSUER, SERVICE};
 
-    /// Settings as `config::load` makes them, with a fresh keygen'd signing key in `dir`: realm
-    /// [`REALM`], plans `enterprise` (`acme/*` pull, push; the default) and `nothing`, license
-    /// `LIC-REVOKED` revoked, and `extra` YAML appended.
-    pub fn settings(dir: &std::path::Path, constraint: &str, extra: &str) -> Settings {
-        crate::cli::keygen::keygen(
-            crate::cli::keygen::KeyAlg::Es256,
-            dir,
-            REALM,
-            SERVICE,
-            "registry-token",
-        )
-        .unwrap();
-        let d = dir.display();
-        let yaml = format!(
-            r#"server: {{listen: "127.0.0.1:8085", adminListen: "127.0.0.1:9091"}}
-upstream: {{url: "http://127.0.0.1:5000"}}
-authority: {{issuer: "{ISSUER}", audiences: [registry], requiredScopes: [registry.token.issue], senderConstraint: {constraint}}}
-signing: {{issuer: registry-token, keyPath: {d}/signing.pem, certificateChain: {d}/signing-chain.crt}}
-registry: {{realm: "{REALM}", service: {SERVICE}}}
-plans:
-  - {{name: enterprise, repositories: [{{pattern: "acme/*", actions: [pull, push]}}]}}
-  - {{name: nothing, repositories: []}}
-defaultPlan: enterprise
-revokedLicenses: [LIC-REVOKED]
-{extra}"#
-        );
-        std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-        crate::config::load(&dir.join("config.yaml")).unwrap()
-    }
-
-    /// Settings, an Authority holding `key` as kid `a1`, and a caller's DPoP key.
+    /// The realm's slices, an Authority holding `key` as kid `a1`, and a caller's DPoP key.
     struct Fixture {
-        settings: Settings,
+        settings: Slices,
         authority: Authority,
         key: TestKey,
         client: TestKey,
@@ -640,7 +691,7 @@ revokedLicenses: [LIC-REVOKED]
     impl Fixture {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let settings = settings(dir.path(), "dpop", "");
+            let settings = slices(dir.path(), crate::authority::SenderConstraint::Dpop);
             let authority = Authority::new(settings.authority.clone());
             let key = TestKey::p256();
             assert_eq!(authority.load_jwks(&jwks(&[("a1", &key)])), Ok(1));
@@ -694,7 +745,8 @@ revokedLicenses: [LIC-REVOKED]
                 counters: self.counters.as_ref(),
             };
             issue(
-                &self.settings,
+                &self.settings.issuer,
+                &self.settings.policy,
                 &self.authority,
                 &request,
                 NOW,

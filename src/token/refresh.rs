@@ -23,16 +23,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::claims::{OwnClaims, VerifyError};
 use super::keys::{KeyError, KeySet};
-use crate::authority::dpop::{self, DpopError, ProofCheck};
-use crate::authority::optok::Binding;
+use super::Issuer;
+use crate::authority::dpop::DpopError;
+use crate::authority::optok::{same_certificate, Binding};
 use crate::authority::{AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via};
-use crate::config::Settings;
-use crate::jose::b64url_encode;
 use crate::policy::Policy;
 
 /// The JOSE `typ` of a refresh token.
@@ -78,29 +77,6 @@ impl fmt::Debug for RefreshToken {
     }
 }
 
-/// What a refresh token is bound to (RFC 7800 `cnf`), as the OpTok it came from was.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub enum Confirmation {
-    /// RFC 9449 thumbprint of the DPoP key.
-    #[serde(rename = "jkt")]
-    Jkt(String),
-    /// RFC 8705 thumbprint of the client certificate.
-    #[serde(rename = "x5t#S256")]
-    X5t(String),
-}
-
-impl Confirmation {
-    /// The `cnf` of a token bound as `binding`; `None` for an unbound OpTok.
-    pub fn of(binding: &Binding) -> Option<Confirmation> {
-        match binding {
-            Binding::Unbound => None,
-            Binding::Jkt(jkt) => Some(Confirmation::Jkt(jkt.clone())),
-            Binding::X5t(x5t) => Some(Confirmation::X5t(x5t.clone())),
-        }
-    }
-}
-
 /// The claims of a refresh token.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RefreshClaims {
@@ -123,8 +99,9 @@ pub struct RefreshClaims {
     /// The OpTok's license claim; checked against `revokedLicenses` at each use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cnf: Option<Confirmation>,
+    /// The OpTok's binding (`cnf`), absent when it had none.
+    #[serde(default, skip_serializing_if = "Binding::is_unbound")]
+    pub cnf: Binding,
     /// The OpTok claims the plan's placeholders read besides `sub` and the license
     /// (`client_id`, `claim:NAME`), so that a refresh expands them the same (SPEC 11).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -152,7 +129,7 @@ impl RefreshClaims {
             client_id: client_id.filter(|c| !c.is_empty()).map(str::to_owned),
             plan: caller.plan.clone(),
             license: caller.license.clone(),
-            cnf: Confirmation::of(&caller.binding),
+            cnf: caller.binding.clone(),
             claims,
         }
     }
@@ -228,7 +205,8 @@ pub fn mint(keys: &KeySet, claims: &RefreshClaims) -> Result<RefreshToken, KeyEr
 }
 
 /// Verifies a refresh token this sidecar issued (current or previous key by `kid`): `typ`,
-/// signature, algorithm, `iss`, `aud` and `exp` against `now` (no leeway: it lives for days).
+/// signature, algorithm, `iss`, `aud` and `exp` against `now` (no leeway: it lives for days),
+/// by [`KeySet::verify_own`].
 pub fn verify(
     keys: &KeySet,
     token: &str,
@@ -239,43 +217,35 @@ pub fn verify(
     if token.len() > MAX_BYTES {
         return Err(RefreshError::Invalid("too large"));
     }
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| RefreshError::Invalid("not a signed token"))?;
-    if header.typ.as_deref() != Some(TYP) {
-        return Err(RefreshError::Invalid("not a refresh token (typ)"));
+    keys.verify_own(token, &[Some(TYP)], issuer, AUDIENCE, now, 0)
+        .map_err(|e| match e {
+            VerifyError::Malformed => RefreshError::Invalid("malformed"),
+            VerifyError::WrongType => RefreshError::Invalid("not a refresh token (typ)"),
+            VerifyError::UnexpectedHeader => RefreshError::Invalid("unexpected header parameters"),
+            VerifyError::UnknownKey => RefreshError::Invalid("signed by an unknown key"),
+            VerifyError::AlgorithmMismatch => {
+                RefreshError::Invalid("algorithm does not match the key")
+            }
+            VerifyError::BadSignature => RefreshError::Invalid("bad signature"),
+            VerifyError::WrongIssuer => RefreshError::Invalid("issued by another issuer"),
+            VerifyError::WrongAudience => RefreshError::Invalid("not a refresh token (aud)"),
+            VerifyError::Expired | VerifyError::NotYetValid => RefreshError::Expired,
+        })
+}
+
+impl OwnClaims for RefreshClaims {
+    fn iss(&self) -> &str {
+        &self.iss
     }
-    if header.crit.is_some() || header.jku.is_some() || header.jwk.is_some() {
-        return Err(RefreshError::Invalid("unexpected header parameters"));
+    fn aud(&self) -> &str {
+        &self.aud
     }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| keys.find(kid))
-        .ok_or(RefreshError::Invalid("signed by an unknown key"))?;
-    if header.alg != key.alg {
-        return Err(RefreshError::Invalid("algorithm does not match the key"));
+    fn exp(&self) -> i64 {
+        self.exp
     }
-    let mut validation = Validation::new(key.alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<RefreshClaims>(token, key.decoding(), &validation)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => RefreshError::Invalid("bad signature"),
-            _ => RefreshError::Invalid("malformed claims"),
-        })?
-        .claims;
-    if claims.iss != issuer {
-        return Err(RefreshError::Invalid("issued by another issuer"));
+    fn nbf(&self) -> Option<i64> {
+        None
     }
-    if claims.aud != AUDIENCE {
-        return Err(RefreshError::Invalid("not a refresh token (aud)"));
-    }
-    if now >= claims.exp {
-        return Err(RefreshError::Expired);
-    }
-    Ok(claims)
 }
 
 /// The checks of an issuance, against the configuration in force now: the token's `jti`, its
@@ -295,20 +265,13 @@ pub fn check(
     if policy.plan_for(claims.plan.as_deref()).is_none() {
         return Err(RefreshError::UnknownPlan);
     }
-    use SenderConstraint as C;
-    let mismatch = |via, detail| Err(AuthError::SenderMismatch { via, detail }.into());
-    match (&claims.cnf, constraint) {
-        (Some(Confirmation::Jkt(_)), C::Mtls) => {
-            mismatch(Via::Dpop, "a client certificate binding is required")
-        }
-        (Some(Confirmation::X5t(_)), C::Dpop) => {
-            mismatch(Via::Bearer, "a DPoP binding is required")
-        }
-        (None, c) if c != C::None => {
-            mismatch(Via::Bearer, "the refresh token is not sender-constrained")
-        }
-        _ => Ok(()),
-    }
+    let via = match claims.cnf {
+        Binding::Jkt(_) => Via::Dpop,
+        _ => Via::Bearer,
+    };
+    constraint
+        .admits(&claims.cnf)
+        .map_err(|detail| AuthError::SenderMismatch { via, detail }.into())
 }
 
 /// What the caller presented with a refresh grant to prove it holds the token's binding.
@@ -330,10 +293,9 @@ pub fn bind(
     now: i64,
 ) -> Result<Option<ProofUse>, RefreshError> {
     match &claims.cnf {
-        None => Ok(None),
-        Some(Confirmation::X5t(x5t)) => {
-            let thumbprint = presented.client_cert_sha256.map(b64url_encode);
-            if thumbprint.as_deref() == Some(x5t.as_str()) {
+        Binding::Unbound => Ok(None),
+        Binding::X5t(x5t) => {
+            if same_certificate(x5t, presented.client_cert_sha256) {
                 Ok(None)
             } else {
                 Err(AuthError::SenderMismatch {
@@ -343,7 +305,7 @@ pub fn bind(
                 .into())
             }
         }
-        Some(Confirmation::Jkt(jkt)) => {
+        Binding::Jkt(jkt) => {
             let proof = match presented.dpop {
                 [proof] if !proof.contains(',') => proof.trim_matches([' ', '\t']),
                 [] => {
@@ -355,26 +317,8 @@ pub fn bind(
                 }
                 _ => return Err(AuthError::InvalidProof(DpopError::Missing).into()),
             };
-            let check = ProofCheck {
-                method: presented.method,
-                htu: &authority.realm,
-                access_token: None,
-                now,
-                lifetime: authority.proof_lifetime,
-                skew: authority.clock_skew,
-                expected_jkt: Some(jkt.clone()),
-                nonce: authority.nonce.as_ref(),
-            };
-            match dpop::verify_proof(proof, &check) {
-                Ok(outcome) => Ok(Some(outcome.to_use())),
-                Err(DpopError::SenderMismatch) => Err(AuthError::SenderMismatch {
-                    via: Via::Dpop,
-                    detail: "the DPoP proof key is not the key the refresh token is bound to",
-                }
-                .into()),
-                Err(DpopError::Nonce) => Err(AuthError::UseNonce.into()),
-                Err(e) => Err(AuthError::InvalidProof(e).into()),
-            }
+            let proof = authority.prove(proof, presented.method, None, Some(jkt.clone()), now)?;
+            Ok(Some(proof))
         }
     }
 }
@@ -405,9 +349,9 @@ pub fn describe(claims: &serde_json::Value) -> String {
 
 /// What `doctor` checks: the signing key mints a refresh token that verifies, and the registry
 /// token verifier (the proxy's, and Distribution's `aud` check) refuses it.
-pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
+pub fn self_check(issuer: &Issuer, now: i64) -> Result<(), String> {
     let claims = RefreshClaims {
-        iss: settings.signing_issuer.clone(),
+        iss: issuer.name.clone(),
         sub: "registry-token-doctor".into(),
         aud: AUDIENCE.into(),
         iat: now,
@@ -416,24 +360,18 @@ pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
         client_id: None,
         plan: None,
         license: None,
-        cnf: None,
+        cnf: Binding::Unbound,
         claims: BTreeMap::new(),
     };
-    let token = mint(&settings.keys, &claims).map_err(|e| e.to_string())?;
-    verify(&settings.keys, &token.0, &settings.signing_issuer, now).map_err(|e| e.to_string())?;
-    if settings.services.iter().any(|s| s == AUDIENCE) {
+    let token = mint(&issuer.keys, &claims).map_err(|e| e.to_string())?;
+    verify(&issuer.keys, &token.0, &issuer.name, now).map_err(|e| e.to_string())?;
+    if issuer.services.iter().any(|s| s == AUDIENCE) {
         return Err(format!("a registry service is named {AUDIENCE}"));
     }
     let leeway = 0;
-    if settings
+    if issuer
         .keys
-        .verify(
-            &token.0,
-            &settings.signing_issuer,
-            &settings.service,
-            now,
-            leeway,
-        )
+        .verify(&token.0, &issuer.name, issuer.service(), now, leeway)
         .is_ok()
     {
         return Err("a refresh token passes as a registry token".into());
@@ -445,16 +383,17 @@ pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
 /// DPoP proof, if any, still to spend).
 pub fn redeem(
     token: &str,
-    settings: &Settings,
+    issuer: &Issuer,
+    policy: &Policy,
     authority: &AuthorityConfig,
     presented: &Possession<'_>,
     now: i64,
 ) -> Result<Caller, RefreshError> {
-    let claims = verify(&settings.keys, token, &settings.signing_issuer, now)?;
+    let claims = verify(&issuer.keys, token, &issuer.name, now)?;
     check(
         &claims,
-        &settings.refresh,
-        &settings.policy,
+        &issuer.refresh,
+        policy,
         authority.sender_constraint,
     )?;
     let proof = bind(&claims, presented, authority, now)?;
@@ -464,11 +403,7 @@ pub fn redeem(
         license: claims.license,
         scheme: None,
         proof,
-        binding: match claims.cnf {
-            None => Binding::Unbound,
-            Some(Confirmation::Jkt(jkt)) => Binding::Jkt(jkt),
-            Some(Confirmation::X5t(x5t)) => Binding::X5t(x5t),
-        },
+        binding: claims.cnf,
         claims: claims.claims,
     })
 }
@@ -479,11 +414,11 @@ mod tests {
     use crate::authority::dpop::tests::{proof, TestKey, NOW, REALM};
     use crate::authority::jwks::tests::jwks;
     use crate::authority::Authority;
-    use crate::jose::b64url_decode;
+    use crate::jose::{b64url_decode, b64url_encode};
     use crate::state::memory::MemoryCounters;
     use crate::state::Counters;
-    use crate::token::realm::tests::{settings, SERVICE};
     use crate::token::realm::{issue, Audit, Refusal, TokenRequest};
+    use crate::token::testkit::{slices, with_refresh, Slices, SERVICE};
     use crate::token::IssuedClaims;
     use base64::Engine;
     use serde_json::{json, Value};
@@ -491,17 +426,14 @@ mod tests {
     const ISSUER: &str = "registry-token";
     const CERT: [u8; 32] = [7; 32];
 
-    fn settings_with(constraint: &str, extra: &str) -> (tempfile::TempDir, Settings) {
+    /// The realm's slices with refresh tokens on, OpToks bound as `constraint` says.
+    fn settings_with(constraint: SenderConstraint) -> (tempfile::TempDir, Slices) {
         let dir = tempfile::tempdir().unwrap();
-        let s = settings(
-            dir.path(),
-            constraint,
-            &format!("refreshTokens: {{enabled: true}}\n{extra}"),
-        );
+        let s = with_refresh(dir.path(), constraint);
         (dir, s)
     }
 
-    fn claims(cnf: Option<Confirmation>) -> RefreshClaims {
+    fn claims(cnf: Binding) -> RefreshClaims {
         RefreshClaims {
             iss: ISSUER.into(),
             sub: "alice".into(),
@@ -531,10 +463,11 @@ mod tests {
     /// is `refresh_token_invalid` or `refresh_token_expired` (SECURITY 81).
     #[test]
     fn verify_accepts_only_own_unexpired_refresh_tokens() {
-        let (_d, s) = settings_with("none", "");
-        let (_f, foreign) = settings_with("none", "");
-        let good = mint(&s.keys, &claims(None)).unwrap().0;
+        let (_d, s) = settings_with(SenderConstraint::None);
+        let (_f, foreign) = settings_with(SenderConstraint::None);
+        let good = mint(&s.issuer.keys, &claims(Binding::Unbound)).unwrap().0;
         let registry_token = s
+            .issuer
             .keys
             .sign(&IssuedClaims {
                 iss: ISSUER.into(),
@@ -601,7 +534,9 @@ mod tests {
             ),
             (
                 "another deployment's key",
-                mint(&foreign.keys, &claims(None)).unwrap().0,
+                mint(&foreign.issuer.keys, &claims(Binding::Unbound))
+                    .unwrap()
+                    .0,
                 NOW,
                 Err("refresh_token_invalid"),
             ),
@@ -614,10 +549,10 @@ mod tests {
             (
                 "other issuer",
                 mint(
-                    &s.keys,
+                    &s.issuer.keys,
                     &RefreshClaims {
                         iss: "someone-else".into(),
-                        ..claims(None)
+                        ..claims(Binding::Unbound)
                     },
                 )
                 .unwrap()
@@ -628,10 +563,10 @@ mod tests {
             (
                 "registry audience",
                 mint(
-                    &s.keys,
+                    &s.issuer.keys,
                     &RefreshClaims {
                         aud: SERVICE.into(),
-                        ..claims(None)
+                        ..claims(Binding::Unbound)
                     },
                 )
                 .unwrap()
@@ -653,7 +588,7 @@ mod tests {
             ),
         ];
         for (case, token, now, want) in rows {
-            let got = verify(&s.keys, &token, ISSUER, now)
+            let got = verify(&s.issuer.keys, &token, ISSUER, now)
                 .map(|_| ())
                 .map_err(|e| e.reason());
             assert_eq!(got, want, "{case}");
@@ -663,19 +598,28 @@ mod tests {
     /// A refresh token is never a registry token: the proxy's verifier refuses it.
     #[test]
     fn refresh_token_is_not_a_registry_token() {
-        let (_d, s) = settings_with("none", "");
-        let token = mint(&s.keys, &claims(None)).unwrap().0;
-        assert!(s.keys.verify(&token, ISSUER, SERVICE, NOW, 0).is_err());
-        assert!(s.keys.verify(&token, ISSUER, AUDIENCE, NOW, 0).is_err());
+        let (_d, s) = settings_with(SenderConstraint::None);
+        let token = mint(&s.issuer.keys, &claims(Binding::Unbound)).unwrap().0;
+        assert!(s
+            .issuer
+            .keys
+            .verify(&token, ISSUER, SERVICE, NOW, 0)
+            .is_err());
+        assert!(s
+            .issuer
+            .keys
+            .verify(&token, ISSUER, AUDIENCE, NOW, 0)
+            .is_err());
     }
 
     /// `check` against the configuration in force: revoked jti, revoked license, unknown plan,
     /// and a binding the sender constraint no longer accepts.
     #[test]
     fn check_applies_the_configuration_in_force() {
-        let (_d, s) = settings_with("dpopOrMtls", "revokedRefreshTokens: [rt-revoked]");
-        let jkt = Some(Confirmation::Jkt("k".into()));
-        let x5t = Some(Confirmation::X5t("c".into()));
+        let (_d, mut s) = settings_with(SenderConstraint::DpopOrMtls);
+        s.issuer.refresh.revoked.insert("rt-revoked".into());
+        let jkt = Binding::Jkt("k".into());
+        let x5t = Binding::X5t("c".into());
         use SenderConstraint as C;
         let rows: Vec<(&str, RefreshClaims, C, Result<(), &str>)> = vec![
             ("ok", claims(jkt.clone()), C::DpopOrMtls, Ok(())),
@@ -729,15 +673,20 @@ mod tests {
             ),
             (
                 "unbound under dpopOrMtls",
-                claims(None),
+                claims(Binding::Unbound),
                 C::DpopOrMtls,
                 Err("sender_constraint_mismatch"),
             ),
-            ("unbound under none", claims(None), C::None, Ok(())),
+            (
+                "unbound under none",
+                claims(Binding::Unbound),
+                C::None,
+                Ok(()),
+            ),
             ("x5t under none", claims(x5t), C::None, Ok(())),
         ];
         for (case, c, constraint, want) in rows {
-            let got = check(&c, &s.refresh, &s.policy, constraint).map_err(|e| e.reason());
+            let got = check(&c, &s.issuer.refresh, &s.policy, constraint).map_err(|e| e.reason());
             assert_eq!(got, want, "{case}");
         }
     }
@@ -745,7 +694,7 @@ mod tests {
     /// (case, cnf, DPoP proofs, client certificate, proof returned or reason).
     type Row = (
         &'static str,
-        Option<Confirmation>,
+        Binding,
         Vec<String>,
         Option<[u8; 32]>,
         Result<bool, &'static str>,
@@ -755,11 +704,11 @@ mod tests {
     /// by the bound key.
     #[test]
     fn bind_needs_the_certificate_or_a_proof_by_the_key() {
-        let (_d, s) = settings_with("dpopOrMtls", "");
+        let (_d, s) = settings_with(SenderConstraint::DpopOrMtls);
         let key = TestKey::p256();
         let other = TestKey::p256();
-        let x5t = Some(Confirmation::X5t(b64url_encode(CERT)));
-        let jkt = Some(Confirmation::Jkt(key.jkt()));
+        let x5t = Binding::X5t(b64url_encode(CERT));
+        let jkt = Binding::Jkt(key.jkt());
         let good = |k: &TestKey| {
             proof(
                 k,
@@ -839,7 +788,7 @@ mod tests {
                 None,
                 Err("invalid_dpop_proof"),
             ),
-            ("unbound", None, vec![], None, Ok(false)),
+            ("unbound", Binding::Unbound, vec![], None, Ok(false)),
         ];
         for (case, cnf, proofs, cert, want) in rows {
             let dpop: Vec<&str> = proofs.iter().map(String::as_str).collect();
@@ -858,7 +807,7 @@ mod tests {
     /// Runs the realm once with an Authority that holds `key` as kid `a1`, counting plan
     /// limits afresh.
     async fn run(
-        s: &Settings,
+        s: &Slices,
         key: &TestKey,
         method: &str,
         query: &str,
@@ -871,7 +820,7 @@ mod tests {
 
     /// [`run`], counting plan limits in `counters`.
     async fn run_counted(
-        s: &Settings,
+        s: &Slices,
         key: &TestKey,
         method: &str,
         query: &str,
@@ -892,7 +841,7 @@ mod tests {
             counters,
         };
         let mut audit = Audit::default();
-        let out = issue(s, &authority, &req, NOW, &mut audit).await;
+        let out = issue(&s.issuer, &s.policy, &authority, &req, NOW, &mut audit).await;
         (out, audit)
     }
 
@@ -904,7 +853,7 @@ mod tests {
         let authority_key = TestKey::p256();
         let optok = authority_key.jws(
             &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
-            &json!({"iss":crate::token::realm::tests::ISSUER,"aud":["registry"],"sub":"alice",
+            &json!({"iss":crate::token::testkit::ISSUER,"aud":["registry"],"sub":"alice",
                 "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
                 "stellaops:plan":"enterprise","stellaops:license":"LIC-1"})
             .to_string(),
@@ -916,7 +865,7 @@ mod tests {
         let login = format!("service={SERVICE}&offline_token=true&client_id=docker");
 
         let dir = tempfile::tempdir().unwrap();
-        let disabled = settings(dir.path(), "none", "");
+        let disabled = slices(dir.path(), SenderConstraint::None);
         let (out, _) = run(
             &disabled,
             &authority_key,
@@ -943,7 +892,7 @@ mod tests {
         .await;
         assert_eq!(out.unwrap_err().as_str(), "unsupported_grant_type");
 
-        let (_d, s) = settings_with("none", "");
+        let (_d, s) = settings_with(SenderConstraint::None);
         let (out, _) = run(
             &s,
             &authority_key,
@@ -956,7 +905,7 @@ mod tests {
         assert!(out.unwrap().refresh_token.is_none(), "not asked for");
         let (out, _) = run(&s, &authority_key, "GET", &login, None, vec![basic.clone()]).await;
         let rt = out.unwrap().refresh_token.expect("a refresh token").0;
-        let claims = verify(&s.keys, &rt, ISSUER, NOW).unwrap();
+        let claims = verify(&s.issuer.keys, &rt, ISSUER, NOW).unwrap();
         assert_eq!(
             (
                 claims.sub.as_str(),
@@ -970,7 +919,7 @@ mod tests {
                 Some("docker"),
                 Some("enterprise"),
                 Some("LIC-1"),
-                None
+                Binding::Unbound
             )
         );
         let (out, _) = run(
@@ -1072,7 +1021,7 @@ mod tests {
         let authority_key = TestKey::p256();
         let optok = authority_key.jws(
             &json!({"alg":"ES256","kid":"a1","typ":"at+jwt"}).to_string(),
-            &json!({"iss":crate::token::realm::tests::ISSUER,"aud":["registry"],"sub":"alice",
+            &json!({"iss":crate::token::testkit::ISSUER,"aud":["registry"],"sub":"alice",
                 "exp":NOW + 300,"iat":NOW,"scope":"registry.token.issue",
                 "stellaops:plan":"enterprise","stellaops:license":"LIC-1"})
             .to_string(),
@@ -1081,7 +1030,7 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("x:{optok}"))
         );
-        let (_d, mut s) = settings_with("none", "");
+        let (_d, mut s) = settings_with(SenderConstraint::None);
         s.policy.plans.get_mut("enterprise").unwrap().limits.tokens =
             Some(crate::policy::limits::Limit {
                 count: 2,

@@ -10,17 +10,15 @@
 //! expired entries, new proofs are refused (fail closed), and one key can only fill its share.
 //!
 //! The store is a seam: the [`ReplayStore`] trait here, one implementation per file beside it
-//! (`memory.rs`: [`MemoryReplayStore`], for one process; `redis.rs`: [`RedisReplayStore`],
+//! (`memory.rs`: [`MemoryReplayStore`], for one process; `state::replay`'s `RedisReplayStore`,
 //! shared by every replica on one Redis, so replicas refuse each other's replays). The verifier
 //! never sees the store.
 
 use async_trait::async_trait;
 
 mod memory;
-mod redis;
 
 pub use memory::MemoryReplayStore;
-pub use redis::RedisReplayStore;
 
 /// Why a proof could not be spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

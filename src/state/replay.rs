@@ -1,4 +1,5 @@
-//! The DPoP replay store on Redis (SPEC section 8): a spent proof is one key,
+//! The DPoP replay store on Redis (SPEC section 8), beside the other Redis state: the
+//! [`ReplayStore`] seam is `authority::replay`'s: a spent proof is one key,
 //! `keyPrefix + "dpop:" + jkt + ":" + jti`, written with `SET NX PX` to live until the proof
 //! could no longer be accepted anyway. `NX` makes the first replica to spend a proof the only
 //! one: every other replica, and this one after a restart, sees `dpop_replay`.
@@ -13,8 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{ProofUse, ReplayError, ReplayLimits, ReplayStore};
-use crate::state::redis::{ttl_ms, Redis};
+use super::redis::{ttl_ms, Redis};
+use crate::authority::{ProofUse, ReplayError, ReplayLimits, ReplayStore};
 
 /// Spent proofs on Redis, shared by every replica that uses the same Redis and `keyPrefix`.
 pub struct RedisReplayStore {

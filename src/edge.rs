@@ -1,5 +1,6 @@
 //! The trusted TLS-terminating edge (`server.trustedEdge`): which peers it is, and the client
 //! certificates it reports (Envoy's `X-Forwarded-Client-Cert`) for mTLS binding behind a proxy.
+//! Below both of its users (`proxy`, `server::connections`) and built by `config`.
 //!
 //! [`TrustedEdge::trusts`] is the one check of a peer against the edge, for every caller: the
 //! proxy believes the certificate header and `X-Forwarded-For` (plan limits) only from the edge,
