@@ -382,10 +382,7 @@ impl ProxyHttp for Sidecar {
             p if p == "/v2" || p.starts_with("/v2/") => {
                 return self.v2(session, ctx, p, query.as_deref()).await
             }
-            _ => {
-                respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", None, true)
-                    .await?
-            }
+            _ => respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", true).await?,
         }
         Ok(true)
     }
@@ -492,7 +489,7 @@ impl ProxyHttp for Sidecar {
             } else {
                 "UNSUPPORTED"
             };
-            let _ = respond::docker_error(session, code, code_name, message, None, true).await;
+            let _ = respond::docker_error(session, code, code_name, message, true).await;
         }
         FailToProxy {
             error_code: code,

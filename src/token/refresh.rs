@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::keys::{KeyError, KeySet};
 use crate::authority::dpop::{self, DpopError, ProofCheck};
 use crate::authority::optok::Binding;
-use crate::authority::{AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via};
+use crate::authority::{
+    one_proof, AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via,
+};
 use crate::config::Settings;
 use crate::jose::b64url_encode;
 use crate::policy::Policy;
@@ -338,9 +340,9 @@ pub fn bind(
             }
         }
         Some(Confirmation::Jkt(jkt)) => {
-            let proof = match presented.dpop {
-                [proof] if !proof.contains(',') => proof.trim_matches([' ', '\t']),
-                [] => {
+            let proof = match (one_proof(presented.dpop), presented.dpop) {
+                (Some(proof), _) => proof,
+                (None, []) => {
                     return Err(AuthError::SenderMismatch {
                         via: Via::Dpop,
                         detail: "a DPoP-bound refresh token needs a DPoP proof",
