@@ -22,8 +22,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin registry-token \
- && mkdir -p /etc/registry-token/keys /etc/registry-token/ca /etc/registry-token/trust \
- && chown registry-token /etc/registry-token/keys /etc/registry-token/ca /etc/registry-token/trust \
+ && mkdir -p /etc/registry-token/keys /etc/registry-token/ca /etc/registry-token/trust /var/cache/registry-token \
+ && chown registry-token /etc/registry-token/keys /etc/registry-token/ca /etc/registry-token/trust /var/cache/registry-token \
  && chmod 700 /etc/registry-token/ca
 COPY --from=build /src/target/release/registry-token /usr/local/bin/registry-token
 USER 10001

@@ -7,6 +7,7 @@
 //! bench_client floor      CONFIG AUTHORITY_PEM ISSUER THREADS SECS SCOPE
 //! bench_client http-load  ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]
 //! bench_client hold       ADDR CONNS PATH EXPECTED_STATUS
+//! bench_client pull-load  ADDR CONNS SECS|once TOKEN PATH...
 //! ```
 //!
 //! OpToks are minted here with the dev Authority's key; DPoP proofs (each with its own `jti`,
@@ -17,7 +18,10 @@
 //! `operations seconds`. `token --plan NAME` puts `NAME` in the OpTok's plan claim instead of
 //! `enterprise` (the bench's limited plan). `hold` opens `CONNS` connections, makes one GET of
 //! `PATH` on each, prints `held CONNS` once every one is idle and kept alive, and keeps them open
-//! until its standard input closes (the bench reads the server's RSS meanwhile).
+//! until its standard input closes (the bench reads the server's RSS meanwhile). `pull-load`
+//! GETs every `PATH` in turn on each connection, as a client pulling an image does (manifest by
+//! tag, manifest by digest, config, layers), and prints `pulls errors seconds p50_ms p99_ms`
+//! per whole pull; `once`: each connection pulls once, all starting together (a cold pull).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -195,6 +199,24 @@ fn token_load(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `answered_as_expected others seconds p50_ms p99_ms` of a run's latencies (µs).
+fn summary(mut latencies: Vec<u32>, errors: usize, elapsed: f64) -> String {
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    format!(
+        "{} {errors} {elapsed:.3} {:.3} {:.3}",
+        latencies.len(),
+        pick(0.5),
+        pick(0.99)
+    )
+}
+
 /// Drives `conns` keep-alive connections (a thread each) for `secs`: each request is sent once
 /// (a single request is repeated); prints `answered_as_expected others seconds p50_ms p99_ms`.
 fn drive(
@@ -243,21 +265,7 @@ fn drive(
         latencies.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
-    Ok(format!(
-        "{} {errors} {elapsed:.3} {:.3} {:.3}",
-        latencies.len(),
-        pick(0.5),
-        pick(0.99)
-    ))
+    Ok(summary(latencies, errors, started.elapsed().as_secs_f64()))
 }
 
 /// `http-load ADDR CONNS SECS METHOD PATH EXPECTED_STATUS [TOKEN]`: one request repeated on
@@ -281,6 +289,67 @@ fn http_load(args: &[String]) -> Result<(), Failure> {
         expect.parse()?,
     )?;
     println!("{report}");
+    Ok(())
+}
+
+/// `pull-load ADDR CONNS SECS|once TOKEN PATH...`: whole pulls (every PATH answered 200).
+fn pull_load(args: &[String]) -> Result<(), Failure> {
+    let [addr, conns, secs, token, paths @ ..] = args else {
+        return Err("pull-load ADDR CONNS SECS|once TOKEN PATH...".into());
+    };
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json\r\n";
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        paths
+            .iter()
+            .map(|path| {
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Authorization: Bearer {token}\r\n\r\n")
+                    .into_bytes()
+            })
+            .collect(),
+    );
+    let conns: usize = conns.parse()?;
+    let once = secs == "once";
+    let deadline = Duration::from_secs_f64(if once { 3600.0 } else { secs.parse()? });
+    let start = Arc::new(std::sync::Barrier::new(conns));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..conns)
+        .map(|_| {
+            let (requests, addr, start) = (requests.clone(), addr.to_string(), start.clone());
+            std::thread::spawn(move || -> Result<(Vec<u32>, usize), String> {
+                let mut connection = Connection::open(&addr).map_err(|e| e.to_string())?;
+                let (mut latencies, mut errors, mut body) = (Vec::new(), 0, Vec::new());
+                start.wait();
+                while started.elapsed() < deadline {
+                    let began = Instant::now();
+                    let mut whole = true;
+                    for request in requests.iter() {
+                        whole &= connection
+                            .exchange(request, &mut body)
+                            .map_err(|e| e.to_string())?
+                            == 200;
+                    }
+                    match whole {
+                        true => latencies.push(began.elapsed().as_micros() as u32),
+                        false => errors += 1,
+                    }
+                    if once {
+                        break;
+                    }
+                }
+                Ok((latencies, errors))
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        let (l, e) = worker.join().unwrap()?;
+        latencies.extend(l);
+        errors += e;
+    }
+    println!(
+        "{}",
+        summary(latencies, errors, started.elapsed().as_secs_f64())
+    );
     Ok(())
 }
 
@@ -431,8 +500,9 @@ fn main() {
         Some("floor") => floor(&args[1..]),
         Some("http-load") => http_load(&args[1..]),
         Some("hold") => hold(&args[1..]),
+        Some("pull-load") => pull_load(&args[1..]),
         _ => Err(
-            "usage: bench_client token|token-load|http-load|hold|floor ... (see the source)".into(),
+            "usage: bench_client token|token-load|http-load|hold|pull-load|floor ... (see the source)".into(),
         ),
     };
     if let Err(e) = result {

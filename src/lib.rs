@@ -7,7 +7,9 @@
 //!              ├─ /v2/... → proxy::authorize     (registry::route → token verify → revocation
 //!              │                                   → proxy::limit: manifest GETs per plan)
 //!              │               ├─ deny  → 401 challenge / 400 / 404 / 405, never forwarded
-//!              │               └─ allow → streamed to the registry
+//!              │               ├─ allow, cached for this repository → answered by proxy::cached
+//!              │               └─ allow → streamed to the registry (a GET by digest fills the
+//!              │                          cache once its body hashed to the digest)
 //!              └─ anything else → 404
 //!         upstream_peer           → the upstream resolved when the config loaded
 //!         upstream_request_filter → X-Forwarded-* and Host from config, client headers stripped
@@ -37,6 +39,9 @@
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints, the DPoP
 /// replay store (memory or Redis).
 pub mod authority;
+/// The edge cache (SPEC 10): manifests by digest and blobs, verified against their digest,
+/// served per repository after authorisation; bounded, invalidated by DELETE.
+pub mod cache;
 /// Command-line tools: check-config, doctor, test, keygen, token inspect, revoke/unrevoke/revoked.
 pub mod cli;
 /// The configuration file, its validation, environment overrides and hot reload.

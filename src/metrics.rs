@@ -8,8 +8,8 @@
 //! tools build their own.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The sidecar's metrics, registered in their own registry. `Send + Sync`; share it in an `Arc`.
@@ -48,6 +48,14 @@ pub struct Metrics {
     /// Messages on the revocation channel (SPEC 12), by result: `accepted` (the set is read
     /// again), `ignored` (wrong key prefix or malformed body: forged or misrouted).
     pub revocation_messages: IntCounterVec,
+    /// Edge-cache lookups (SPEC 10), by result (`hit`, `miss`, `bypass`).
+    pub cache_requests: IntCounterVec,
+    /// Bytes the edge cache holds, by tier (`memory`, `disk`).
+    pub cache_bytes: IntGaugeVec,
+    /// Entries evicted to stay under a tier's size, by tier.
+    pub cache_evictions: IntCounterVec,
+    /// Bodies that did not hash to their digest (or did not arrive whole): never stored.
+    pub cache_integrity_failures: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -113,7 +121,40 @@ impl Metrics {
         registry
             .register(Box::new(state_duration.clone()))
             .expect("unique metric");
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new(
+                "registry_token_cache_bytes",
+                "Bytes held by the edge cache, by tier",
+            ),
+            &["tier"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cache_bytes.clone()))
+            .expect("unique metric");
+        let cache_integrity_failures = IntCounter::new(
+            "registry_token_cache_integrity_failures_total",
+            "Bodies that did not hash to their digest: not stored",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cache_integrity_failures.clone()))
+            .expect("unique metric");
         Metrics {
+            cache_requests: counter(
+                &registry,
+                "registry_token_cache_requests_total",
+                "Edge-cache lookups by result",
+                &["result"],
+            ),
+            cache_bytes,
+            cache_evictions: counter(
+                &registry,
+                "registry_token_cache_evictions_total",
+                "Edge-cache entries evicted to stay under a tier's size",
+                &["tier"],
+            ),
+            cache_integrity_failures,
             state_errors: counter(
                 &registry,
                 "registry_token_state_errors_total",

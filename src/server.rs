@@ -31,6 +31,8 @@ use tokio::sync::Notify;
 
 use crate::authority::{Authority, Succession};
 use crate::config::revocations::RevocationFile;
+use crate::cache::bus::Bus;
+use crate::cache::Cache;
 use crate::config::watch::Reloader;
 use crate::config::Settings;
 use crate::health::Health;
@@ -108,6 +110,20 @@ impl BackgroundService for AuthorityKeys {
 
 /// Hands each TLS handshake the certificate of the configuration in force, so that a reload
 /// (SIGHUP or a file change) renews it without touching open connections.
+/// Drops the entries other replicas saw deleted (SPEC 10), while Redis is configured.
+struct CacheInvalidations(Arc<Cache>);
+
+#[async_trait]
+impl BackgroundService for CacheInvalidations {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(bus) = self.0.bus() else { return };
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = bus.listen(&self.0) => {}
+        }
+    }
+}
+
 struct Certificates(Arc<ArcSwap<Settings>>);
 
 #[async_trait]
@@ -279,6 +295,14 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let bus = stores.redis.clone().map(Bus::new);
+    let cache = match Cache::open(&settings.load().cache, metrics.clone(), bus) {
+        Ok(cache) => Arc::new(cache),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the cache's disk tier (cache.disk.path)");
+            std::process::exit(2);
+        }
+    };
     let sidecar = Sidecar {
         settings: settings.clone(),
         authority: authority.clone(),
@@ -287,6 +311,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         tokens: Arc::new(VerifiedTokens::default()),
         clock: Arc::new(SystemClock),
         counters: stores.counters.clone(),
+        cache: cache.clone(),
     };
     let tls = settings.load().tls.is_some();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);
@@ -348,6 +373,12 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         },
     ));
     let _ = server.add_services(revocation_services);
+    if cache.bus().is_some() {
+        server.add_service(background_service(
+            "cache invalidations",
+            CacheInvalidations(cache),
+        ));
+    }
     server.add_service(background_service(
         "config reload",
         Reloader {

@@ -3,7 +3,9 @@
 //! (never the committed BENCHMARKS.md) and stops everything. Uses this build's binaries. Issue
 //! 10's rows are there too: `/token` with the replay store on Redis (a redis-server the script
 //! starts), manifest GETs with and without `limits.pulls`. Issue 13's: manifest GETs beside the
-//! HEADs, the sidecar's CPU per request, and its memory per idle keep-alive connection.
+//! HEADs, the sidecar's CPU per request, and its memory per idle keep-alive connection. Issue
+//! 21's: warm pulls through the edge cache beside nginx's proxy_cache, its disk tier, 64 cold
+//! pulls making one upstream GET per object.
 
 use std::path::Path;
 use std::process::Command;
@@ -85,6 +87,13 @@ fn smoke_run_writes_every_row() {
         "| `/token`, DPoP, replay store on Redis, 1 connection |",
         "| `/token` replay store on Redis, 1 connection: p50 − memory p50 ≤ 0.30 ms |",
         "| manifest GET, `limits.pulls` on Redis ÷ no limit ≥ 0.85 |",
+        // issue 21: the edge cache
+        "| warm pull, 5 layers of 64 KiB, 16 connections (pulls/s) |",
+        "| 8 MiB blob, sidecar from its disk tier (MiB/s) |",
+        "| cached manifest GET by digest, 16 connections (req/s) |",
+        "| warm pull: sidecar / nginx proxy_cache ≥ 1.00 |",
+        "| 64 cold pulls: exactly one upstream GET per object | 1–1 | met |",
+        "| CPU per cached manifest hit ≤ pingora alone + 20 µs |",
     ] {
         assert!(text.contains(row), "no row {row:?} in:\n{text}");
     }
@@ -96,6 +105,7 @@ fn smoke_run_writes_every_row() {
             "| GET",
             "| no `limits`",
             "| `limits.pulls`",
+            "| warm pull,",
         ]
         .iter()
         .any(|row| l.starts_with(row))

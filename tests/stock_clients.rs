@@ -31,6 +31,11 @@ fn said(out: &std::process::Output) -> String {
     )
 }
 
+/// Requests the sidecar answered from its edge cache so far.
+fn cache_hits(sidecar: &Sidecar) -> f64 {
+    sidecar.metric("registry_token_cache_requests_total", &[("result", "hit")])
+}
+
 /// The digest the sidecar serves for `name:tag`, asked with a token the realm issued for the
 /// OpTok as Basic password (the way the clients above ask).
 fn served_digest(sidecar: &Sidecar, optok: &str, name: &str, tag: &str) -> String {
@@ -95,6 +100,19 @@ fn docker_cli_logs_in_pushes_pulls_and_reads_a_refusal() {
         id,
         "the pulled image is the pushed one"
     );
+    // Again, through the sidecar's warm edge cache (SPEC 10): the same image.
+    let before = cache_hits(&stack.sidecar);
+    dockerd.docker_ok(&["rmi", &reference], None);
+    dockerd.docker_ok(&["pull", &reference], None);
+    assert_eq!(
+        dockerd.docker_ok(&inspect_id, None),
+        id,
+        "the image pulled through the warm cache is the pushed one"
+    );
+    assert!(
+        cache_hits(&stack.sidecar) > before,
+        "the second pull was served from the cache"
+    );
 
     let denied = format!("{host}/other/app:v1");
     dockerd.docker_ok(&["tag", &reference, &denied], None);
@@ -154,6 +172,17 @@ fn ctr_pulls_pushes_and_reads_a_refusal() {
         &format!("docker://{reference}"),
     ]);
 
+    // Warm the sidecar's edge cache (SPEC 10) with a skopeo pull: ctr's pull is served from it.
+    let warm = tempfile::tempdir().unwrap();
+    skopeo_ok(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &user,
+        &format!("docker://{reference}"),
+        &format!("oci:{}:v1", warm.path().display()),
+    ]);
+    let before = cache_hits(&stack.sidecar);
     containerd.ctr_ok(&[
         "images",
         "pull",
@@ -168,6 +197,10 @@ fn ctr_pulls_pushes_and_reads_a_refusal() {
             .lines()
             .any(|l| l.starts_with(&reference) && l.contains(&image.manifest_digest)),
         "ctr holds the pushed manifest under its name: {listed}"
+    );
+    assert!(
+        cache_hits(&stack.sidecar) > before,
+        "ctr's pull was served from the warm cache"
     );
 
     let copy = format!("{host}/acme/copy:v1");

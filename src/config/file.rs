@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// Shared state for replicas (SPEC section 8); absent: memory.
     #[serde(default)]
     pub state: super::state::StateFile,
+    /// The edge cache (SPEC 10); absent: the defaults (a 64 MiB memory tier).
+    #[serde(default)]
+    pub cache: super::cache::CacheFile,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -449,4 +452,11 @@ pub const KEY_NAMES: &[&str] = &[
     "keyPrefix",
     "timeout",
     "onUnavailable",
+    "cache",
+    "memory",
+    "maxObject",
+    "ttl",
+    "disk",
+    "path",
+    "size",
 ];

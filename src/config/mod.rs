@@ -4,6 +4,7 @@
 //! Loading never panics and reports every problem with its YAML path, so that `check-config`
 //! can list them all and a bad reload can keep the configuration in force.
 
+pub mod cache;
 pub mod env;
 pub mod file;
 pub mod locate;
@@ -186,6 +187,8 @@ pub struct Settings {
     /// `revokedLicensesFile`, resolved against the configuration file's folder by [`load`]:
     /// where revocations live without `state.redis`.
     pub revoked_licenses_file: PathBuf,
+    /// `cache` (SPEC 10); sizes apply on reload.
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// `revokedLicensesFile` when unset: beside the configuration file.
@@ -510,6 +513,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
     {
         p.add("revokedLicensesFile", "must name a file (or be left out)");
     }
+    let cache = cache::cache(&file.cache, &mut p);
 
     let (Some(upstream), Some(realm), Some(keys), true) =
         (upstream, registry.realm, signing.keys, p.0.is_empty())
@@ -562,6 +566,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<ConfigError>> {
                 .as_deref()
                 .unwrap_or(DEFAULT_REVOKED_LICENSES_FILE),
         ),
+        cache,
         file,
         generation: 1,
     })
@@ -943,6 +948,10 @@ pub fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static 
     }
     if old.state != new.state {
         changed.push("state");
+    }
+    let disk_path = |f: &FileConfig| f.cache.disk.as_ref().map(|d| d.path.clone());
+    if disk_path(old) != disk_path(new) {
+        changed.push("cache.disk.path");
     }
     changed
 }

@@ -5,6 +5,7 @@
 //! pick the upstream, clean the forwarded headers, fix `Location`, and count.
 
 mod authorize;
+mod cached;
 mod denial;
 mod edge;
 mod hygiene;
@@ -27,6 +28,7 @@ pub use denial::{Challenge, Denial};
 pub use edge::TrustedEdge;
 
 use crate::authority::{Authority, Succession};
+use crate::cache::Cache;
 use crate::config::Settings;
 use crate::health::Health;
 use crate::jose::Clock;
@@ -73,6 +75,8 @@ pub struct Sidecar {
     pub clock: Arc<dyn Clock>,
     /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
     pub counters: Arc<dyn Counters>,
+    /// The edge cache (SPEC 10), shared by every request and kept across reloads.
+    pub cache: Arc<Cache>,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -88,6 +92,12 @@ pub struct Ctx {
     upstream_query: Option<String>,
     /// `RateLimit-*` headers for a counted pull.
     rate_headers: Option<RateHeaders>,
+    /// What the edge cache did with the request, for its log line.
+    cache: cached::Outcome,
+    /// A miss being filled from the registry's answer.
+    fill: Option<cached::Fill>,
+    /// The entry a DELETE dropped, dropped again once the registry answered.
+    deleted: Option<crate::cache::Key>,
 }
 
 fn header_values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
@@ -290,11 +300,24 @@ impl Sidecar {
         };
         match decided {
             Ok((allowed, rate_headers)) => {
-                ctx.rate_headers = rate_headers;
                 ctx.route = Some(allowed.routed.route.label());
+                let settings = ctx.settings.clone();
+                self.cache.apply(&settings.cache, settings.generation);
+                ctx.cache = cached::before_forward(
+                    &self.cache,
+                    &settings.cache,
+                    session,
+                    &allowed.routed,
+                    path,
+                    rate_headers.as_ref(),
+                    &mut ctx.fill,
+                    &mut ctx.deleted,
+                )
+                .await?;
+                ctx.rate_headers = rate_headers;
                 ctx.subject = Some(allowed.subject);
                 ctx.upstream_query = allowed.routed.upstream_query;
-                Ok(false)
+                Ok(ctx.cache == cached::Outcome::Hit)
             }
             Err(denial) => {
                 denial.count(&self.metrics);
@@ -338,6 +361,9 @@ impl ProxyHttp for Sidecar {
             subject: None,
             upstream_query: None,
             rate_headers: None,
+            cache: cached::Outcome::None,
+            fill: None,
+            deleted: None,
         }
     }
 
@@ -461,7 +487,22 @@ impl ProxyHttp for Sidecar {
                 response.insert_header(name, value)?;
             }
         }
+        cached::on_response(&self.cache, &mut ctx.fill, &ctx.settings.cache, response);
+        let status = response.status.as_u16();
+        cached::after_delete(&self.cache, ctx.deleted.take(), status).await;
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        let settings = &ctx.settings.cache;
+        cached::on_body(&self.cache, settings, &mut ctx.fill, body, end_of_stream);
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
@@ -498,6 +539,8 @@ impl ProxyHttp for Sidecar {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let upstream_failed = e.is_some_and(|e| e.esource() == &ErrorSource::Upstream);
+        cached::abandoned(&self.cache, ctx.fill.take(), upstream_failed);
         let Some(route) = ctx.route else { return };
         let req = session.req_header();
         let method = req.method.as_str();
@@ -531,6 +574,7 @@ impl ProxyHttp for Sidecar {
             status,
             sub = ctx.subject.as_deref(),
             path,
+            cache = ctx.cache.label(),
             error = e.map(|e| e.to_string()),
             "proxied"
         );

@@ -184,6 +184,11 @@ impl Redis {
         &self.settings
     }
 
+    /// The client, for connections of their own (the cache's invalidation subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// `keyPrefix` + `rest`.
     pub fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.settings.key_prefix)

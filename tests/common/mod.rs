@@ -22,6 +22,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod authority;
+pub mod cache;
 pub mod containerd;
 pub mod dockerd;
 pub mod dpop;

@@ -11,6 +11,7 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::nid::Nid;
 use serde_json::Value;
 
+use crate::common::cache::seed_blob;
 use crate::common::sidecar::SERVICE;
 use crate::common::*;
 
@@ -110,24 +111,7 @@ impl Bed {
     /// digest: a blob that exists only in V.
     pub fn seed_victim_blob(&self) -> String {
         let secret = format!("victim secret {}", rand::random::<u64>());
-        let digest = sha256_digest(secret.as_bytes());
-        let http = client();
-        let upload = http
-            .post(format!(
-                "{}/v2/victim/private/blobs/uploads/",
-                self.registry.url()
-            ))
-            .send()
-            .unwrap();
-        assert_eq!(upload.status(), 202, "seeding victim/private");
-        let location = upload.headers()["location"].to_str().unwrap().to_string();
-        let put = http
-            .put(format!("{location}&digest={digest}"))
-            .body(secret)
-            .send()
-            .unwrap();
-        assert_eq!(put.status(), 201, "seeding victim/private");
-        digest
+        seed_blob(&self.registry, "victim/private", secret.as_bytes())
     }
 }
 

@@ -22,6 +22,7 @@
 //! | `proxy`       | `/v2/` forwards only what the token covers, only registry routes  | 39–57 |
 //! | `uploads`     | form bodies on uploads (Distribution reads `mount`/`from` there)  | 71    |
 //! | `availability`| the Authority unreachable at start                                | 58    |
+//! | `cache`       | the edge cache: per repository, verified, after authorisation     | 87–91 |
 //!
 //! "Never forwarded" is shown by the [`common::Tap`], a TCP relay that records the request heads
 //! the sidecar sends upstream *before* they reach the registry, so a refusal the client has read
@@ -37,6 +38,7 @@ mod common;
 mod bed;
 
 mod availability;
+mod cache;
 mod credentials;
 mod grants;
 mod proxy;
