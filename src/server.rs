@@ -30,9 +30,9 @@ use pingora::services::ServiceWithDependents;
 use tokio::sync::Notify;
 
 use crate::authority::{Authority, Succession};
-use crate::config::revocations::RevocationFile;
 use crate::cache::bus::Bus;
 use crate::cache::Cache;
+use crate::config::revocations::RevocationFile;
 use crate::config::watch::Reloader;
 use crate::config::Settings;
 use crate::health::Health;

@@ -451,8 +451,10 @@ impl ProxyHttp for Sidecar {
         upstream.insert_header("Host", settings.public_host.as_str())?;
         upstream.insert_header("X-Forwarded-Host", settings.public_host.as_str())?;
         upstream.insert_header("X-Forwarded-Proto", settings.public_scheme.as_str())?;
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("X-Forwarded-For", addr.ip().to_string())?;
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
+            let client = limit::client_ip(session, settings).unwrap_or(peer.ip());
+            let forwarded = edge::forwarded_for(peer.ip(), client);
+            upstream.insert_header("X-Forwarded-For", forwarded)?;
         }
         if let Some(query) = ctx.upstream_query.take() {
             let path = target(upstream).map(|(p, _)| p).unwrap_or_default();
