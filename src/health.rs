@@ -287,7 +287,7 @@ impl Health {
         let client = match &probe.client {
             Some((generation, client)) if *generation == settings.generation => client.clone(),
             _ => {
-                let client = client(settings);
+                let client = upstream_client(settings, PROBE_TIMEOUT);
                 probe.client = Some((settings.generation, client.clone()));
                 client
             }
@@ -314,12 +314,13 @@ impl Health {
     }
 }
 
-/// The probe's client: trusts the upstream as the proxy does; no connection is kept.
-fn client(settings: &Settings) -> reqwest::Client {
+/// A client for the sidecar's own requests to the registry (the readiness probe, the filtered
+/// catalog): trusts the upstream as the proxy does; no connection is kept.
+pub(crate) fn upstream_client(settings: &Settings, timeout: Duration) -> reqwest::Client {
     let upstream = &settings.upstream;
     let mut builder = reqwest::Client::builder()
         .no_proxy()
-        .timeout(PROBE_TIMEOUT)
+        .timeout(timeout)
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .danger_accept_invalid_certs(upstream.insecure_skip_verify);

@@ -411,6 +411,7 @@ fn proxy_service(
         clock: Arc::new(SystemClock),
         counters: shared.stores.counters.clone(),
         cache: cache.clone(),
+        catalog: Default::default(),
     };
     let current = settings.load();
     let tls = current.tls.is_some();

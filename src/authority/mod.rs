@@ -100,6 +100,20 @@ pub struct Caller {
     pub proof: Option<ProofUse>,
     /// What the OpTok is bound to (`cnf`), carried into a refresh token.
     pub binding: Binding,
+    /// The OpTok's string claims by name (for a refresh, the ones its token kept): what plan
+    /// placeholders are filled from (SPEC 11).
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+impl Caller {
+    /// What this caller's plan placeholders are filled from.
+    pub fn values(&self) -> crate::policy::Values {
+        crate::policy::Values {
+            sub: Some(self.subject.clone()),
+            license: self.license.clone(),
+            claims: self.claims.clone(),
+        }
+    }
 }
 
 /// Verifies OpToks and their binding. `Send + Sync`; share it in an `Arc`.
@@ -242,6 +256,7 @@ impl Authority {
             scheme: Some(credential.scheme),
             proof,
             binding: claims.binding,
+            claims: claims.strings,
         }))
     }
 

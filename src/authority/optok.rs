@@ -4,6 +4,8 @@
 //!
 //! Signature verification needs the key and lives in [`super::Authority`]; this module is pure.
 
+use std::collections::BTreeMap;
+
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
@@ -71,6 +73,9 @@ pub struct Claims {
     pub binding: Binding,
     /// Union of `scope` (space-separated) and `scp` (array or space-separated string).
     pub scopes: Vec<String>,
+    /// Every top-level string claim, by name: what plan placeholders (`${client_id}`,
+    /// `${claim:NAME}`) are filled from.
+    pub strings: BTreeMap<String, String>,
 }
 
 /// Header parameters that would make the verifier fetch or trust a key named by the token.
@@ -193,6 +198,10 @@ pub fn check_claims(
         license,
         binding: binding(claims.get("cnf"))?,
         scopes,
+        strings: claims
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+            .collect(),
     })
 }
 

@@ -141,8 +141,11 @@ async fn dpop_accepted() {
             scheme: Some(Scheme::Dpop),
             proof: Some(spend.clone()),
             binding: Binding::Jkt(f.client.jkt()),
+            claims: caller.claims.clone(),
         }
     );
+    assert_eq!(caller.claims["sub"], "alice");
+    assert_eq!(caller.claims["stellaops:license"], "LIC-1");
     assert_eq!(f.authority.replay_entries(), 0);
     let again = f
         .run(&[&format!("DPoP {token}")], &[&proof], None)

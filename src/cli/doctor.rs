@@ -28,6 +28,7 @@ pub const CHECKS: &[&str] = &[
     "check.plans",
     "check.refresh-tokens",
     "check.state",
+    "check.namespaces",
 ];
 
 /// A leaf certificate ending sooner than this is a warning (SPEC 7 "Keys on disk").
@@ -103,7 +104,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// Runs every check (or only `only`), prints them, and returns 1 when any failed, 2 on usage errors.
-pub fn run(path: &Path, only: Option<&str>, json: bool) -> ExitCode {
+pub fn run(path: &Path, only: Option<&str>, json: bool, token: Option<&str>) -> ExitCode {
     let only = match only.map(|n| {
         if n.starts_with("check.") {
             n.to_string()
@@ -124,7 +125,26 @@ pub fn run(path: &Path, only: Option<&str>, json: bool) -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let findings = runtime.block_on(checks(path, only.as_deref()));
+    let token = match token {
+        Some("-") => {
+            let mut text = String::new();
+            use std::io::Read;
+            if std::io::stdin().read_to_string(&mut text).is_err() {
+                eprintln!("doctor: cannot read the token from standard input");
+                return ExitCode::from(2);
+            }
+            Some(text.trim().to_string())
+        }
+        other => other.map(str::to_owned),
+    };
+    let mut findings = runtime.block_on(checks(path, only.as_deref()));
+    // Only for a given token (SPEC 11: the expansion of its plan's placeholders).
+    if let Some(token) = token.filter(|_| only.is_none_or(|o| o == "check.namespaces")) {
+        findings.push(match config::load(path) {
+            Ok(s) => namespaces(&s, &token),
+            Err(_) => Finding::not_run("check.namespaces"),
+        });
+    }
     if json {
         println!(
             "{}",
@@ -224,6 +244,34 @@ pub async fn checks(path: &Path, only: Option<&str>) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// What the placeholders of `token`'s plan expand to: warns when a pattern matches nothing
+/// for it (a claim missing or not a path component).
+fn namespaces(s: &Settings, token: &str) -> Finding {
+    const CHECK: &str = "check.namespaces";
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims)) = (
+        parts.next().and_then(crate::jose::peek_segment),
+        parts.next().and_then(crate::jose::peek_segment),
+    ) else {
+        return Finding::fail(CHECK, "the token is not a JWT", "pass the token itself");
+    };
+    match super::inspect::expansion(s, &header, &claims) {
+        None => Finding::pass(CHECK, "the token's plan has no placeholders"),
+        Some((plan, lines)) => {
+            let message = format!("plan `{plan}`: {}", lines.join("; "));
+            if lines.iter().any(|l| l.contains("matches nothing")) {
+                Finding::warn(
+                    CHECK,
+                    message,
+                    "give the token the claim the pattern names, as one lower-case path component (or add `|lower`)",
+                )
+            } else {
+                Finding::pass(CHECK, message)
+            }
+        }
+    }
 }
 
 /// The signing key mints a refresh token that redeems, and that no registry would take.

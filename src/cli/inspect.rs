@@ -9,10 +9,51 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config;
+use crate::config::{self, Settings};
 use crate::jose::{peek_segment, Clock, SystemClock};
+use crate::policy::Values;
 use crate::registry::Scope;
+use crate::token::claims::PLACEHOLDER_CLAIMS;
 use crate::token::refresh;
+
+/// What the placeholders of a token's plan expand to under `settings` (SPEC 11): the plan's
+/// name and one line per pattern; `None` when the plan has no placeholders or is not known.
+/// Reads an OpTok (its claims), a refresh token (the claims it kept) or a registry token
+/// (the values the realm recorded for the catalog, else its `sub` and license).
+pub(crate) fn expansion(
+    settings: &Settings,
+    header: &Value,
+    claims: &Value,
+) -> Option<(String, Vec<String>)> {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    let names = &settings.authority;
+    let refresh = header.get("typ").and_then(Value::as_str) == Some(refresh::TYP);
+    let (plan, values) = if refresh {
+        let kept = claims.get("claims").cloned().unwrap_or_default();
+        let values = Values {
+            sub: text("sub"),
+            license: text("license"),
+            claims: serde_json::from_value(kept).unwrap_or_default(),
+        };
+        (text("plan"), values)
+    } else if let Some(recorded) = claims.get(PLACEHOLDER_CLAIMS) {
+        let values = serde_json::from_value(recorded.clone()).unwrap_or_default();
+        (text(&names.plan_claim), values)
+    } else {
+        let strings = claims.as_object().into_iter().flatten();
+        let values = Values {
+            sub: text("sub"),
+            license: text(&names.license_claim),
+            claims: strings
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect(),
+        };
+        (text(&names.plan_claim), values)
+    };
+    let plan = settings.policy.plan_for(plan.as_deref())?;
+    plan.has_placeholders()
+        .then(|| (plan.name.clone(), plan.explain(&values)))
+}
 
 /// "in 4m 12s" or "4m 12s ago".
 fn relative(at: i64, now: i64) -> String {
@@ -80,10 +121,21 @@ pub fn run(jwt: &str, verify: bool, config_path: &Path) -> ExitCode {
         Some(_) => println!("grants: nothing (a login token: it opens /v2/ only)"),
         None => println!("grants: no `access` claim (not a registry token)"),
     }
+    let loaded = config::load(config_path);
+    if let Some((plan, lines)) = loaded
+        .as_ref()
+        .ok()
+        .and_then(|s| expansion(s, &header, &claims))
+    {
+        println!("namespaces (plan {plan}, as configured now):");
+        for line in lines {
+            println!("  {line}");
+        }
+    }
     if !verify {
         return ExitCode::SUCCESS;
     }
-    let settings = match config::load(config_path) {
+    let settings = match loaded {
         Ok(s) => s,
         Err(errors) => {
             eprintln!("token inspect --verify needs the configuration: {errors}");

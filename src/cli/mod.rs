@@ -4,7 +4,7 @@
 //! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
 
 pub mod doctor;
-mod inspect;
+pub(crate) mod inspect;
 pub mod keygen;
 pub mod revoke;
 pub mod test;
@@ -80,12 +80,16 @@ pub enum Command {
     Doctor {
         /// Run only this check (check.config, check.signing-key, check.authority,
         /// check.upstream, check.upstream-trusts-tokens, check.plans, check.refresh-tokens,
-        /// check.state)
+        /// check.state, check.namespaces with --token)
         #[arg(long)]
         check: Option<String>,
         /// Print a JSON array instead of lines
         #[arg(long)]
         json: bool,
+        /// A token (OpTok, refresh or registry token; `-` reads standard input): adds
+        /// check.namespaces, what its plan's placeholders expand to
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Probe the whole flow as a client: ping /v2/, read the challenge, get a token, retry
     Test {
@@ -296,7 +300,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Unrevoke { license } => revoke::run(&path, revoke::Action::Unrevoke { license }),
         Command::Revoked { json } => revoke::run(&path, revoke::Action::List { json }),
-        Command::Doctor { check, json } => doctor::run(&path, check.as_deref(), json),
+        Command::Doctor { check, json, token } => {
+            doctor::run(&path, check.as_deref(), json, token.as_deref())
+        }
         Command::Test {
             url,
             scopes,

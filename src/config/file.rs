@@ -342,6 +342,9 @@ pub struct PlanFile {
     /// Pulls and token issuances per window (SPEC 8); absent: unlimited.
     #[serde(default)]
     pub limits: Option<PlanLimitsFile>,
+    /// Lets the plan's callers list the repositories they may pull (SPEC 11).
+    #[serde(default)]
+    pub catalog: bool,
 }
 
 /// `plans[].limits`.

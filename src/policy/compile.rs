@@ -64,6 +64,7 @@ impl Policy {
                 name: plan.name.clone(),
                 rules,
                 limits,
+                catalog: plan.catalog,
             };
             if plans.insert(plan.name.clone(), compiled).is_some() {
                 add(
@@ -126,6 +127,26 @@ mod tests {
             "`fly` is not one of pull, push, delete, *"
         );
         assert!(policy.plan_for(Some("a")).is_some());
+    }
+
+    /// `check-config` refuses a placeholder that is not a whole segment or names an unknown
+    /// variable, under the pattern's YAML path; `catalog` is read.
+    #[test]
+    fn placeholder_problems() {
+        let file = file("plans:\n  - name: a\n    catalog: true\n    repositories:\n      - pattern: \"customers/${license|lower}/**\"\n      - pattern: \"customers/x${sub}\"\n      - pattern: \"c/${tenant}\"\n      - pattern: \"c/${sub|upper}\"\n");
+        let (policy, problems) = Policy::compile(&file);
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, "plans[0].repositories[1].pattern");
+        assert!(found[0].1.contains("whole segment"), "{}", found[0].1);
+        assert_eq!(found[1].0, "plans[0].repositories[2].pattern");
+        assert!(found[1].1.contains("unknown placeholder variable `tenant`"));
+        assert_eq!(found[2].0, "plans[0].repositories[3].pattern");
+        assert!(found[2].1.contains("filter `upper`"));
+        assert!(policy.plans["a"].catalog);
     }
 
     /// The plan of a caller without a plan claim is `defaultPlan`; revoked licenses are known.

@@ -4,17 +4,23 @@
 //!
 //! Plain data compiled from the configuration's `plans`, `defaultPlan`, `anonymous` and
 //! `revokedLicenses` ([`compile`]: patterns and actions are checked at load time). A setting
-//! of one plan (such as `plans[].limits`) belongs to [`Plan`], beside its rules. Licenses
-//! revoked outside the file (the revocation file, Redis) are in [`revocation`].
+//! of one plan (such as `plans[].limits`, `plans[].catalog`) belongs to [`Plan`], beside its
+//! rules. Licenses revoked outside the file (the revocation file, Redis) are in [`revocation`].
+//!
+//! A pattern may hold claim placeholders (`customers/${license|lower}/**`, SPEC 11): the plan
+//! is turned into the caller's [`Entitlement`] (placeholders filled, unusable rules set aside
+//! with their reason) before anything is granted.
 
 pub mod compile;
 pub mod limits;
 pub mod pattern;
+pub mod placeholder;
 pub mod revocation;
 
 pub use pattern::{covers, Pattern, PatternError};
+pub use placeholder::{Unusable, Values};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::registry::{ResourceType, Scope};
@@ -62,10 +68,90 @@ pub struct Plan {
     pub rules: Vec<Rule>,
     /// `limits`: pulls and token issuances per window (SPEC 8); unset ones are unlimited.
     pub limits: limits::PlanLimits,
+    /// `catalog`: its callers may list, through the sidecar, the repositories they may pull.
+    pub catalog: bool,
 }
 
 impl Plan {
-    /// The requested actions this plan allows on `name`: requested ∩ (union of actions of every matching rule), in requested order.
+    /// What this plan entitles a caller with `values` to: every rule with its placeholders
+    /// filled, and the rules that match nothing for this caller, with the reason.
+    pub fn for_caller(&self, values: &Values) -> Entitlement<'_> {
+        let mut rules = Vec::with_capacity(self.rules.len());
+        let mut unusable = Vec::new();
+        for rule in &self.rules {
+            match rule.pattern.expand(values) {
+                Ok(pattern) => rules.push(Rule {
+                    pattern,
+                    actions: rule.actions.clone(),
+                }),
+                Err(why) => unusable.push((rule.pattern.as_str(), why)),
+            }
+        }
+        Entitlement {
+            plan: self,
+            rules,
+            unusable,
+        }
+    }
+
+    /// The OpTok claims this plan's placeholders read besides `sub` and the license: what a
+    /// refresh token must keep so that a refresh expands the same.
+    pub fn claims_needed(&self) -> BTreeSet<String> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.pattern.placeholders())
+            .filter_map(|p| p.variable.claim().map(str::to_owned))
+            .collect()
+    }
+
+    /// True when a pattern of this plan holds a placeholder.
+    pub fn has_placeholders(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.pattern.placeholders().next().is_some())
+    }
+
+    /// One line per rule saying what it is for a caller with `values`: `token inspect` and
+    /// `doctor` show a token's namespaces with it.
+    pub fn explain(&self, values: &Values) -> Vec<String> {
+        self.rules
+            .iter()
+            .map(|rule| {
+                let actions = rule.actions.join(", ");
+                match rule.pattern.expand(values) {
+                    _ if rule.pattern.placeholders().next().is_none() => {
+                        format!("{} ({actions})", rule.pattern)
+                    }
+                    Ok(expanded) => format!("{} → {expanded} ({actions})", rule.pattern),
+                    Err(why) => format!("{} → matches nothing: {why}", rule.pattern),
+                }
+            })
+            .collect()
+    }
+
+    /// [`Entitlement::allowed`] for a caller without claims (a placeholder matches nothing).
+    pub fn allowed(&self, name: &str, requested: &[String]) -> Vec<String> {
+        self.for_caller(&Values::default()).allowed(name, requested)
+    }
+
+    /// [`Entitlement::grant`] for a caller without claims.
+    pub fn grant(&self, scope: &Scope) -> Vec<String> {
+        self.for_caller(&Values::default()).grant(scope)
+    }
+}
+
+/// A plan as it applies to one caller: its rules with the caller's values filled in.
+#[derive(Debug)]
+pub struct Entitlement<'p> {
+    pub plan: &'p Plan,
+    /// The rules that can match, placeholders replaced by literals.
+    pub rules: Vec<Rule>,
+    /// The patterns that match nothing for this caller, and why (for the log: never a value).
+    pub unusable: Vec<(&'p str, Unusable)>,
+}
+
+impl Entitlement<'_> {
+    /// The requested actions allowed on `name`: requested ∩ (union of actions of every matching rule), in requested order.
     pub fn allowed(&self, name: &str, requested: &[String]) -> Vec<String> {
         let matching: Vec<&Rule> = self
             .rules
@@ -82,9 +168,24 @@ impl Plan {
         granted
     }
 
-    /// Grant for one scope: `registry`-type scopes (catalog) are never granted by a plan; repository scopes use `allowed`.
+    /// Whether the caller may pull `name`: what the filtered catalog lists.
+    pub fn may_pull(&self, name: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.actions.iter().any(|a| a == "pull") && r.pattern.matches(name))
+    }
+
+    /// Grant for one scope: `registry:catalog:*` only for a plan with `catalog: true` (its
+    /// listing is filtered by the proxy, SECURITY 41 and 93); repository scopes use `allowed`.
     pub fn grant(&self, scope: &Scope) -> Vec<String> {
         match scope.resource.kind {
+            ResourceType::Registry if self.plan.catalog => scope
+                .actions
+                .iter()
+                .filter(|a| *a == "*")
+                .take(1)
+                .cloned()
+                .collect(),
             ResourceType::Registry => Vec::new(),
             ResourceType::Repository => self.allowed(&scope.resource.name, &scope.actions),
         }
@@ -133,6 +234,7 @@ mod tests {
             name: name.into(),
             rules,
             limits: Default::default(),
+            catalog: name == "star",
         }
     }
 
@@ -182,12 +284,112 @@ mod tests {
     #[case("acme", "repository:localhost:5000/acme/app:pull", &[])]
     #[case("acme", "repository(plugin):acme/app:pull", &["pull"])]
     #[case("split", "registry:catalog:*", &[])]
-    #[case("star", "registry:catalog:*", &[])]
+    #[case("acme", "registry:catalog:*", &[])]
+    // SECURITY 93: only a plan with `catalog: true` gets the catalog scope.
+    #[case("star", "registry:catalog:*", &["*"])]
     #[case("empty", "repository:acme/app:pull", &[])]
     fn grant(#[case] plan_name: &str, #[case] scope: &str, #[case] expected: &[&str]) {
         assert_eq!(
             plan(plan_name).grant(&Scope::parse(scope).unwrap()),
             expected
         );
+    }
+
+    /// 300 bytes.
+    const LONG: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    /// The per-customer plan of the docs: `customers/${license|lower}/**`.
+    fn customers() -> Plan {
+        Plan {
+            name: "customers".into(),
+            rules: vec![
+                rule("customers/${license|lower}/**", &["pull", "push"]),
+                rule("shared/${claim:tenant}", &["pull"]),
+            ],
+            limits: Default::default(),
+            catalog: true,
+        }
+    }
+
+    fn with_license(license: Option<&str>) -> Values {
+        Values {
+            sub: Some("alice".into()),
+            license: license.map(str::to_owned),
+            claims: Default::default(),
+        }
+    }
+
+    /// Placeholders: a caller gets its own namespace and nothing else.
+    #[rstest]
+    #[case(Some("ACME"), "customers/acme/app", &["pull", "push"])]
+    #[case(Some("acme"), "customers/acme/team/app", &["pull", "push"])]
+    #[case(Some("acme"), "customers/acme", &[])]
+    #[case(Some("acme"), "customers/globex/app", &[])]
+    #[case(Some("acme"), "customers/acmex/app", &[])]
+    #[case(Some("acme"), "shared/t1", &[])] // no `tenant` claim
+    fn own_namespace(#[case] license: Option<&str>, #[case] name: &str, #[case] expected: &[&str]) {
+        let plan = customers();
+        let entitled = plan.for_caller(&with_license(license));
+        assert_eq!(
+            entitled.allowed(name, &strings(&["pull", "push"])),
+            expected
+        );
+    }
+
+    /// SECURITY 92: a license value that is not one path component makes the pattern match
+    /// nothing at all (never a wider name), and says why.
+    #[rstest]
+    #[case(Some("a/b"), "not one repository path component")]
+    #[case(Some(".."), "not one repository path component")]
+    #[case(Some("."), "not one repository path component")]
+    #[case(Some("*"), "not one repository path component")]
+    #[case(Some("**"), "not one repository path component")]
+    #[case(Some(""), "is empty")]
+    #[case(Some("%2f"), "not one repository path component")]
+    #[case(Some("acme%2fglobex"), "not one repository path component")]
+    #[case(Some(LONG), "longer than")]
+    #[case(Some("acmé"), "not ASCII")]
+    #[case(Some("\u{212a}"), "not ASCII")] // KELVIN SIGN, which Unicode lower-cases to `k`
+    #[case(None, "is missing")]
+    fn injected_values_match_nothing(#[case] license: Option<&str>, #[case] reason: &str) {
+        let plan = customers();
+        let entitled = plan.for_caller(&with_license(license));
+        let names = [
+            "customers/a/b/app",
+            "customers/a",
+            "customers/acme/app",
+            "customers/globex/app",
+            "customers/x/y",
+            "customers/k/app",
+            &format!("customers/{}/app", "a".repeat(200)),
+        ];
+        for name in names {
+            assert!(
+                entitled
+                    .allowed(name, &strings(&["pull", "push"]))
+                    .is_empty(),
+                "{license:?} ~ {name}"
+            );
+            assert!(!entitled.may_pull(name));
+        }
+        let (pattern, why) = &entitled.unusable[0];
+        assert_eq!(*pattern, "customers/${license|lower}/**");
+        assert!(why.to_string().contains(reason), "{why}");
+    }
+
+    /// Upper case without `|lower` is refused, not folded.
+    #[test]
+    fn upper_case_without_lower() {
+        let plan = Plan {
+            rules: vec![rule("customers/${license}/**", &["pull"])],
+            ..customers()
+        };
+        let entitled = plan.for_caller(&with_license(Some("ACME")));
+        assert!(entitled
+            .allowed("customers/acme/app", &strings(&["pull"]))
+            .is_empty());
+        assert!(entitled.unusable[0].1.to_string().contains("upper case"));
+        assert_eq!(plan.claims_needed(), Default::default());
+        assert_eq!(customers().claims_needed(), ["tenant".to_string()].into());
     }
 }

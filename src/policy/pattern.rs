@@ -1,12 +1,15 @@
-//! Repository patterns of the plans (SPEC section 3): `/`-separated segments, where `*` is
-//! exactly one segment, `**` one or more, and anything else a literal path component (or a
-//! `host:port` first segment). Compiled when the configuration loads; matched for every scope.
+//! Repository patterns of the plans (SPEC sections 3 and 11): `/`-separated segments, where `*`
+//! is exactly one segment, `**` one or more, a claim placeholder (`${license|lower}`) one
+//! segment filled from the caller's claims, and anything else a literal path component (or a
+//! `host:port` first segment). Compiled when the configuration loads; a pattern with
+//! placeholders is [`Pattern::expand`]ed for each caller, then matched for every scope.
 //!
 //! Matching walks the name once while tracking the set of pattern positions reached (an NFA),
 //! so it costs at most segments × pattern-length steps whatever the `**`s: no backtracking.
 
 use std::fmt;
 
+use super::placeholder::{Placeholder, PlaceholderError, Unusable, Values};
 use crate::registry::name::{is_domain, is_path_component};
 
 /// Why a pattern was refused at load time.
@@ -22,6 +25,11 @@ pub enum PatternError {
     InvalidSegment(String),
     #[error("segment `{0}`: a registry host may only be the first segment")]
     MisplacedHost(String),
+    #[error("segment `{segment}`: {error}")]
+    Placeholder {
+        segment: String,
+        error: PlaceholderError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,9 @@ enum Segment {
     One,
     /// `**` expands to One then Many; Many alone is any number of segments, none included.
     Many,
+    /// `${...}`: one segment, the caller's value; replaced by a `Literal` in [`Pattern::expand`]
+    /// and never matched as it is.
+    Placeholder(Placeholder),
 }
 
 /// A compiled repository pattern.
@@ -51,6 +62,14 @@ impl Pattern {
         for (i, part) in s.split('/').enumerate() {
             match part {
                 "" => return Err(PatternError::EmptySegment(s.to_string())),
+                _ if part.contains('$') || part.contains('{') || part.contains('}') => {
+                    let placeholder =
+                        Placeholder::parse(part).map_err(|error| PatternError::Placeholder {
+                            segment: part.to_string(),
+                            error,
+                        })?;
+                    segments.push(Segment::Placeholder(placeholder));
+                }
                 "*" => segments.push(Segment::One),
                 "**" => segments.extend([Segment::One, Segment::Many]),
                 _ if part.contains('*') => {
@@ -72,7 +91,48 @@ impl Pattern {
         })
     }
 
-    /// True when `name` (a repository name, `/`-separated) matches; case-sensitive.
+    /// The placeholders of this pattern, in order.
+    pub fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Placeholder(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// This pattern with every placeholder replaced by the caller's value, or why it matches
+    /// nothing for this caller (a value missing or not a repository path component). A pattern
+    /// without placeholders comes back as it is.
+    pub fn expand(&self, values: &Values) -> Result<Pattern, Unusable> {
+        if self.placeholders().next().is_none() {
+            return Ok(self.clone());
+        }
+        let mut source = Vec::new();
+        let mut segments = Vec::with_capacity(self.segments.len());
+        let mut written = self.source.split('/');
+        for segment in &self.segments {
+            match segment {
+                Segment::Placeholder(p) => {
+                    written.next();
+                    let value = p.value(values)?;
+                    source.push(value.clone());
+                    segments.push(Segment::Literal(value));
+                }
+                // `**` compiled to two segments: skip the second, it has no text of its own.
+                Segment::Many => segments.push(Segment::Many),
+                other => {
+                    source.push(written.next().unwrap_or_default().to_string());
+                    segments.push(other.clone());
+                }
+            }
+        }
+        Ok(Pattern {
+            source: source.join("/"),
+            segments,
+        })
+    }
+
+    /// True when `name` (a repository name, `/`-separated) matches; case-sensitive. A pattern
+    /// still holding a placeholder matches nothing: [`Pattern::expand`] it first.
     pub fn matches(&self, name: &str) -> bool {
         let n = self.segments.len();
         // reached[i]: the name read so far matches the first i pattern segments.
@@ -87,7 +147,7 @@ impl Pattern {
                 }
                 match segment {
                     Segment::Literal(l) if l == part => next[i + 1] = true,
-                    Segment::Literal(_) => {}
+                    Segment::Literal(_) | Segment::Placeholder(_) => {}
                     Segment::One => next[i + 1] = true,
                     Segment::Many => next[i] = true,
                 }
@@ -241,6 +301,59 @@ mod tests {
     #[case("a/**/z", "a/z", false)]
     fn patterns_cover(#[case] a: &str, #[case] b: &str, #[case] expected: bool) {
         assert_eq!(covers(a, b), expected, "{a} covers {b}");
+    }
+
+    /// A placeholder is one segment filled from the caller's values, never matched unfilled.
+    #[rstest]
+    #[case(
+        "customers/${license|lower}/**",
+        "customers/acme/**",
+        "customers/acme/a/b",
+        true
+    )]
+    #[case(
+        "customers/${license|lower}/**",
+        "customers/acme/**",
+        "customers/acme",
+        false
+    )]
+    #[case(
+        "customers/${license|lower}/**",
+        "customers/acme/**",
+        "customers/globex/a",
+        false
+    )]
+    #[case("${sub}/*", "alice/*", "alice/app", true)]
+    #[case("${sub}/*", "alice/*", "alice/app/x", false)]
+    #[case("a/**/${sub}", "a/**/alice", "a/b/c/alice", true)]
+    fn expanding(
+        #[case] pattern: &str,
+        #[case] expanded: &str,
+        #[case] name: &str,
+        #[case] matches: bool,
+    ) {
+        let p = Pattern::compile(pattern).unwrap();
+        assert!(!p.matches(name), "an unfilled placeholder matches nothing");
+        let values = Values {
+            sub: Some("alice".into()),
+            license: Some("ACME".into()),
+            claims: Default::default(),
+        };
+        let e = p.expand(&values).unwrap();
+        assert_eq!(e.as_str(), expanded);
+        assert_eq!(e.matches(name), matches, "{expanded} ~ {name}");
+    }
+
+    /// Placeholders that are not whole segments, or name no variable, are refused at load.
+    #[rstest]
+    #[case("customers/x${sub}", "whole segment")]
+    #[case("customers/${sub}x/app", "whole segment")]
+    #[case("customers/${tenant}", "unknown placeholder variable")]
+    #[case("customers/${sub|upper}", "unknown placeholder filter")]
+    #[case("customers/{sub}", "whole segment")]
+    fn placeholder_refused(#[case] pattern: &str, #[case] says: &str) {
+        let err = Pattern::compile(pattern).unwrap_err().to_string();
+        assert!(err.contains(says), "{pattern}: {err}");
     }
 
     /// `**/**/**/**/x` against 200 segments returns at once (no exponential backtracking).

@@ -5,8 +5,11 @@ use super::denial::Denial;
 use crate::authority::{split_authorization, AuthorityConfig};
 use crate::config::Settings;
 use crate::policy::Policy;
+use crate::policy::Values;
+use crate::registry::Route;
 use crate::registry::{route, AccessSet, Routed};
 use crate::token::cache::VerifiedTokens;
+use crate::token::claims::PLACEHOLDER_CLAIMS;
 
 /// The media types Distribution reads form values (`mount`, `from`, `digest`) from, on POST,
 /// PUT and PATCH (Go's `Request.FormValue`).
@@ -24,6 +27,9 @@ pub struct Allowed {
     pub plan: Option<String>,
     /// The token's license claim (what its limits are counted under).
     pub license: Option<String>,
+    /// What the token's plan placeholders were filled from, as the realm recorded it: read
+    /// for the filtered catalog only (SPEC 11); empty on other routes.
+    pub values: Values,
 }
 
 /// What the decision needs of the request.
@@ -120,10 +126,18 @@ pub fn authorize(
             .map(String::from)
     };
     Ok(Allowed {
-        routed,
         subject: claims.sub.clone(),
         plan: claim(&authority.plan_claim),
         license: claim(&authority.license_claim),
+        values: match routed.route {
+            Route::Catalog => claims
+                .extra
+                .get(PLACEHOLDER_CLAIMS)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
+            _ => Values::default(),
+        },
+        routed,
     })
 }
 

@@ -108,6 +108,7 @@ mod tests {
             subject: "alice".into(),
             plan: plan.map(String::from),
             license: license.map(String::from),
+            values: Default::default(),
         }
     }
 

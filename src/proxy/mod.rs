@@ -6,6 +6,7 @@
 
 mod authorize;
 mod cached;
+pub mod catalog;
 mod denial;
 mod edge;
 mod hygiene;
@@ -77,6 +78,8 @@ pub struct Sidecar {
     pub counters: Arc<dyn Counters>,
     /// The edge cache (SPEC 10), shared by every request and kept across reloads.
     pub cache: Arc<Cache>,
+    /// How the filtered catalog reads the registry's (SPEC 11).
+    pub catalog: catalog::Upstream,
 }
 
 /// Per-request state: one configuration version for the whole request.
@@ -299,6 +302,14 @@ impl Sidecar {
             Err(denial) => Err(denial),
         };
         match decided {
+            // The filtered catalog is the sidecar's own answer (SPEC 11).
+            Ok((allowed, _)) if allowed.routed.route == crate::registry::Route::Catalog => {
+                ctx.route = Some(allowed.routed.route.label());
+                ctx.subject = Some(allowed.subject.clone());
+                let settings = &ctx.settings;
+                catalog::answer(session, settings, &self.catalog, &allowed, query, now).await?;
+                Ok(true)
+            }
             Ok((allowed, rate_headers)) => {
                 ctx.route = Some(allowed.routed.route.label());
                 let settings = ctx.settings.clone();

@@ -2,11 +2,13 @@
 //! repository names ([`name`]), what a grant is ([`access`]: resources, accesses, scopes and
 //! the access set that checks coverage), the token scopes a client asks the realm for
 //! ([`scope`]), the `/v2/` route table that says which grants a request needs ([`route`]), and
-//! the Bearer challenge a registry answers `/v2/` with ([`challenge`]).
+//! the Bearer challenge a registry answers `/v2/` with ([`challenge`]), and the filtered
+//! catalog's paging over the registry's own ([`catalog`]).
 //!
 //! Plain functions over plain types: nothing here knows of pingora or of the configuration.
 
 pub mod access;
+pub mod catalog;
 pub mod challenge;
 pub mod name;
 pub mod route;

@@ -122,6 +122,9 @@ impl fmt::Debug for PublicKey {
 /// The private key tokens are signed with; `Debug` never shows key material.
 pub struct SigningKey {
     encoding: EncodingKey,
+    /// SHA-256 of a label and the private key (DER): the filtered catalog seals its cursors
+    /// with it, so that every replica holding this key opens them.
+    cursor_key: [u8; 32],
     x5c: Option<Vec<String>>,
     public: PublicKey,
 }
@@ -145,6 +148,10 @@ impl SigningKey {
     }
     pub(crate) fn encoding(&self) -> &EncodingKey {
         &self.encoding
+    }
+    /// The key catalog cursors are sealed with (`registry::catalog::Cursor`).
+    pub fn cursor_key(&self) -> &[u8; 32] {
+        &self.cursor_key
     }
 }
 
@@ -215,6 +222,17 @@ impl KeySet {
             None => cfg.key_id_format.derive(&spki, &jwk),
         };
         let encoding = encoding_key(&pkey, alg)?;
+        let cursor_key = {
+            use sha2::{Digest, Sha256};
+            let der = pkey
+                .private_key_to_pkcs8()
+                .map_err(|e| crypto("encode private key", e))?;
+            Sha256::new()
+                .chain_update(b"registry-token catalog cursor key\0")
+                .chain_update(&der)
+                .finalize()
+                .into()
+        };
         let public = public_key(path, kid, alg, jwk)?;
         let previous = cfg
             .previous_keys
@@ -224,6 +242,7 @@ impl KeySet {
         Ok(KeySet {
             current: SigningKey {
                 encoding,
+                cursor_key,
                 x5c,
                 public,
             },

@@ -5,6 +5,7 @@
 //! leaves no trace in the replay store (SPEC section 7). Each refusal is a [`Refusal`] variant:
 //! its `as_str()` is the SPEC `reason` (metric label and body), and `respond::refusal` writes it.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -14,6 +15,7 @@ use super::IssuedClaims;
 use crate::authority::{AuthError, Authority, Caller, Presented};
 use crate::config::Settings;
 use crate::policy::limits::{self, Kind, Verdict};
+use crate::policy::{Entitlement, Plan, Values};
 use crate::registry::{parse_scopes, Resource, Scope, ScopeError};
 use crate::state::Counters;
 
@@ -379,6 +381,7 @@ pub async fn issue(
             scheme: None,
             proof: None,
             binding: crate::authority::optok::Binding::Unbound,
+            claims: Default::default(),
         },
         None => return Err(Refusal::MissingCredentials),
     };
@@ -396,7 +399,17 @@ pub async fn issue(
         return Err(Refusal::UnknownPlan);
     };
 
-    let access = grant(plan, &scopes);
+    // Placeholders are filled from the caller's claims; an anonymous caller has none.
+    let values = if anonymous {
+        Values::default()
+    } else {
+        caller.values()
+    };
+    let entitled = plan.for_caller(&values);
+    for (pattern, why) in &entitled.unusable {
+        tracing::info!(plan = %plan.name, pattern, reason = %why, "a plan pattern matches nothing for this caller");
+    }
+    let access = grant(&entitled, &scopes);
     if !scopes.is_empty() && access.is_empty() {
         return Err(if anonymous {
             Refusal::MissingCredentials
@@ -445,6 +458,7 @@ pub async fn issue(
         None if params.offline && settings.refresh.enabled && !anonymous => {
             let claims = RefreshClaims::for_caller(
                 &caller,
+                kept_claims(plan, &caller),
                 &settings.signing_issuer,
                 params.client_id.as_deref(),
                 settings.refresh.lifetime,
@@ -476,6 +490,17 @@ pub async fn issue(
         extra.insert(
             authority.config().license_claim.clone(),
             license.clone().into(),
+        );
+    }
+    // What the proxy's filtered catalog fills this plan's placeholders from (SPEC 11).
+    if plan.catalog && plan.has_placeholders() && !anonymous {
+        let kept = Values {
+            claims: kept_claims(plan, &caller),
+            ..values
+        };
+        extra.insert(
+            super::claims::PLACEHOLDER_CLAIMS.into(),
+            serde_json::to_value(kept).unwrap_or_default(),
         );
     }
     let claims = IssuedClaims {
@@ -520,9 +545,18 @@ fn unspent(e: AuthError, refreshing: bool) -> Refusal {
     }
 }
 
-/// For each scope, the requested actions the plan allows; scopes granting nothing are dropped.
-/// The token names the resource without its class, as it always has.
-fn grant(plan: &crate::policy::Plan, scopes: &[Scope]) -> Vec<Scope> {
+/// The caller's claims that `plan`'s placeholders read besides `sub` and the license: what a
+/// refresh token keeps, so that a refresh expands the same.
+fn kept_claims(plan: &Plan, caller: &Caller) -> BTreeMap<String, String> {
+    plan.claims_needed()
+        .into_iter()
+        .filter_map(|name| Some((name.clone(), caller.claims.get(&name)?.clone())))
+        .collect()
+}
+
+/// For each scope, the requested actions the caller's entitlement allows; scopes granting
+/// nothing are dropped. The token names the resource without its class, as it always has.
+fn grant(plan: &Entitlement<'_>, scopes: &[Scope]) -> Vec<Scope> {
     scopes
         .iter()
         .filter_map(|scope| {

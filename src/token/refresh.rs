@@ -19,7 +19,7 @@
 //!
 //! Pure functions over plain types; the clock is a parameter.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -127,12 +127,17 @@ pub struct RefreshClaims {
     pub license: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The OpTok claims the plan's placeholders read besides `sub` and the license
+    /// (`client_id`, `claim:NAME`), so that a refresh expands them the same (SPEC 11).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 impl RefreshClaims {
     /// The claims of a refresh token for `caller`, issued `now` for `lifetime`.
     pub fn for_caller(
         caller: &Caller,
+        claims: BTreeMap<String, String>,
         issuer: &str,
         client_id: Option<&str>,
         lifetime: Duration,
@@ -150,6 +155,7 @@ impl RefreshClaims {
             plan: caller.plan.clone(),
             license: caller.license.clone(),
             cnf: Confirmation::of(&caller.binding),
+            claims,
         }
     }
 }
@@ -413,6 +419,7 @@ pub fn self_check(settings: &Settings, now: i64) -> Result<(), String> {
         plan: None,
         license: None,
         cnf: None,
+        claims: BTreeMap::new(),
     };
     let token = mint(&settings.keys, &claims).map_err(|e| e.to_string())?;
     verify(&settings.keys, &token.0, &settings.signing_issuer, now).map_err(|e| e.to_string())?;
@@ -464,6 +471,7 @@ pub fn redeem(
             Some(Confirmation::Jkt(jkt)) => Binding::Jkt(jkt),
             Some(Confirmation::X5t(x5t)) => Binding::X5t(x5t),
         },
+        claims: claims.claims,
     })
 }
 
@@ -507,6 +515,7 @@ mod tests {
             plan: Some("enterprise".into()),
             license: Some("LIC-1".into()),
             cnf,
+            claims: BTreeMap::new(),
         }
     }
 

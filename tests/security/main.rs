@@ -23,6 +23,7 @@
 //! | `uploads`     | form bodies on uploads (Distribution reads `mount`/`from` there)  | 71    |
 //! | `availability`| the Authority unreachable at start                                | 58    |
 //! | `cache`       | the edge cache: per repository, verified, after authorisation     | 87–91 |
+//! | `namespaces`  | claim placeholders and the filtered catalog (SPEC 11)              | 92–93 |
 //!
 //! "Never forwarded" is shown by the [`common::Tap`], a TCP relay that records the request heads
 //! the sidecar sends upstream *before* they reach the registry, so a refusal the client has read
@@ -41,6 +42,7 @@ mod availability;
 mod cache;
 mod credentials;
 mod grants;
+mod namespaces;
 mod proxy;
 mod uploads;
 
