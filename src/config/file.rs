@@ -441,6 +441,7 @@ pub const KEY_NAMES: &[&str] = &[
     "repositories",
     "pattern",
     "actions",
+    "catalog",
     "defaultPlan",
     "revokedLicenses",
     "revokedLicensesFile",
