@@ -191,3 +191,35 @@ impl<'a> Credential<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// The one reader of `Authorization`: scheme and credentials apart, blanks around either
+    /// dropped; nothing without both.
+    #[rstest]
+    #[case::bearer("Bearer abc", Some(("Bearer", "abc")))]
+    #[case::any_case("bEaReR abc", Some(("bEaReR", "abc")))]
+    #[case::blanks_around("  DPoP \t abc\t ", Some(("DPoP", "abc")))]
+    #[case::tab_between("Bearer\tabc", Some(("Bearer", "abc")))]
+    #[case::inner_blank_kept("Bearer a b", Some(("Bearer", "a b")))]
+    #[case::scheme_alone("Bearer", None)]
+    #[case::scheme_and_blanks("Bearer  \t", None)]
+    #[case::empty("", None)]
+    fn authorization_splits(#[case] value: &str, #[case] split: Option<(&str, &str)>) {
+        assert_eq!(split_authorization(value), split);
+    }
+
+    /// Exactly one `DPoP` field holding one value is a proof; none, two, or a list is not.
+    #[rstest]
+    #[case::one(&["a.b.c"], Some("a.b.c"))]
+    #[case::blanks_dropped(&[" a.b.c\t"], Some("a.b.c"))]
+    #[case::none(&[], None)]
+    #[case::two_fields(&["a.b.c", "d.e.f"], None)]
+    #[case::a_list(&["a.b.c, d.e.f"], None)]
+    fn one_proof_only(#[case] values: &[&str], #[case] proof: Option<&str>) {
+        assert_eq!(one_proof(values), proof);
+    }
+}
