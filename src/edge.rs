@@ -35,6 +35,19 @@ impl TrustedEdge {
     }
 }
 
+/// The `X-Forwarded-For` the registry gets for a request from the TCP `peer`, whose client is
+/// `client` (`proxy::limit::client_ip`: the peer itself, or the client a trusted edge reported):
+/// `client, edge` behind a trusted edge, else only the peer. Whatever else a client wrote in the
+/// header is not passed on.
+pub fn forwarded_for(peer: IpAddr, client: IpAddr) -> String {
+    let (peer, client) = (peer.to_canonical(), client.to_canonical());
+    if client == peer {
+        peer.to_string()
+    } else {
+        format!("{client}, {peer}")
+    }
+}
+
 /// Splits on `sep` outside double quotes.
 fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
     let (mut parts, mut start, mut quoted) = (Vec::new(), 0, false);
@@ -86,6 +99,22 @@ mod tests {
     use rstest::rstest;
 
     const HASH: &str = "ab0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff";
+
+    /// The registry hears of the client behind a trusted edge, then of the edge; from any other
+    /// peer, of the peer alone (canonical: a dual-stack listener's `::ffff:a.b.c.d` as `a.b.c.d`).
+    #[rstest]
+    #[case::direct("192.0.2.1", "192.0.2.1", "192.0.2.1")]
+    #[case::direct_dual_stack("::ffff:192.0.2.1", "192.0.2.1", "192.0.2.1")]
+    #[case::behind_edge("10.0.0.9", "203.0.113.7", "203.0.113.7, 10.0.0.9")]
+    #[case::behind_edge_dual_stack("::ffff:10.0.0.9", "203.0.113.7", "203.0.113.7, 10.0.0.9")]
+    #[case::ipv6_client("10.0.0.9", "2001:db8::1", "2001:db8::1, 10.0.0.9")]
+    fn the_registry_hears_of_the_client(
+        #[case] peer: IpAddr,
+        #[case] client: IpAddr,
+        #[case] header: &str,
+    ) {
+        assert_eq!(forwarded_for(peer, client), header);
+    }
 
     /// The edge is the same address whichever way the config or the listener writes it
     /// (SECURITY 86): IPv4, IPv4-mapped IPv6, and nothing else.

@@ -221,155 +221,32 @@ fn revocation_sources(
 /// Runs the sidecar until a signal stops it. With `upgrade`, takes the listening sockets over
 /// from a running instance (which is then sent SIGQUIT) instead of binding them.
 pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
-    let listen = settings.listen;
-    let admin_listen = settings.admin_listen;
+    let (listen, admin_listen) = (settings.listen, settings.admin_listen);
     let (grace_period, drain_delay) = (settings.grace_period, settings.drain_delay);
-    if settings.upstream.insecure_skip_verify {
-        tracing::warn!(upstream = %settings.upstream.url, "upstream.insecureSkipVerify is on: the registry's certificate is NOT verified");
-    }
-    let upgrade_socket = match upgrade::socket_path(settings.upgrade_socket.as_deref()) {
-        Ok(path) => Some(path),
-        // No place for the default at all: serve without upgrades rather than not at all.
-        Err(e @ upgrade::UpgradeDirError::NoPlace(_)) if !upgrade => {
-            tracing::warn!(error = %e, "zero-downtime upgrade unavailable: SIGQUIT will shut down instead");
-            None
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot use the upgrade socket (server.upgradeSocket)");
-            std::process::exit(2);
-        }
-    };
+    warn_insecure_upstream(&settings);
+    let upgrade_socket = upgrade_socket(&settings, upgrade);
     if !upgrade {
-        if let Err(e) = shutdown::claim_ports(&[listen, admin_listen], shutdown::PORT_WAIT) {
-            tracing::error!("{e} (tried for {:?})", shutdown::PORT_WAIT);
-            std::process::exit(2);
-        }
+        claim_ports(&settings);
     }
-    // The shared state every service is handed: no process global.
-    let metrics = Arc::new(Metrics::new());
-    metrics.config_generation.set(settings.generation as i64);
-    let stores = match Stores::build(settings.state.as_ref(), metrics.clone()) {
-        Ok(stores) => stores,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot set up the shared state store (state.redis)");
-            std::process::exit(2);
-        }
-    };
-    if let Some(redis) = &settings.state {
-        tracing::info!(redis = %redis.url, on_unavailable = ?redis.on_unavailable, "spent DPoP proofs and plan-limit counts are shared on Redis");
-    }
-    let authority = Authority::with_store(
-        settings.authority.clone(),
-        Default::default(),
-        stores.replay.clone(),
-        metrics.clone(),
-    );
-    let authority = Arc::new(Succession::new(authority));
-    // Licenses revoked by `registry-token revoke`: one set for the process (SPEC 12).
-    let revocations = settings.policy.live.clone();
-    let health = Arc::new(Health::with_state(
-        stores.redis.clone(),
-        revocations.clone(),
-    ));
-    let reloaded = Arc::new(Notify::new());
-    let idle_timeout = settings.limits.idle_timeout;
+    let shared = Shared::build(&settings);
     let settings = Arc::new(ArcSwap::from_pointee(settings));
-    let revocation_services = revocation_sources(&settings, &stores, &revocations, &metrics);
-
-    let conf = ServerConf {
-        threads: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-        grace_period_seconds: Some(grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
-        upgrade_sock: upgrade_socket
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        ..ServerConf::default()
-    };
-    let opt = Opt {
-        upgrade,
-        ..Opt::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
-
-    let bus = stores.redis.clone().map(Bus::new);
-    let cache = match Cache::open(&settings.load().cache, metrics.clone(), bus) {
-        Ok(cache) => Arc::new(cache),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the cache's disk tier (cache.disk.path)");
-            std::process::exit(2);
-        }
-    };
-    let sidecar = Sidecar {
-        settings: settings.clone(),
-        authority: authority.clone(),
-        health: health.clone(),
-        metrics: metrics.clone(),
-        tokens: Arc::new(VerifiedTokens::default()),
-        clock: Arc::new(SystemClock),
-        counters: stores.counters.clone(),
-        cache: cache.clone(),
-        catalog: Default::default(),
-    };
-    let tls = settings.load().tls.is_some();
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);
-    let mut options = HttpServerOptions::default();
-    options.h2_idle_timeout = Some(idle_timeout);
-    proxy.server_options = Some(options);
-    let tally = Arc::new(connections::Tally::default());
-    let admission = Arc::new(connections::Admission::new(
-        tally.clone(),
-        settings.clone(),
-        metrics.clone(),
-    ));
-    let guarded = connections::Guarded {
-        proxy: Arc::new(proxy),
-        admission: admission.clone(),
-        settings: settings.clone(),
-        metrics: metrics.clone(),
-    };
-    let mut proxy = Service::new("proxy".to_string(), guarded);
-    // A connection's slot is taken at accept, and on the TLS listener handed to the TCP stream
-    // before the handshake (`connections` explains why).
-    proxy.set_connection_filter(admission.clone());
-    if tls {
-        proxy.endpoints().set_pre_tls_callback(admission);
-    }
-    // Plain HTTP/1 reads go straight into the head buffer and pingora's 64 KiB body buffer:
-    // pingora's default 64 KiB L4 read buffer only copied them once more, and held about
-    // 20 KiB of RSS per idle keep-alive connection. TLS keeps it (a record is read in one go).
-    let mut listener = ListenerConfig::tcp(listen.to_string());
-    if tls {
-        match tls_settings(&settings) {
-            Ok(tls) => listener = listener.tls(tls),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot set up TLS on the main listener");
-                std::process::exit(2);
-            }
-        }
-    } else {
-        listener = listener.l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
-    }
-    proxy.add_listener(listener);
-    let admin = Admin {
-        settings: settings.clone(),
-        authority: authority.clone(),
-        health,
-        metrics: metrics.clone(),
-    };
-    let mut admin = Service::new("admin".to_string(), admin);
-    admin.add_tcp(&admin_listen.to_string());
-
+    let revocation_services = revocation_sources(
+        &settings,
+        &shared.stores,
+        &shared.revocations,
+        &shared.metrics,
+    );
+    let mut server = pingora_server(grace_period, upgrade_socket.as_deref(), upgrade);
+    let cache = open_cache(&settings, &shared);
+    let (proxy, tally) = proxy_service(&server, &settings, &shared, &cache);
     server.add_service(proxy);
-    server.add_service(admin);
+    server.add_service(admin_service(&settings, &shared));
+    let reloaded = Arc::new(Notify::new());
     server.add_service(background_service(
         "authority keys",
         AuthorityKeys {
             settings: settings.clone(),
-            authority,
+            authority: shared.authority.clone(),
             reloaded: reloaded.clone(),
         },
     ));
@@ -386,7 +263,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             path: config_path,
             settings,
             reloaded,
-            metrics,
+            metrics: shared.metrics,
         },
     ));
     shutdown::exit_when_drained(server.watch_execution_phase(), tally, grace_period);
@@ -398,4 +275,195 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
         }),
     });
     std::process::exit(0)
+}
+
+/// The value, or the process ends with status 2 after logging `what` went wrong: for what the
+/// sidecar cannot serve without.
+fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "{what}");
+        std::process::exit(2)
+    })
+}
+
+fn warn_insecure_upstream(settings: &Settings) {
+    if settings.upstream.insecure_skip_verify {
+        tracing::warn!(upstream = %settings.upstream.url, "upstream.insecureSkipVerify is on: the registry's certificate is NOT verified");
+    }
+}
+
+/// Where listeners are handed over on an upgrade; `None` when no place can be had for the
+/// default one (then SIGQUIT shuts down instead).
+fn upgrade_socket(settings: &Settings, upgrade: bool) -> Option<PathBuf> {
+    match upgrade::socket_path(settings.upgrade_socket.as_deref()) {
+        Ok(path) => Some(path),
+        // No place for the default at all: serve without upgrades rather than not at all.
+        Err(e @ upgrade::UpgradeDirError::NoPlace(_)) if !upgrade => {
+            tracing::warn!(error = %e, "zero-downtime upgrade unavailable: SIGQUIT will shut down instead");
+            None
+        }
+        Err(e) => or_exit(
+            Err(e),
+            "cannot use the upgrade socket (server.upgradeSocket)",
+        ),
+    }
+}
+
+/// Waits for both ports to be free (a previous instance may still be closing them).
+fn claim_ports(settings: &Settings) {
+    let ports = [settings.listen, settings.admin_listen];
+    if let Err(e) = shutdown::claim_ports(&ports, shutdown::PORT_WAIT) {
+        tracing::error!("{e} (tried for {:?})", shutdown::PORT_WAIT);
+        std::process::exit(2);
+    }
+}
+
+/// The state every service is handed (no process global): metrics, the shared stores, the
+/// Authority in succession, health, and the revoked licenses.
+struct Shared {
+    metrics: Arc<Metrics>,
+    stores: Stores,
+    authority: Arc<Succession>,
+    health: Arc<Health>,
+    /// Licenses revoked by `registry-token revoke`: one set for the process (SPEC 12).
+    revocations: Arc<Revocations>,
+}
+
+impl Shared {
+    fn build(settings: &Settings) -> Shared {
+        let metrics = Arc::new(Metrics::new());
+        metrics.config_generation.set(settings.generation as i64);
+        let stores = or_exit(
+            Stores::build(settings.state.as_ref(), metrics.clone()),
+            "cannot set up the shared state store (state.redis)",
+        );
+        if let Some(redis) = &settings.state {
+            tracing::info!(redis = %redis.url, on_unavailable = ?redis.on_unavailable, "spent DPoP proofs and plan-limit counts are shared on Redis");
+        }
+        let authority = Authority::with_store(
+            settings.authority.clone(),
+            Default::default(),
+            stores.replay.clone(),
+            metrics.clone(),
+        );
+        let revocations = settings.policy.live.clone();
+        let health = Health::with_state(stores.redis.clone(), revocations.clone());
+        Shared {
+            authority: Arc::new(Succession::new(authority)),
+            health: Arc::new(health),
+            metrics,
+            stores,
+            revocations,
+        }
+    }
+}
+
+/// Pingora's server: its threads, the grace period, the upgrade socket.
+fn pingora_server(
+    grace_period: std::time::Duration,
+    upgrade_socket: Option<&std::path::Path>,
+    upgrade: bool,
+) -> Server {
+    let conf = ServerConf {
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        grace_period_seconds: Some(grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: upgrade_socket
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    server
+}
+
+/// The edge cache (SPEC 10), its invalidations on the Redis bus when there is one.
+fn open_cache(settings: &Arc<ArcSwap<Settings>>, shared: &Shared) -> Arc<Cache> {
+    let bus = shared.stores.redis.clone().map(Bus::new);
+    let cache = Cache::open(&settings.load().cache, shared.metrics.clone(), bus);
+    Arc::new(or_exit(
+        cache,
+        "cannot open the cache's disk tier (cache.disk.path)",
+    ))
+}
+
+/// The main listener: the proxy behind the connection caps, plain or TLS; with the tally of
+/// its connections (what shutdown waits on).
+fn proxy_service(
+    server: &Server,
+    settings: &Arc<ArcSwap<Settings>>,
+    shared: &Shared,
+    cache: &Arc<Cache>,
+) -> (Service<connections::Guarded>, Arc<connections::Tally>) {
+    let sidecar = Sidecar {
+        settings: settings.clone(),
+        authority: shared.authority.clone(),
+        health: shared.health.clone(),
+        metrics: shared.metrics.clone(),
+        tokens: Arc::new(VerifiedTokens::default()),
+        clock: Arc::new(SystemClock),
+        counters: shared.stores.counters.clone(),
+        cache: cache.clone(),
+        catalog: Default::default(),
+    };
+    let current = settings.load();
+    let tls = current.tls.is_some();
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, sidecar);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(current.limits.idle_timeout);
+    proxy.server_options = Some(options);
+    let tally = Arc::new(connections::Tally::default());
+    let admission = Arc::new(connections::Admission::new(
+        tally.clone(),
+        settings.clone(),
+        shared.metrics.clone(),
+    ));
+    let guarded = connections::Guarded {
+        proxy: Arc::new(proxy),
+        admission: admission.clone(),
+        settings: settings.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    let mut service = Service::new("proxy".to_string(), guarded);
+    // A connection's slot is taken at accept, and on the TLS listener handed to the TCP stream
+    // before the handshake (`connections` explains why).
+    service.set_connection_filter(admission.clone());
+    if tls {
+        service.endpoints().set_pre_tls_callback(admission);
+    }
+    // Plain HTTP/1 reads go straight into the head buffer and pingora's 64 KiB body buffer:
+    // pingora's default 64 KiB L4 read buffer only copied them once more, and held about
+    // 20 KiB of RSS per idle keep-alive connection. TLS keeps it (a record is read in one go).
+    let listener = ListenerConfig::tcp(current.listen.to_string());
+    let listener = if tls {
+        let tls = or_exit(
+            tls_settings(settings),
+            "cannot set up TLS on the main listener",
+        );
+        listener.tls(tls)
+    } else {
+        listener.l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
+    };
+    service.add_listener(listener);
+    (service, tally)
+}
+
+/// The admin listener: health, readiness, metrics.
+fn admin_service(settings: &Arc<ArcSwap<Settings>>, shared: &Shared) -> Service<Admin> {
+    let admin = Admin {
+        settings: settings.clone(),
+        authority: shared.authority.clone(),
+        health: shared.health.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    let mut admin = Service::new("admin".to_string(), admin);
+    admin.add_tcp(&settings.load().admin_listen.to_string());
+    admin
 }

@@ -714,3 +714,50 @@ fn https_upstream_with_private_ca() {
         "the start logs a warning"
     );
 }
+
+/// The registry's `X-Forwarded-For` names the client (SPEC 8's client address): behind a
+/// trusted edge, the client the edge reported followed by the edge; from any other peer, the
+/// peer alone, whatever the client wrote. Read off the wire by the [`Tap`] in front of the
+/// registry.
+#[test]
+fn registry_hears_of_the_client_behind_the_edge() {
+    let authority = Authority::start();
+    let keys = Keys::shared();
+    let registry = Registry::start(None);
+    let tap = Tap::start(&registry.addr());
+    let forwarded_for = |edge: &str, n: u8| {
+        let mut config = SidecarConfig::new(&tap.url(), &authority.issuer(), keys.path());
+        config.patch = json!({"server": {"trustedEdge": {"peers": [edge]}}});
+        let sidecar = Sidecar::start(config);
+        let key = DpopKey::new();
+        let optok = authority.optok("alice", "enterprise", "LIC-1", Some(&key.thumbprint()));
+        let token = sidecar.token(&["repository:acme/app:pull"], &optok, &key);
+        let marker = format!("/v2/acme/app/tags/list?n={n}");
+        let response = client()
+            .get(format!("{}{marker}", sidecar.url()))
+            .bearer_auth(token)
+            .header("X-Forwarded-For", "203.0.113.7")
+            .send()
+            .unwrap();
+        assert_ne!(response.status(), 401, "{marker} is forwarded");
+        let heads = tap.heads_for(&marker);
+        let [head] = heads.as_slice() else {
+            panic!("one request upstream for {marker}: {heads:?}")
+        };
+        head.lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|(_, value)| value.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        forwarded_for("127.0.0.1", 1),
+        ["203.0.113.7, 127.0.0.1"],
+        "behind the trusted edge: the client it reported, then the edge"
+    );
+    assert_eq!(
+        forwarded_for("192.0.2.7", 2),
+        ["127.0.0.1"],
+        "from a peer that is not the edge: the peer alone, the client's header dropped"
+    );
+}

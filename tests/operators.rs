@@ -192,7 +192,7 @@ fn doctor_names_what_is_broken() {
             },
             "check.plans",
             "fail",
-            "defaultPlan names no plan: `gold`",
+            "defaultPlan: names no plan: `gold`",
             1,
         ),
         (

@@ -70,6 +70,27 @@ pub(super) struct Credential<'a> {
     pub(super) proofs: Vec<&'a str>,
 }
 
+/// Spaces and tabs, what HTTP allows around and between the parts of a field value.
+const BLANK: [char; 2] = [' ', '\t'];
+
+/// An `Authorization` field value split into its scheme and credentials (`Bearer abc` →
+/// `("Bearer", "abc")`), blanks around either dropped; `None` without both. The one reader of
+/// the header: the token realm and the `/v2/` decision both call it.
+pub fn split_authorization(value: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = value.trim_matches(BLANK).split_once(BLANK)?;
+    Some((scheme, rest.trim_matches(BLANK)))
+}
+
+/// The one DPoP proof among the `DPoP` field values: exactly one field holding one value
+/// (RFC 9449 section 4.3), blanks around it dropped; `None` otherwise. The token realm and the
+/// refresh grant both call it.
+pub fn one_proof<'a>(values: &[&'a str]) -> Option<&'a str> {
+    match values {
+        [proof] if !proof.contains(',') => Some(proof.trim_matches(BLANK)),
+        _ => None,
+    }
+}
+
 /// Basic credentials: standard base64, padding optional.
 const BASIC: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -122,12 +143,9 @@ impl<'a> Credential<'a> {
         self.scheme.via()
     }
 
-    /// The one proof presented: exactly one `DPoP` field holding one value.
+    /// The one proof presented (see [`one_proof`]).
     pub(super) fn proof(&self) -> Result<&'a str, AuthError> {
-        match self.proofs.as_slice() {
-            [proof] if !proof.contains(',') => Ok(proof.trim_matches([' ', '\t'])),
-            _ => Err(AuthError::InvalidProof(DpopError::Missing)),
-        }
+        one_proof(&self.proofs).ok_or(AuthError::InvalidProof(DpopError::Missing))
     }
 
     /// `DPoP <t>`, `Bearer <t>` or `Basic base64(user:t)`; scheme names in any case.
@@ -135,14 +153,10 @@ impl<'a> Credential<'a> {
         value: &'a str,
         basic: &'a mut String,
     ) -> Result<(Scheme, &'a str), AuthError> {
-        let value = value.trim_matches([' ', '\t']);
-        let (scheme, rest) = value
-            .split_once([' ', '\t'])
-            .ok_or(AuthError::InvalidRequest(
-                "the Authorization header has no credentials",
-            ))?;
-        let token = rest.trim_matches([' ', '\t']);
-        if token.is_empty() || token.contains([' ', '\t', ',']) {
+        let (scheme, token) = split_authorization(value).ok_or(AuthError::InvalidRequest(
+            "the Authorization header has no credentials",
+        ))?;
+        if token.contains([' ', '\t', ',']) {
             return Err(AuthError::InvalidRequest(
                 "the Authorization header must carry exactly one credential",
             ));
@@ -175,5 +189,37 @@ impl<'a> Credential<'a> {
                 "unsupported authorization scheme",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// The one reader of `Authorization`: scheme and credentials apart, blanks around either
+    /// dropped; nothing without both.
+    #[rstest]
+    #[case::bearer("Bearer abc", Some(("Bearer", "abc")))]
+    #[case::any_case("bEaReR abc", Some(("bEaReR", "abc")))]
+    #[case::blanks_around("  DPoP \t abc\t ", Some(("DPoP", "abc")))]
+    #[case::tab_between("Bearer\tabc", Some(("Bearer", "abc")))]
+    #[case::inner_blank_kept("Bearer a b", Some(("Bearer", "a b")))]
+    #[case::scheme_alone("Bearer", None)]
+    #[case::scheme_and_blanks("Bearer  \t", None)]
+    #[case::empty("", None)]
+    fn authorization_splits(#[case] value: &str, #[case] split: Option<(&str, &str)>) {
+        assert_eq!(split_authorization(value), split);
+    }
+
+    /// Exactly one `DPoP` field holding one value is a proof; none, two, or a list is not.
+    #[rstest]
+    #[case::one(&["a.b.c"], Some("a.b.c"))]
+    #[case::blanks_dropped(&[" a.b.c\t"], Some("a.b.c"))]
+    #[case::none(&[], None)]
+    #[case::two_fields(&["a.b.c", "d.e.f"], None)]
+    #[case::a_list(&["a.b.c, d.e.f"], None)]
+    fn one_proof_only(#[case] values: &[&str], #[case] proof: Option<&str>) {
+        assert_eq!(one_proof(values), proof);
     }
 }

@@ -5,6 +5,7 @@
 use super::credential::Via;
 use super::{DpopError, OpTokError, ReplayError, SenderConstraint};
 use crate::jose;
+use crate::registry::challenge::Challenge;
 
 /// Why a caller was refused. `Display` is the `error_description`: it never quotes a token,
 /// proof or key.
@@ -106,7 +107,13 @@ impl AuthError {
             Some(error) => format!(r#"DPoP error="{error}", algs="{}""#, algs()),
             None => format!(r#"DPoP algs="{}""#, algs()),
         };
-        let bearer = |error: &str| format!(r#"Bearer error="{error}""#);
+        let bearer = |error: &str| {
+            let challenge = Challenge {
+                error: Some(error.to_owned()),
+                ..Challenge::default()
+            };
+            challenge.to_string()
+        };
         let accepts_dpop = constraint != SenderConstraint::Mtls;
         let via = match self {
             AuthError::InvalidToken { via, .. }

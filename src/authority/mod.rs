@@ -33,7 +33,7 @@ pub mod succession;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use credential::{Presented, Scheme, Via};
+pub use credential::{one_proof, split_authorization, Presented, Scheme, Via};
 pub use dpop::{DpopError, ProofCheck, ProofOutcome};
 pub use error::{algs, AuthError};
 pub use jwks::{JwksError, JwksTuning, KeysStatus};
@@ -182,15 +182,9 @@ impl Authority {
         Self::with_store(config, JwksTuning::default(), replay, metrics)
     }
 
-    /// As [`Authority::new`] with other key-cache limits (tests, tooling).
-    pub fn with_tuning(config: AuthorityConfig, tuning: JwksTuning) -> Self {
-        let replay = Arc::new(MemoryReplayStore::new());
-        Self::with_store(config, tuning, replay, Arc::default())
-    }
-
-    /// As [`Authority::with_tuning`], spending proofs in `replay` and counting into `metrics`:
-    /// an Authority rebuilt on reload takes over its predecessor's
-    /// [`Authority::replay_store`], so that no proof spent before the reload can be replayed
+    /// An Authority with key-cache limits `tuning`, spending proofs in `replay` and counting
+    /// into `metrics`: an Authority rebuilt on reload ([`Authority::successor`]) takes over its
+    /// predecessor's replay store, so that no proof spent before the reload can be replayed
     /// after it.
     pub fn with_store(
         config: AuthorityConfig,
@@ -211,11 +205,6 @@ impl Authority {
     pub fn successor(&self, config: AuthorityConfig) -> Self {
         let tuning = self.keys.tuning().clone();
         Self::with_store(config, tuning, self.replay.clone(), self.metrics.clone())
-    }
-
-    /// The store spent proofs are remembered in.
-    pub fn replay_store(&self) -> Arc<dyn ReplayStore> {
-        self.replay.clone()
     }
 
     /// The configuration in use.

@@ -3,7 +3,6 @@
 //! Authority's keys, pings the upstream and sends it a probe token minted with the signing key,
 //! so a failure names the layer at fault before anyone reads a log.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -540,34 +539,23 @@ async fn upstream_trusts_tokens(s: &Settings) -> Finding {
     Finding::fail(CHECK, format!("{refused}{realm_note}; likely: the registry's auth.token.issuer is not `{}`, or {trust}", s.issuer.name), format!("set the registry's auth.token.issuer to `{}` and its rootcertbundle to the ca.crt of `registry-token keygen`, restart it, then run doctor again", s.issuer.name))
 }
 
-/// Plans referenced by defaultPlan and anonymous.plan exist; no duplicate or shadowed pattern.
+/// The plans as `check-config` checks them (plans named by defaultPlan and anonymous.plan
+/// exist, each name once, patterns and limits valid: [`config::plan_errors`]); beyond that, a
+/// warning for a plan without repositories or a duplicate or shadowed pattern.
 fn plans(file: &FileConfig) -> Finding {
     const CHECK: &str = "check.plans";
-    let names: HashSet<&str> = file.plans.iter().map(|p| p.name.as_str()).collect();
-    let mut fails = Vec::new();
+    let fails: Vec<String> = config::plan_errors(file.clone())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut warns = Vec::new();
-    for (field, name) in [
-        ("defaultPlan", file.default_plan.as_deref()),
-        (
-            "anonymous.plan",
-            file.anonymous.as_ref().map(|a| a.plan.as_str()),
-        ),
-    ] {
-        if let Some(name) = name.filter(|n| !names.contains(n)) {
-            fails.push(format!("{field} names no plan: `{name}`"));
-        }
-    }
     if file.default_plan.is_none() {
         warns.push(
             "no defaultPlan: callers whose token has no plan claim are refused (unknown_plan)"
                 .to_string(),
         );
     }
-    let mut seen = HashSet::new();
     for (i, plan) in file.plans.iter().enumerate() {
-        if !seen.insert(plan.name.as_str()) {
-            fails.push(format!("plans[{i}]: plan `{}` is defined twice", plan.name));
-        }
         if plan.repositories.is_empty() {
             warns.push(format!(
                 "plans[{i}] `{}` has no repositories: it grants nothing",
@@ -576,7 +564,7 @@ fn plans(file: &FileConfig) -> Finding {
         }
         for (j, rule) in plan.repositories.iter().enumerate() {
             if Pattern::compile(&rule.pattern).is_err() {
-                continue; // check.config names it
+                continue; // a failure above names it
             }
             let covering = plan.repositories.iter().enumerate().find(|(k, other)| {
                 let same = other.pattern == rule.pattern;
@@ -635,7 +623,13 @@ mod tests {
     #[case::bad_default(
         "plans:\n  - name: p\ndefaultPlan: gold\n",
         Status::Fail,
-        "defaultPlan names no plan: `gold`"
+        "defaultPlan: names no plan: `gold`"
+    )]
+    #[case::twice("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\n  - name: p\n    repositories:\n      - pattern: b/*\ndefaultPlan: p\n", Status::Fail, "plans[1].name: plan `p` is defined twice")]
+    #[case::bad_pattern(
+        "plans:\n  - name: p\n    repositories:\n      - pattern: a//b\ndefaultPlan: p\n",
+        Status::Fail,
+        "plans[0].repositories[0].pattern"
     )]
     #[case::bad_anonymous("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\ndefaultPlan: p\nanonymous:\n  plan: x\n", Status::Fail, "anonymous.plan")]
     #[case::duplicate("plans:\n  - name: p\n    repositories:\n      - pattern: a/*\n      - pattern: a/*\ndefaultPlan: p\n", Status::Warn, "duplicates repositories[0]")]

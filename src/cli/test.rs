@@ -515,15 +515,33 @@ impl Probe {
 
     /// The steps; prints one line each, true when all passed.
     async fn flow(&self, base: &Url, scopes: &[String], credentials: &Credentials) -> bool {
-        let ping = format!("{base}v2/");
-        let Some(first) = self.get("ping", &ping, vec![]).await else {
-            return false;
+        let steps = async {
+            let ping = format!("{base}v2/");
+            let challenge = self.ping(&ping, base, scopes).await?;
+            let realm = challenge.realm.clone().unwrap_or_default();
+            let token_url = token_url(&realm, &challenge, scopes)?;
+            let presented = Presentation::of(credentials, &realm);
+            if !matches!(credentials, Credentials::Anonymous) {
+                self.realm_allowed(base, &token_url, &realm, &presented.how)?;
+            }
+            let token = self
+                .token(&realm, &token_url, &challenge, scopes, presented)
+                .await?;
+            self.retry(&ping, &token).await?;
+            Ok(self.routes(base, scopes, Some(&token)).await)
         };
+        steps.await.unwrap_or_else(|outcome| outcome)
+    }
+
+    /// `GET /v2/` without a token: the registry's Bearer challenge. A registry that asks for no
+    /// credentials ends the flow with its routes probed without a token.
+    async fn ping(&self, ping: &str, base: &Url, scopes: &[String]) -> Step<Challenge> {
+        let first = self.get("ping", ping, vec![]).await.ok_or(false)?;
         let challenge = first.header("www-authenticate").and_then(Challenge::parse);
-        let challenge = match (first.status, challenge) {
+        match (first.status, challenge) {
             (200, _) => {
                 println!("warn  ping: GET {ping} → 200 in {} ms without a token: this registry asks for no credentials", first.millis);
-                return self.routes(base, scopes, None).await;
+                Err(self.routes(base, scopes, None).await)
             }
             (401, Some(c @ Challenge { realm: Some(_), .. })) => {
                 println!(
@@ -532,67 +550,45 @@ impl Probe {
                     c.realm.as_deref().unwrap_or_default(),
                     c.service.as_deref().unwrap_or("-")
                 );
-                c
+                Ok(c)
             }
             (status, _) => {
                 let scheme = first
                     .header("www-authenticate")
                     .unwrap_or("no WWW-Authenticate header");
                 println!("FAIL  ping: GET {ping} → {status} in {} ms, expected 401 with a Bearer challenge ({scheme})", first.millis);
-                return false;
-            }
-        };
-        let realm = challenge.realm.clone().unwrap_or_default();
-        let Ok(mut token_url) = Url::parse(&realm) else {
-            println!("FAIL  challenge: realm `{realm}` is not a URL");
-            return false;
-        };
-        {
-            let mut query = token_url.query_pairs_mut();
-            if let Some(service) = &challenge.service {
-                query.append_pair("service", service);
-            }
-            for scope in scopes {
-                query.append_pair("scope", scope);
+                Err(false)
             }
         }
-        let mut headers = Vec::new();
-        let mut refresh = None;
-        let how = match credentials {
-            Credentials::OpTok {
-                optok,
-                key: Some(key),
-            } => {
-                headers.push(("Authorization", format!("DPoP {optok}")));
-                headers.push(("DPoP", dpop_proof(key, "GET", &realm, optok)));
-                "the OpTok with a DPoP proof".to_string()
-            }
-            Credentials::OpTok { optok, key: None } => {
-                headers.push(("Authorization", format!("Bearer {optok}")));
-                "the OpTok as a bearer token (no DPoP key)".to_string()
-            }
-            Credentials::Basic { user, secret, from } => {
-                headers.push((
-                    "Authorization",
-                    format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))),
-                ));
-                format!("Basic auth for `{user}` from {from}")
-            }
-            Credentials::Refresh { token, from } => {
-                refresh = Some(token.as_str());
-                format!("the identitytoken from {from} (refresh grant)")
-            }
-            Credentials::Anonymous => {
-                "no credentials (none given, none in docker's config)".to_string()
-            }
-        };
-        let anonymous = matches!(credentials, Credentials::Anonymous);
-        if !anonymous {
-            if let Some((why, fix)) = realm_refusal(base, &token_url, &self.allow_realm_hosts) {
+    }
+
+    /// Credentials go only to a realm on the registry's host or one allowed by name.
+    fn realm_allowed(&self, base: &Url, token_url: &Url, realm: &str, how: &str) -> Step<()> {
+        match realm_refusal(base, token_url, &self.allow_realm_hosts) {
+            Some((why, fix)) => {
                 println!("FAIL  token: {how} not sent to {realm}: {why}; {fix}");
-                return false;
+                Err(false)
             }
+            None => Ok(()),
         }
+    }
+
+    /// Asks the realm for a token: `GET` with the credentials in headers, or docker's refresh
+    /// grant as a `POST` form. An anonymous login refused without scopes ends the flow passing.
+    async fn token(
+        &self,
+        realm: &str,
+        token_url: &Url,
+        challenge: &Challenge,
+        scopes: &[String],
+        presented: Presentation<'_>,
+    ) -> Step<String> {
+        let Presentation {
+            how,
+            headers,
+            refresh,
+            anonymous,
+        } = presented;
         let (method, answer) = match refresh {
             // As docker does: the realm's own URL, the grant in a form, all scopes in one field.
             Some(token) => {
@@ -608,24 +604,22 @@ impl Probe {
                 if !scope.is_empty() {
                     form.push(("scope", &scope));
                 }
-                ("POST", self.post_form("token", &realm, &form).await)
+                ("POST", self.post_form("token", realm, &form).await)
             }
             None => ("GET", self.get("token", token_url.as_str(), headers).await),
         };
-        let Some(answer) = answer else {
-            return false;
-        };
+        let answer = answer.ok_or(false)?;
         let token = answer.body["token"]
             .as_str()
             .or(answer.body["access_token"].as_str());
-        let token = match (answer.status, token) {
+        match (answer.status, token) {
             (200, Some(token)) => {
                 println!(
                     "ok    token: {method} {realm} with {how} → 200 in {} ms, {}",
                     answer.millis,
                     describe_token(token, &answer.body)
                 );
-                token.to_string()
+                Ok(token.to_string())
             }
             // Without credentials or a scope there is nothing to ask for but a login, which a
             // registry that wants credentials refuses: the challenge and that refusal are the
@@ -636,7 +630,7 @@ impl Probe {
                     answer.millis,
                     answer.reason()
                 );
-                return true;
+                Err(true)
             }
             (status, _) => {
                 println!(
@@ -644,26 +638,28 @@ impl Probe {
                     answer.millis,
                     answer.reason()
                 );
-                return false;
+                Err(false)
             }
-        };
-        let Some(retry) = self
+        }
+    }
+
+    /// `GET /v2/` again with the token: the registry takes the realm's tokens.
+    async fn retry(&self, ping: &str, token: &str) -> Step<()> {
+        let retry = self
             .get(
                 "retry",
-                &ping,
+                ping,
                 vec![("Authorization", format!("Bearer {token}"))],
             )
             .await
-        else {
-            return false;
-        };
+            .ok_or(false)?;
         if retry.status == 401 {
             println!(
                 "FAIL  retry: GET {ping} with the token the realm just issued → 401 in {} ms ({}): the registry refuses the realm's tokens; its auth.token issuer, service or rootcertbundle does not match the signer — run `registry-token doctor --check check.upstream-trusts-tokens` where the sidecar runs",
                 retry.millis,
                 retry.reason()
             );
-            return false;
+            return Err(false);
         }
         if retry.status != 200 {
             println!(
@@ -672,13 +668,13 @@ impl Probe {
                 retry.millis,
                 retry.reason()
             );
-            return false;
+            return Err(false);
         }
         println!(
             "ok    retry: GET {ping} with the token → 200 in {} ms",
             retry.millis
         );
-        self.routes(base, scopes, Some(&token)).await
+        Ok(())
     }
 
     /// GETs each scope's route; authorised when the answer is neither 401 nor 403.
@@ -756,6 +752,78 @@ fn describe_token(token: &str, body: &Value) -> String {
         format!("grants {}", grants.join(" "))
     };
     format!("{expires}, {grants}")
+}
+
+/// How a step of `test`'s flow ends it early: `Err(true)` passing, `Err(false)` failing (its
+/// line printed).
+type Step<T> = Result<T, bool>;
+
+/// The realm's URL with the challenge's `service` and each scope, as clients ask it.
+fn token_url(realm: &str, challenge: &Challenge, scopes: &[String]) -> Step<Url> {
+    let Ok(mut token_url) = Url::parse(realm) else {
+        println!("FAIL  challenge: realm `{realm}` is not a URL");
+        return Err(false);
+    };
+    {
+        let mut query = token_url.query_pairs_mut();
+        if let Some(service) = &challenge.service {
+            query.append_pair("service", service);
+        }
+        for scope in scopes {
+            query.append_pair("scope", scope);
+        }
+    }
+    Ok(token_url)
+}
+
+/// The credentials as the realm will see them: headers for a `GET`, or a refresh token for
+/// docker's `POST` grant; `how` names them in the output.
+struct Presentation<'a> {
+    how: String,
+    headers: Vec<(&'static str, String)>,
+    refresh: Option<&'a str>,
+    anonymous: bool,
+}
+
+impl<'a> Presentation<'a> {
+    fn of(credentials: &'a Credentials, realm: &str) -> Presentation<'a> {
+        let mut headers = Vec::new();
+        let mut refresh = None;
+        let how = match credentials {
+            Credentials::OpTok {
+                optok,
+                key: Some(key),
+            } => {
+                headers.push(("Authorization", format!("DPoP {optok}")));
+                headers.push(("DPoP", dpop_proof(key, "GET", realm, optok)));
+                "the OpTok with a DPoP proof".to_string()
+            }
+            Credentials::OpTok { optok, key: None } => {
+                headers.push(("Authorization", format!("Bearer {optok}")));
+                "the OpTok as a bearer token (no DPoP key)".to_string()
+            }
+            Credentials::Basic { user, secret, from } => {
+                headers.push((
+                    "Authorization",
+                    format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))),
+                ));
+                format!("Basic auth for `{user}` from {from}")
+            }
+            Credentials::Refresh { token, from } => {
+                refresh = Some(token.as_str());
+                format!("the identitytoken from {from} (refresh grant)")
+            }
+            Credentials::Anonymous => {
+                "no credentials (none given, none in docker's config)".to_string()
+            }
+        };
+        Presentation {
+            how,
+            headers,
+            refresh,
+            anonymous: matches!(credentials, Credentials::Anonymous),
+        }
+    }
 }
 
 #[cfg(test)]

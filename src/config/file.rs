@@ -409,7 +409,8 @@ fn default_actions() -> Vec<String> {
     vec!["pull".into()]
 }
 
-/// Every key name of the schema, so that `REGISTRY_TOKEN_SIGNING__KEYID` finds `keyId`.
+/// Every key name of the schema, so that `REGISTRY_TOKEN_SIGNING__KEYID` finds `keyId`; the test
+/// `key_names_are_the_schema` walks the serde schema and fails when this list drifts from it.
 pub const KEY_NAMES: &[&str] = &[
     "server",
     "listen",
@@ -471,6 +472,7 @@ pub const KEY_NAMES: &[&str] = &[
     "repositories",
     "pattern",
     "actions",
+    "catalog",
     "defaultPlan",
     "revokedLicenses",
     "revokedLicensesFile",
@@ -494,3 +496,78 @@ pub const KEY_NAMES: &[&str] = &[
     "path",
     "size",
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_yaml_ng::{Mapping, Value};
+
+    use super::*;
+
+    /// The value that puts a mapping holding only an unknown key at `path` (a key, or `None`
+    /// for "inside a sequence").
+    fn probe_at(path: &[Option<String>]) -> Value {
+        let mut probe = Mapping::new();
+        probe.insert("__probe".into(), 1.into());
+        path.iter()
+            .rev()
+            .fold(Value::Mapping(probe), |inner, step| match step {
+                Some(key) => Value::Mapping(Mapping::from_iter([(key.as_str().into(), inner)])),
+                None => Value::Sequence(vec![inner]),
+            })
+    }
+
+    /// The field names of the struct at `path`, as serde lists them when refusing an unknown
+    /// key there (`deny_unknown_fields`); `None` when no struct is there.
+    fn fields_at(path: &[Option<String>]) -> Option<Vec<String>> {
+        let error = serde_yaml_ng::from_value::<FileConfig>(probe_at(path)).err()?;
+        let text = error.to_string();
+        let (_, expected) = text.split_once("unknown field `__probe`, expected")?;
+        Some(
+            expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(String::from)
+                .collect(),
+        )
+    }
+
+    /// Every key name below `path`, a struct or a sequence of structs, walking the schema.
+    fn walk(path: &mut Vec<Option<String>>, names: &mut BTreeSet<String>) {
+        let fields = fields_at(path).or_else(|| {
+            path.push(None);
+            let inside = fields_at(path);
+            if inside.is_none() {
+                path.pop();
+            }
+            inside
+        });
+        for field in fields.unwrap_or_default() {
+            names.insert(field.clone());
+            path.push(Some(field));
+            walk(path, names);
+            path.pop();
+        }
+        if path.last() == Some(&None) {
+            path.pop();
+        }
+    }
+
+    /// `KEY_NAMES` (how an environment variable's levels find their camelCase key) is every key
+    /// of the schema, no more: a field added, renamed or removed without it fails here.
+    #[test]
+    fn key_names_are_the_schema() {
+        let mut schema = BTreeSet::new();
+        walk(&mut Vec::new(), &mut schema);
+        let listed: BTreeSet<String> = KEY_NAMES.iter().map(|k| k.to_string()).collect();
+        assert!(schema.len() > 40, "the walk reads the schema: {schema:?}");
+        let missing: Vec<_> = schema.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&schema).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "KEY_NAMES lacks {missing:?} and has {extra:?} beyond the schema"
+        );
+    }
+}

@@ -361,6 +361,23 @@ fn under(path: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
+/// The errors `check-config` finds in the plans (`plans`, `defaultPlan`, `anonymous`), from the
+/// same validation: what `doctor`'s `check.plans` reports as failures, even when another part
+/// of the configuration does not load.
+pub fn plan_errors(file: FileConfig) -> Vec<ConfigError> {
+    let Err(errors) = validate(file) else {
+        return Vec::new();
+    };
+    errors
+        .into_iter()
+        .filter(|e| {
+            ["plans", "defaultPlan", "anonymous"]
+                .iter()
+                .any(|p| under(&e.path, p))
+        })
+        .collect()
+}
+
 /// Removes the mapping key at `path` from `value`; false when `path` is not a mapping key
 /// (a list item: removing it would shift the paths of the items after it).
 fn set_aside(value: &mut serde_yaml_ng::Value, path: &str) -> bool {

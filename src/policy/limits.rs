@@ -20,8 +20,9 @@ use crate::state::Hit;
 /// such callers are counted by address, as Docker Hub counts anonymous pulls.
 pub const ANONYMOUS_SUBJECT: &str = "anonymous";
 
-/// `Retry-After` seconds when the shared state cannot count (503 `state_unavailable`).
-pub const STATE_RETRY_AFTER: u64 = 10;
+/// `Retry-After` seconds of every 503: the shared state cannot count (`state_unavailable`), the
+/// Authority's keys cannot be had (`authority_unavailable`).
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 10;
 
 /// What a plan limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,15 +62,6 @@ impl Limit {
 pub struct PlanLimits {
     pub pulls: Option<Limit>,
     pub tokens: Option<Limit>,
-}
-
-impl PlanLimits {
-    pub fn of(&self, kind: Kind) -> Option<Limit> {
-        match kind {
-            Kind::Pulls => self.pulls,
-            Kind::Tokens => self.tokens,
-        }
-    }
 }
 
 /// One limit as written: `{count: N, per: DURATION}`.

@@ -2,7 +2,7 @@
 //! the sidecar-issued bearer token → live revocation → allow, or the [`Denial`] that refuses.
 
 use super::denial::Denial;
-use crate::authority::AuthorityConfig;
+use crate::authority::{split_authorization, AuthorityConfig};
 use crate::config::Settings;
 use crate::policy::Policy;
 use crate::policy::Values;
@@ -91,12 +91,8 @@ pub fn authorize(
     let scope = || routed.needs.iter().collect::<AccessSet>().to_string();
     let token = match req.authorization.as_slice() {
         [] => return Err(Denial::NoToken { scope: scope() }),
-        [one] => match one.split_once(' ') {
-            Some((scheme, token))
-                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-            {
-                token.trim()
-            }
+        [one] => match split_authorization(one) {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
             _ => return Err(Denial::NotBearer { scope: scope() }),
         },
         _ => return Err(Denial::DuplicateAuthorization),

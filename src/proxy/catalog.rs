@@ -112,7 +112,7 @@ pub async fn answer(
         Err(e) => {
             tracing::warn!(route = "catalog", error = %e, "the registry's catalog could not be read");
             let message = "the registry's catalog could not be read";
-            return respond::docker_error(session, 502, "UNAVAILABLE", message, None, false).await;
+            return respond::docker_error(session, 502, "UNAVAILABLE", message, false).await;
         }
     };
     tracing::info!(

@@ -7,7 +7,7 @@
 //! place that turns a variant into HTTP.
 
 use crate::metrics::Metrics;
-use crate::policy::limits::{RateHeaders, STATE_RETRY_AFTER};
+use crate::policy::limits::{RateHeaders, UNAVAILABLE_RETRY_AFTER};
 use crate::registry::RouteError;
 
 /// A refusal written by the sidecar; nothing is forwarded. `Display` is the Docker `message`.
@@ -195,7 +195,7 @@ impl Denial {
                 all.extend(headers.headers());
                 all
             }
-            Denial::StateUnavailable => vec![("Retry-After", STATE_RETRY_AFTER.to_string())],
+            Denial::StateUnavailable => vec![("Retry-After", UNAVAILABLE_RETRY_AFTER.to_string())],
             _ => Vec::new(),
         }
     }

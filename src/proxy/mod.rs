@@ -29,7 +29,7 @@ pub use denial::{Challenge, Denial};
 use crate::authority::{Authority, Succession};
 use crate::cache::Cache;
 use crate::config::Settings;
-use crate::edge::forwarded_certificate;
+use crate::edge::{forwarded_certificate, forwarded_for};
 use crate::health::Health;
 use crate::jose::Clock;
 use crate::metrics::Metrics;
@@ -424,10 +424,7 @@ impl ProxyHttp for Sidecar {
             p if p == "/v2" || p.starts_with("/v2/") => {
                 return self.v2(session, ctx, p, query.as_deref()).await
             }
-            _ => {
-                respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", None, true)
-                    .await?
-            }
+            _ => respond::docker_error(session, 404, "NOT_FOUND", "no such endpoint", true).await?,
         }
         Ok(true)
     }
@@ -470,8 +467,10 @@ impl ProxyHttp for Sidecar {
         upstream.insert_header("Host", settings.public_host.as_str())?;
         upstream.insert_header("X-Forwarded-Host", settings.public_host.as_str())?;
         upstream.insert_header("X-Forwarded-Proto", settings.public_scheme.as_str())?;
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("X-Forwarded-For", addr.ip().to_string())?;
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
+            let client = limit::client_ip(session, settings).unwrap_or(peer.ip());
+            let forwarded = forwarded_for(peer.ip(), client);
+            upstream.insert_header("X-Forwarded-For", forwarded)?;
         }
         if let Some(query) = ctx.upstream_query.take() {
             let path = target(upstream).map(|(p, _)| p).unwrap_or_default();
@@ -549,7 +548,7 @@ impl ProxyHttp for Sidecar {
             } else {
                 "UNSUPPORTED"
             };
-            let _ = respond::docker_error(session, code, code_name, message, None, true).await;
+            let _ = respond::docker_error(session, code, code_name, message, true).await;
         }
         FailToProxy {
             error_code: code,

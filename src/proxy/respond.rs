@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::denial::Denial;
 use crate::authority::SenderConstraint;
-use crate::registry;
-use crate::token::realm::{quote_safe, RealmChallenge, Refusal};
+use crate::registry::challenge::Challenge;
+use crate::token::realm::{RealmChallenge, Refusal};
 
 /// One entry of the Docker registry `errors` array.
 #[derive(Serialize)]
@@ -94,35 +94,38 @@ pub async fn text(session: &mut Session, status: u16, body: &'static str) -> Res
     .await
 }
 
-/// A Docker `errors` response for `/v2/`.
+/// The Docker `errors` body, `{"errors":[{"code":…,"message":…}]}`: the one writer of it, for
+/// every refusal of the main listener.
+pub fn docker_errors(code: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&DockerErrors {
+        errors: [DockerError { code, message }],
+    })
+    .unwrap_or_default()
+}
+
+/// The header every Docker `errors` response carries.
+fn api_version() -> (&'static str, String) {
+    (
+        "Docker-Distribution-API-Version",
+        "registry/2.0".to_string(),
+    )
+}
+
+/// A Docker `errors` response for `/v2/` without a challenge.
 pub async fn docker_error(
     session: &mut Session,
     status: u16,
     code: &str,
     message: &str,
-    www_authenticate: Option<&str>,
     close: bool,
 ) -> Result<()> {
-    let body = serde_json::to_vec(&DockerErrors {
-        errors: [DockerError { code, message }],
-    })
-    .unwrap_or_default();
-    let mut headers = vec![(
-        "Docker-Distribution-API-Version",
-        "registry/2.0".to_string(),
-    )];
-    if let Some(challenge) = www_authenticate {
-        headers.push(("WWW-Authenticate", challenge.to_string()));
-    }
-    send(
-        session,
+    let reply = Reply {
         status,
-        "application/json",
-        &headers,
-        body.into(),
+        headers: vec![api_version()],
+        body: docker_errors(code, message),
         close,
-    )
-    .await
+    };
+    reply.write(session).await
 }
 
 /// A response before it is written: status, headers after the fixed ones, body, and whether
@@ -194,14 +197,14 @@ pub fn refusal_reply(r: &Refusal, constraint: SenderConstraint, nonce: Option<St
         RealmChallenge::Authority(e) => {
             headers.push(("WWW-Authenticate", e.www_authenticate(constraint)))
         }
-        RealmChallenge::Bearer => headers.push((
-            "WWW-Authenticate",
-            format!(
-                "Bearer error=\"{}\", error_description=\"{}\"",
-                r.error(),
-                quote_safe(&description)
-            ),
-        )),
+        RealmChallenge::Bearer => {
+            let challenge = Challenge {
+                error: Some(r.error().to_owned()),
+                error_description: Some(description.clone()),
+                ..Challenge::default()
+            };
+            headers.push(("WWW-Authenticate", challenge.to_string()))
+        }
     }
     if let Some(secs) = r.retry_after() {
         headers.push(("Retry-After", secs.to_string()));
@@ -232,23 +235,15 @@ pub async fn refusal(
 /// variant asks for it or `body_pending` (a body may be left unread).
 pub fn denial_reply(d: &Denial, realm: &str, service: &str, body_pending: bool) -> Reply {
     let message = d.to_string();
-    let body = serde_json::to_vec(&DockerErrors {
-        errors: [DockerError {
-            code: d.code(),
-            message: &message,
-        }],
-    })
-    .unwrap_or_default();
-    let mut headers = vec![(
-        "Docker-Distribution-API-Version",
-        "registry/2.0".to_string(),
-    )];
+    let body = docker_errors(d.code(), &message);
+    let mut headers = vec![api_version()];
     if let Some(challenge) = d.challenge() {
-        let header = registry::challenge::Challenge {
+        let header = Challenge {
             realm: Some(realm.to_string()),
             service: Some(service.to_string()),
             scope: (!challenge.scope.is_empty()).then(|| challenge.scope.to_string()),
             error: challenge.error.map(str::to_string),
+            error_description: None,
         };
         headers.push(("WWW-Authenticate", header.to_string()));
     }
@@ -299,14 +294,14 @@ mod tests {
                 Refusal::LicenseRevoked,
                 None,
                 403,
-                vec![("WWW-Authenticate", r#"Bearer error="invalid_token", error_description="this license has been revoked""#.into())],
+                vec![("WWW-Authenticate", r#"Bearer error="invalid_token",error_description="this license has been revoked""#.into())],
                 r#"{"error":"invalid_token","error_description":"this license has been revoked","reason":"license_revoked","errors":[{"code":"DENIED","message":"this license has been revoked"}]}"#,
             ),
             (
                 Refusal::UnknownPlan,
                 None,
                 403,
-                vec![("WWW-Authenticate", r#"Bearer error="insufficient_scope", error_description="the caller's plan is not known to this registry""#.into())],
+                vec![("WWW-Authenticate", r#"Bearer error="insufficient_scope",error_description="the caller's plan is not known to this registry""#.into())],
                 r#"{"error":"insufficient_scope","error_description":"the caller's plan is not known to this registry","reason":"unknown_plan","errors":[{"code":"DENIED","message":"the caller's plan is not known to this registry"}]}"#,
             ),
             (

@@ -170,11 +170,6 @@ impl AccessSet {
             .iter()
             .any(|s| s.resource.same(&access.resource) && s.actions.contains(&access.action))
     }
-
-    /// One scope per resource.
-    pub fn scopes(&self) -> &[Scope] {
-        &self.scopes
-    }
 }
 
 impl<'a> FromIterator<&'a Access> for AccessSet {

@@ -1,7 +1,8 @@
 //! The `WWW-Authenticate: Bearer` challenge a registry answers an unauthenticated `/v2/` with
-//! (Distribution's `registry/auth/token`): `realm`, `service`, `scope`, `error`. The sidecar
-//! writes one on every 401 with [`Challenge`]'s `Display` (`proxy::respond`); the `test` and
-//! `doctor` commands read the one a registry sends with [`Challenge::parse`].
+//! (Distribution's `registry/auth/token`): `realm`, `service`, `scope`, `error`, and RFC 6750's
+//! `error_description`. Every Bearer challenge the sidecar writes is [`Challenge`]'s `Display`
+//! (`/v2/` 401s and token realm refusals in `proxy::respond`, the Authority's errors); the `test`
+//! and `doctor` commands read the one a registry sends with [`Challenge::parse`].
 
 use std::collections::HashMap;
 
@@ -12,6 +13,15 @@ pub struct Challenge {
     pub service: Option<String>,
     pub scope: Option<String>,
     pub error: Option<String>,
+    /// Written through [`quote_safe`]: a sentence may hold characters a quoted value cannot.
+    pub error_description: Option<String>,
+}
+
+/// Keeps a description usable inside a quoted header parameter.
+pub fn quote_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
+        .collect()
 }
 
 impl Challenge {
@@ -52,20 +62,23 @@ impl Challenge {
             service: take("service"),
             scope: take("scope"),
             error: take("error"),
+            error_description: take("error_description"),
         })
     }
 }
 
-/// `Bearer realm="...",service="...",scope="...",error="..."`, absent parameters left out, in
-/// the order Distribution writes them.
+/// `Bearer realm="...",service="...",scope="...",error="...",error_description="..."`, absent
+/// parameters left out, in the order Distribution writes them.
 impl std::fmt::Display for Challenge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Bearer ")?;
+        let description = self.error_description.as_deref().map(quote_safe);
         let params = [
             ("realm", &self.realm),
             ("service", &self.service),
             ("scope", &self.scope),
             ("error", &self.error),
+            ("error_description", &description),
         ];
         let mut first = true;
         for (name, value) in params {
@@ -120,6 +133,7 @@ mod tests {
             service: Some("registry.example".into()),
             scope: Some("repository:a/b:pull,push".into()),
             error: Some("insufficient_scope".into()),
+            error_description: None,
         };
         let text = challenge.to_string();
         assert_eq!(
@@ -133,5 +147,14 @@ mod tests {
             ..Challenge::default()
         };
         assert_eq!(bare.to_string(), r#"Bearer realm="r",service="s""#);
+        let described = Challenge {
+            error: Some("invalid_token".into()),
+            error_description: Some("a \"quoted\" \\ word".into()),
+            ..Challenge::default()
+        };
+        assert_eq!(
+            described.to_string(),
+            r#"Bearer error="invalid_token",error_description="a quoted  word""#
+        );
     }
 }

@@ -6,52 +6,40 @@
 //! while Redis is away, so a proof can be replayed once per replica and a limit is counted per
 //! replica. `refuse` (the default) keeps both exact and answers 503 instead.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::memory::MemoryCounters;
-use super::{Counters, Hit, StateError};
+use super::{Counters, Hit, StateError, WARN_EVERY};
 use crate::authority::{MemoryReplayStore, ProofUse, ReplayError, ReplayLimits, ReplayStore};
 use crate::metrics::Metrics;
-
-/// A fallback is logged at most this often.
-const WARN_EVERY_MS: i64 = 10_000;
+use crate::throttle::Throttle;
 
 /// Counts fallbacks and rate-limits their warning.
 struct Warned {
     metrics: Arc<Metrics>,
-    /// Unix ms of the last warning; 0 before the first.
-    at: AtomicI64,
+    warnings: Throttle,
 }
 
 impl Warned {
     fn new(metrics: Arc<Metrics>) -> Self {
         Warned {
             metrics,
-            at: AtomicI64::new(0),
+            warnings: Throttle::new(WARN_EVERY),
         }
     }
 
-    /// Counts a fallback for `op` and logs it unless a warning went out in the last 10 s.
+    /// Counts a fallback for `op` and logs it unless a warning went out in the last
+    /// [`WARN_EVERY`].
     fn fell_back(&self, op: &str, why: &str) {
         self.metrics.state_fallbacks.with_label_values(&[op]).inc();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let last = self.at.load(Ordering::Relaxed);
-        if (last == 0 || now - last >= WARN_EVERY_MS)
-            && self
-                .at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if let Some(fallbacks) = self.warnings.event() {
             tracing::warn!(
                 op,
                 error = why,
+                fallbacks,
                 "Redis does not answer: serving from this replica's memory (onUnavailable: memory)"
             );
         }
@@ -136,7 +124,7 @@ impl Counters for FallbackCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A shared store that answers, or is down.
     #[derive(Default)]

@@ -24,6 +24,10 @@ use self::replay::RedisReplayStore;
 use crate::authority::{MemoryReplayStore, ReplayStore};
 use crate::metrics::Metrics;
 
+/// A failure of the shared store, or a fallback from it, is logged at most this often (each
+/// one is counted in metrics); the lines go through [`crate::throttle::Throttle`].
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// The shared store could not answer within `state.redis.timeout`, or answered an error.
 /// Holds no key or secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

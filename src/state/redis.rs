@@ -15,7 +15,6 @@
 //! [`RedisUrl`]'s `Debug` and `Display` hide it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,13 +23,12 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult, Script};
 
-use super::{Counters, Hit, StateError};
+use super::{Counters, Hit, StateError, WARN_EVERY};
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 
 /// A connection is rebuilt after a failure at most this often.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
-/// A failure is logged at most this often (the rest are counted).
-const WARN_EVERY_MS: i64 = 10_000;
 /// How long a readiness answer is reused (as the upstream probe's).
 const READY_CACHE: Duration = Duration::from_secs(2);
 
@@ -134,9 +132,8 @@ pub struct Redis {
     /// Made at the first command, inside a runtime (the client spawns its tasks there).
     managed: ArcSwapOption<Managed>,
     counter: Script,
-    /// Unix ms of the last warning, and failures since.
-    warned_at: AtomicI64,
-    unwarned: AtomicU64,
+    /// The failure warnings: one per [`WARN_EVERY`] at most, with the failures since.
+    warnings: Throttle,
     ready: tokio::sync::Mutex<Option<Ready>>,
 }
 
@@ -178,8 +175,7 @@ impl Redis {
             metrics,
             managed: ArcSwapOption::empty(),
             counter: Script::new(COUNTER_SCRIPT),
-            warned_at: AtomicI64::new(i64::MIN / 2),
-            unwarned: AtomicU64::new(0),
+            warnings: Throttle::new(WARN_EVERY),
             ready: tokio::sync::Mutex::new(None),
         })
     }
@@ -328,18 +324,9 @@ impl Redis {
 
     /// One warning per 10 s at most, saying how many failures it stands for.
     fn warn(&self, op: &str, error: &str) {
-        let now = unix_ms();
-        let last = self.warned_at.load(Ordering::Relaxed);
-        let unwarned = self.unwarned.fetch_add(1, Ordering::Relaxed) + 1;
-        if now - last < WARN_EVERY_MS
-            || self
-                .warned_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        let Some(unwarned) = self.warnings.event() else {
             return;
-        }
-        self.unwarned.store(0, Ordering::Relaxed);
+        };
         tracing::warn!(
             redis = %self.settings.url,
             op,

@@ -202,8 +202,7 @@ impl Refusal {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Refusal::RateLimited { retry_after, .. } => Some(*retry_after),
-            Refusal::StateUnavailable => Some(limits::STATE_RETRY_AFTER),
-            _ => (self.status() == 503).then_some(10),
+            _ => (self.status() == 503).then_some(limits::UNAVAILABLE_RETRY_AFTER),
         }
     }
 
@@ -223,15 +222,8 @@ pub enum RealmChallenge<'a> {
     None,
     /// `AuthError::www_authenticate` under the configured sender constraint.
     Authority(&'a AuthError),
-    /// `Bearer error="…", error_description="…"` (RFC 6750 section 3).
+    /// `Bearer error="…",error_description="…"` (RFC 6750 section 3).
     Bearer,
-}
-
-/// Keeps a description usable inside a quoted header parameter.
-pub fn quote_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
-        .collect()
 }
 
 /// The parameters of a token request, from the query (GET) or the form (POST).
@@ -455,7 +447,7 @@ fn or_anonymous(
     match caller {
         Some(c) => Ok(c),
         None if policy.anonymous_plan.is_some() && !scopes.is_empty() => Ok(Caller {
-            subject: "anonymous".into(),
+            subject: limits::ANONYMOUS_SUBJECT.into(),
             plan: policy.anonymous_plan.clone(),
             license: None,
             scheme: None,

@@ -31,7 +31,9 @@ use super::keys::{KeyError, KeySet};
 use super::Issuer;
 use crate::authority::dpop::DpopError;
 use crate::authority::optok::{same_certificate, Binding};
-use crate::authority::{AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via};
+use crate::authority::{
+    one_proof, AuthError, AuthorityConfig, Caller, ProofUse, SenderConstraint, Via,
+};
 use crate::policy::Policy;
 
 /// The JOSE `typ` of a refresh token.
@@ -306,9 +308,9 @@ pub fn bind(
             }
         }
         Binding::Jkt(jkt) => {
-            let proof = match presented.dpop {
-                [proof] if !proof.contains(',') => proof.trim_matches([' ', '\t']),
-                [] => {
+            let proof = match (one_proof(presented.dpop), presented.dpop) {
+                (Some(proof), _) => proof,
+                (None, []) => {
                     return Err(AuthError::SenderMismatch {
                         via: Via::Dpop,
                         detail: "a DPoP-bound refresh token needs a DPoP proof",
