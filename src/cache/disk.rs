@@ -9,8 +9,9 @@
 //!
 //! A file name is made only from a [`Digest`] that matched the grammar, and read back only
 //! through it: nothing a client sends becomes a path. At start the index is rebuilt from the
-//! `.meta` files whose data file has the recorded length; every hit hashes the file again
-//! before a byte is sent, and a file that no longer hashes to its name is dropped instead.
+//! `.meta` files whose data file has the recorded length. A hit hashes the file before a byte
+//! is sent unless this process already hashed it and the filesystem has not touched it since
+//! ([`Verified`]); a file that no longer hashes to its name is dropped instead.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -39,6 +40,58 @@ struct Meta {
     headers: Vec<(String, String)>,
     /// Repository → Unix seconds of the registry's last 200 for it.
     repos: HashMap<String, u64>,
+    /// The last time this process hashed the data file; never written (each start hashes anew).
+    #[serde(skip)]
+    verified: Option<Verified>,
+}
+
+/// What the filesystem says of a data file. A write, a truncation or a replacement changes it:
+/// a new ctime at least (which no system call sets to a chosen value), or a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// A file's [`Stamp`] when its bytes hashed to its name, and when that was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    stamp: Stamp,
+    at_ns: i128,
+}
+
+/// File times tick coarsely (a few milliseconds), so a write just after a hash may leave the
+/// stamp unchanged: a hash is trusted only when it ran this long after the file's last change
+/// (git's "racily clean" rule). Until then every hit hashes again.
+const RACY_NS: i128 = 2_000_000_000;
+
+impl Verified {
+    fn trusted(&self, stamp: &Stamp) -> bool {
+        self.stamp == *stamp && stamp.ctime_ns.max(stamp.mtime_ns) + RACY_NS <= self.at_ns
+    }
+}
+
+fn unix_ns(t: SystemTime) -> i128 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// An object on disk, as a hit needs it.
@@ -49,6 +102,8 @@ pub struct DiskObject {
     pub headers: Vec<(&'static str, String)>,
     pub len: u64,
     pub path: PathBuf,
+    /// The last hash of the file in this process, for [`open_verified`].
+    pub verified: Option<Verified>,
 }
 
 struct Index {
@@ -194,7 +249,17 @@ impl Disk {
             headers: kept(&meta.headers),
             len: meta.len,
             path: self.data_path(key.0, &key.1),
+            verified: meta.verified,
         })
+    }
+
+    /// Remembers that `key`'s file hashed to its name as `verified` says.
+    pub fn remember(&self, key: &Key, verified: Verified) {
+        if let Some(meta) = self.index().entries.peek_mut(key) {
+            if meta.len == verified.stamp.len {
+                meta.verified = Some(verified);
+            }
+        }
     }
 
     /// Moves the verified temporary file `temp` in as `(kind, digest)` for `repo` (or records
@@ -230,6 +295,7 @@ impl Disk {
                 .map(|(n, v)| (n.to_string(), v.clone()))
                 .collect(),
             repos: HashMap::from([(repo.to_string(), now)]),
+            verified: None,
         };
         let json = serde_json::to_vec(&meta).unwrap_or_default();
         write_atomically(&tmp, &self.meta_path(kind, digest), &json)?;
@@ -294,17 +360,37 @@ pub fn verify(file: &mut File, digest: &Digest, len: u64) -> bool {
     seen == len && hasher.matches(digest)
 }
 
-/// Opens `path` and verifies it: the open file (to serve from, rewound) when it hashes to
-/// `digest`, `None` otherwise. Serving from the same descriptor means a file replaced after
-/// the check is never the one sent.
-pub fn open_verified(path: &Path, digest: &Digest, len: u64) -> Option<File> {
+/// Opens `path` for a hit: the open file when its `len` bytes hash to `digest`, with the
+/// [`Verified`] to remember; `None` otherwise. The file is hashed unless `known` is a trusted
+/// hash of this very file as it stands (same inode, length and times). Serving from the
+/// descriptor that was checked means a file replaced after the check is never the one sent.
+pub fn open_verified(
+    path: &Path,
+    digest: &Digest,
+    len: u64,
+    known: Option<Verified>,
+    now: SystemTime,
+) -> Option<(File, Verified)> {
     use std::io::Seek;
     let mut file = File::open(path).ok()?;
+    let stamp = Stamp::of(&file.metadata().ok()?);
+    if stamp.len != len {
+        return None;
+    }
+    if let Some(known) = known.filter(|k| k.trusted(&stamp)) {
+        return Some((file, known));
+    }
     if !verify(&mut file, digest, len) {
         return None;
     }
     file.rewind().ok()?;
-    Some(file)
+    Some((
+        file,
+        Verified {
+            stamp,
+            at_ns: unix_ns(now),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -345,7 +431,8 @@ mod tests {
         assert!(disk.bytes() <= 2500);
         assert!(disk.get(&a, "r", ttl).is_none(), "least recently used went");
         let hit = disk.get(&b, "r", ttl).unwrap();
-        assert!(open_verified(&hit.path, &b.1, hit.len).is_some());
+        let now = SystemTime::now();
+        assert!(open_verified(&hit.path, &b.1, hit.len, None, now).is_some());
         assert!(disk.get(&b, "other", ttl).is_none());
         drop(disk);
 
@@ -354,7 +441,7 @@ mod tests {
         let hit = disk.get(&b, "r", ttl).expect("kept across a reopen");
         fs::write(&hit.path, [9u8; 1000]).unwrap();
         assert!(
-            open_verified(&hit.path, &b.1, hit.len).is_none(),
+            open_verified(&hit.path, &b.1, hit.len, None, now).is_none(),
             "a corrupted file"
         );
         fs::write(&hit.path, [9u8; 10]).unwrap();
@@ -367,5 +454,74 @@ mod tests {
         assert_eq!(disk.bytes(), 1000);
         assert_eq!(disk.resize(0), 1);
         assert_eq!(disk.bytes(), 0);
+    }
+
+    fn stamp() -> Stamp {
+        Stamp {
+            dev: 1,
+            ino: 2,
+            len: 3,
+            mtime_ns: 10 * RACY_NS,
+            ctime_ns: 10 * RACY_NS,
+        }
+    }
+
+    /// A hash is trusted for the file exactly as it was hashed (each field of the stamp), and
+    /// only when it ran at least `RACY_NS` after the file's last change.
+    #[rstest::rstest]
+    #[case::as_hashed_well_after_the_change(stamp(), 11 * RACY_NS, true)]
+    #[case::hashed_in_the_same_tick_as_the_change(stamp(), 10 * RACY_NS, false)]
+    #[case::hashed_just_under_racy_after(stamp(), 11 * RACY_NS - 1, false)]
+    #[case::other_device(Stamp { dev: 9, ..stamp() }, 11 * RACY_NS, false)]
+    #[case::other_inode(Stamp { ino: 9, ..stamp() }, 11 * RACY_NS, false)]
+    #[case::other_length(Stamp { len: 9, ..stamp() }, 11 * RACY_NS, false)]
+    #[case::written_since(Stamp { mtime_ns: 10 * RACY_NS + 1, ..stamp() }, 11 * RACY_NS, false)]
+    #[case::changed_since(Stamp { ctime_ns: 10 * RACY_NS + 1, ..stamp() }, 11 * RACY_NS, false)]
+    fn a_hash_is_trusted_only_for_the_file_as_hashed(
+        #[case] now: Stamp,
+        #[case] at_ns: i128,
+        #[case] trusted: bool,
+    ) {
+        let verified = Verified {
+            stamp: stamp(),
+            at_ns,
+        };
+        assert_eq!(verified.trusted(&now), trusted);
+    }
+
+    /// A trusted hash spares the next hit's: the same `Verified` comes back. A file replaced
+    /// by other bytes of the same length (a new inode) is hashed again and refused.
+    #[test]
+    fn a_remembered_hash_is_used_until_the_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(&DiskSettings {
+            path: dir.path().to_path_buf(),
+            size: 10_000,
+        })
+        .unwrap();
+        let ttl = Duration::from_secs(60);
+        let (key, _) = put(&disk, &[5; 1000], "r");
+        let hit = disk.get(&key, "r", ttl).unwrap();
+        assert_eq!(
+            hit.verified, None,
+            "a fill is hashed again on its first hit"
+        );
+        let later = SystemTime::now() + Duration::from_secs(10);
+        let (held, verified) = open_verified(&hit.path, &key.1, hit.len, None, later).unwrap();
+        disk.remember(&key, verified);
+        let hit = disk.get(&key, "r", ttl).unwrap();
+        assert_eq!(hit.verified, Some(verified));
+        let (_, again) = open_verified(&hit.path, &key.1, hit.len, hit.verified, later).unwrap();
+        assert_eq!(again, verified, "hashed again though trusted");
+
+        // `held` keeps the old inode alive, so the replacement cannot reuse its number.
+        let replacement = dir.path().join("replacement");
+        fs::write(&replacement, [6u8; 1000]).unwrap();
+        fs::rename(&replacement, &hit.path).unwrap();
+        assert!(
+            open_verified(&hit.path, &key.1, hit.len, hit.verified, later).is_none(),
+            "a replaced file was served on a remembered hash"
+        );
+        drop(held);
     }
 }

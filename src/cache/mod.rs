@@ -278,6 +278,13 @@ impl Cache {
         }
     }
 
+    /// Remembers that a disk file hashed to its name, so that later hits need not hash it.
+    pub fn remember(&self, kind: Kind, digest: &Digest, verified: disk::Verified) {
+        if let Some(disk) = &self.disk {
+            disk.remember(&(kind, digest.clone()), verified);
+        }
+    }
+
     /// A disk file that no longer hashes to its name: dropped, counted, logged.
     pub fn corrupted(&self, kind: Kind, digest: &Digest) {
         if let Some(disk) = &self.disk {

@@ -17,6 +17,7 @@ use pingora::Result;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -184,8 +185,9 @@ pub async fn before_forward(
 }
 
 /// Answers from the cache when `(kind, digest)` is held for `repo` and servable to this client;
-/// false when the request must go upstream. A disk file is hashed again first: one that no
-/// longer hashes to its name is dropped, never sent.
+/// false when the request must go upstream. A disk file is hashed first unless this process
+/// hashed it before and it was not touched since: one that no longer hashes to its name is
+/// dropped, never sent.
 async fn serve_hit(
     cache: &Cache,
     settings: &CacheSettings,
@@ -211,17 +213,25 @@ async fn serve_hit(
                 return Ok(false);
             }
             let DiskObject {
-                path, digest, len, ..
+                path,
+                digest,
+                len,
+                verified,
+                ..
             } = object.clone();
-            let verified =
-                tokio::task::spawn_blocking(move || disk::open_verified(&path, &digest, len))
-                    .await
-                    .ok()
-                    .flatten();
-            let Some(file) = verified else {
+            let opened = tokio::task::spawn_blocking(move || {
+                disk::open_verified(&path, &digest, len, verified, SystemTime::now())
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some((file, checked)) = opened else {
                 cache.corrupted(kind, &object.digest);
                 return Ok(false);
             };
+            if object.verified != Some(checked) {
+                cache.remember(kind, &object.digest, checked);
+            }
             let body = Body::File(tokio::fs::File::from_std(file), object.len);
             serve(session, kind, &object.headers, body, rate).await?;
         }
