@@ -30,7 +30,7 @@ use pingora::services::ServiceWithDependents;
 use tokio::sync::Notify;
 
 use crate::authority::{Authority, Succession};
-use crate::cache::bus::Bus;
+use crate::cache::bus::{self, Bus};
 use crate::cache::Cache;
 use crate::config::revocations::RevocationFile;
 use crate::config::watch::Reloader;
@@ -110,20 +110,6 @@ impl BackgroundService for AuthorityKeys {
 
 /// Hands each TLS handshake the certificate of the configuration in force, so that a reload
 /// (SIGHUP or a file change) renews it without touching open connections.
-/// Drops the entries other replicas saw deleted (SPEC 10), while Redis is configured.
-struct CacheInvalidations(Arc<Cache>);
-
-#[async_trait]
-impl BackgroundService for CacheInvalidations {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(bus) = self.0.bus() else { return };
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            _ = bus.listen(&self.0) => {}
-        }
-    }
-}
-
 struct Certificates(Arc<ArcSwap<Settings>>);
 
 #[async_trait]
@@ -168,16 +154,20 @@ fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String
     Ok(tls)
 }
 
+/// A background service, boxed.
+type Background = Box<dyn ServiceWithDependents>;
+
 /// Where revocations come from (SPEC 12), read once before serving: with `state.redis`, the
 /// set on Redis, followed over pub/sub and re-read on a timer; without it, the revocation
 /// file, watched. A revocation file that is not valid at start is an error (exit 2), as a bad
 /// configuration is; Redis away at start leaves the replica unready until it is read.
+/// With Redis, also the follower's pub/sub [`Channel`].
 fn revocation_sources(
     settings: &Arc<ArcSwap<Settings>>,
     stores: &Stores,
     revocations: &Arc<Revocations>,
     metrics: &Arc<Metrics>,
-) -> Vec<Box<dyn ServiceWithDependents>> {
+) -> (Background, Option<Arc<dyn Channel>>) {
     let Some(redis) = &stores.redis else {
         let path = settings.load().revoked_licenses_file.clone();
         let watcher = RevocationFile {
@@ -190,7 +180,10 @@ fn revocation_sources(
             std::process::exit(2);
         }
         tracing::info!(file = %path.display(), revoked = revocations.snapshot().len(), "revocations from the revocation file");
-        return vec![Box::new(background_service("revocation file", watcher))];
+        return (
+            Box::new(background_service("revocation file", watcher)),
+            None,
+        );
     };
     // A first read before serving, on a connection of its own (the shared one belongs to the
     // services' runtime).
@@ -206,16 +199,8 @@ fn revocation_sources(
     tracing::info!(revocations = %revocations.describe(), "revocations from the shared set on Redis");
     let follower = Arc::new(Follower::new(redis.clone(), revocations.clone()));
     let channel: Arc<dyn Channel> = follower.clone();
-    vec![
-        Box::new(background_service("revocations", FollowerService(follower))),
-        Box::new(background_service(
-            "pub/sub",
-            Subscriber {
-                redis: redis.clone(),
-                channels: vec![channel],
-            },
-        )),
-    ]
+    let service = background_service("revocations", FollowerService(follower));
+    (Box::new(service), Some(channel))
 }
 
 /// Runs the sidecar until a signal stops it. With `upgrade`, takes the listening sockets over
@@ -230,7 +215,7 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
     }
     let shared = Shared::build(&settings);
     let settings = Arc::new(ArcSwap::from_pointee(settings));
-    let revocation_services = revocation_sources(
+    let (revocation_service, revocation_channel) = revocation_sources(
         &settings,
         &shared.stores,
         &shared.revocations,
@@ -250,11 +235,17 @@ pub fn run(settings: Settings, config_path: PathBuf, upgrade: bool) -> ! {
             reloaded: reloaded.clone(),
         },
     ));
-    let _ = server.add_services(revocation_services);
-    if cache.bus().is_some() {
+    let _ = server.add_services(vec![revocation_service]);
+    if let Some(redis) = &shared.stores.redis {
+        // One subscription per process carries every channel between replicas.
+        let invalidations: Arc<dyn Channel> = Arc::new(bus::Listener(cache));
+        let channels = revocation_channel.into_iter().chain([invalidations]);
         server.add_service(background_service(
-            "cache invalidations",
-            CacheInvalidations(cache),
+            "pub/sub",
+            Subscriber {
+                redis: redis.clone(),
+                channels: channels.collect(),
+            },
         ));
     }
     server.add_service(background_service(

@@ -1,22 +1,17 @@
 //! Invalidation across replicas (SPEC 10): a DELETE through one replica drops the entry there
 //! and publishes its key on `<state.redis.keyPrefix>cache-invalidate`; every replica listens
-//! and drops it too. A message is `manifest <digest>` or `blob <digest>` under the cache's
+//! (a [`Channel`] of the one pub/sub subscriber, `state::pubsub`) and drops it too. A message is `manifest <digest>` or `blob <digest>` under the cache's
 //! digest grammar; any other message is ignored.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use futures_util::StreamExt;
 
 use super::{Cache, Digest, Kind};
+use crate::state::pubsub::Channel;
 use crate::state::redis::Redis;
 use crate::state::StateError;
 
 /// The channel's name after the key prefix.
 pub const CHANNEL: &str = "cache-invalidate";
-
-/// Time between two attempts to (re)subscribe.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// The message that drops `(kind, digest)`.
 pub fn message(kind: Kind, digest: &Digest) -> String {
@@ -64,41 +59,30 @@ impl Bus {
             .await
             .map(|_| ())
     }
+}
 
-    /// Listens until the process stops: every valid message drops its entry in `cache`.
-    /// A lost subscription is made again every second.
-    pub async fn listen(&self, cache: &Cache) {
-        loop {
-            if let Err(e) = self.subscribed(cache).await {
-                tracing::warn!(error = %e, channel = self.channel, "cache invalidation channel lost; subscribing again");
+/// The replica's end of the channel, one [`Channel`] of the process's pub/sub subscriber:
+/// every valid message drops its entry here.
+pub struct Listener(pub Arc<Cache>);
+
+impl Channel for Listener {
+    fn name(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn message(&self, body: &[u8]) {
+        match std::str::from_utf8(body).ok().and_then(parse) {
+            Some((kind, digest)) => {
+                self.0.drop_local(kind, &digest);
             }
-            tokio::time::sleep(RETRY).await;
+            None => tracing::warn!("ignored a malformed cache invalidation message"),
         }
     }
 
-    async fn subscribed(&self, cache: &Cache) -> Result<(), String> {
-        let timeout = self.redis.settings().timeout;
-        let connect = self.redis.client().get_async_pubsub();
-        let mut pubsub = tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| "no answer".to_string())?
-            .map_err(|e| format!("{:?}", e.kind()))?;
-        pubsub
-            .subscribe(&self.channel)
-            .await
-            .map_err(|e| format!("{:?}", e.kind()))?;
-        tracing::info!(channel = self.channel, "listening for cache invalidations");
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            let text: String = msg.get_payload().unwrap_or_default();
-            match parse(&text) {
-                Some((kind, digest)) => {
-                    cache.drop_local(kind, &digest);
-                }
-                None => tracing::warn!("ignored a malformed cache invalidation message"),
-            }
-        }
-        Err("the subscription ended".into())
+    /// Messages sent while the subscription was down are lost: an entry deleted meanwhile
+    /// through another replica is served here until `cache.ttl` ends it.
+    fn subscribed(&self) {
+        tracing::info!(channel = CHANNEL, "listening for cache invalidations");
     }
 }
 

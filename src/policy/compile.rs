@@ -139,10 +139,11 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn plan(name: &str, rules: &[(&str, &[&str])]) -> PlanSpec {
+    /// A plan spec of `(pattern, actions)` rules, without limits or catalog.
+    pub(crate) fn plan(name: &str, rules: &[(&str, &[&str])]) -> PlanSpec {
         PlanSpec {
             name: name.into(),
             repositories: rules

@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::state::Hit;
-
 /// The `sub` the realm gives callers without credentials (`anonymous` plan): not a person, so
 /// such callers are counted by address, as Docker Hub counts anonymous pulls.
 pub const ANONYMOUS_SUBJECT: &str = "anonymous";
@@ -228,6 +226,15 @@ pub enum Verdict {
         headers: RateHeaders,
         retry_after: u64,
     },
+}
+
+/// One counted event in a fixed window, as a [`crate::state::Counters`] answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Events counted in the current window, this one included.
+    pub count: u64,
+    /// Time until the window ends and the count starts again.
+    pub resets_in: Duration,
 }
 
 /// Judges `hit` (the window's count, this event included) against `limit`.

@@ -34,14 +34,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 #[error("the shared state store is unavailable: {0}")]
 pub struct StateError(pub String);
 
-/// One counted event in a fixed window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    /// Events counted in the current window, this one included.
-    pub count: u64,
-    /// Time until the window ends and the count starts again.
-    pub resets_in: Duration,
-}
+/// What a counter answers: the plan limits' own type.
+pub use crate::policy::limits::Hit;
 
 /// Fixed-window counters: `key` names what is counted (a plan limit's kind and the caller's
 /// license, subject or address); a window starts with its first event and lasts `window`.

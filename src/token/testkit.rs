@@ -5,9 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Issuer, KeySet, RefreshSettings, SigningConfig};
-use crate::authority::dpop::tests::REALM;
 use crate::authority::{AuthorityConfig, SenderConstraint};
-use crate::policy::compile::{PlanSpec, PolicySpec};
+use crate::policy::compile::PolicySpec;
 use crate::policy::Policy;
 
 /// The Authority's issuer in test slices: nothing listens there.
@@ -73,15 +72,7 @@ fn issuer(dir: &Path) -> Issuer {
 }
 
 fn policy() -> Policy {
-    let plan = |name: &str, rules: &[(&str, &[&str])]| PlanSpec {
-        name: name.into(),
-        repositories: rules
-            .iter()
-            .map(|(p, a)| (p.to_string(), a.iter().map(|a| a.to_string()).collect()))
-            .collect(),
-        limits: None,
-        catalog: false,
-    };
+    let plan = crate::policy::compile::tests::plan;
     let (policy, problems) = Policy::compile(&PolicySpec {
         plans: vec![
             plan("enterprise", &[("acme/*", &["pull", "push"])]),
@@ -99,17 +90,6 @@ fn authority(sender_constraint: SenderConstraint) -> AuthorityConfig {
     AuthorityConfig {
         issuer: ISSUER.into(),
         metadata_address: format!("{ISSUER}/.well-known/openid-configuration"),
-        jwks_uri: None,
-        audiences: vec!["registry".into()],
-        required_scopes: vec!["registry.token.issue".into()],
-        sender_constraint,
-        clock_skew: Duration::from_secs(30),
-        proof_lifetime: Duration::from_secs(60),
-        plan_claim: "stellaops:plan".into(),
-        license_claim: "stellaops:license".into(),
-        realm: REALM.into(),
-        replay_capacity: 100_000,
-        replay_per_key: 1_000,
-        nonce: None,
+        ..crate::authority::tests::config(sender_constraint)
     }
 }
