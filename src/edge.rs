@@ -117,7 +117,7 @@ mod tests {
     }
 
     /// The edge is the same address whichever way the config or the listener writes it
-    /// (SECURITY 86): IPv4, IPv4-mapped IPv6, and nothing else.
+    /// (docs/security.md, case 86): IPv4, IPv4-mapped IPv6, and nothing else.
     #[rstest]
     #[case::v4_as_v4("127.0.0.1", "127.0.0.1", true)]
     #[case::v4_seen_mapped("127.0.0.1", "::ffff:127.0.0.1", true)]
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(edge.header, "x-forwarded-client-cert");
     }
 
-    /// One element with one `Hash` is believed; anything ambiguous is not (SECURITY 38).
+    /// One element with one `Hash` is believed; anything ambiguous is not (security case 38).
     #[rstest]
     #[case::hash_only(vec![format!("Hash={HASH}")], true)]
     #[case::envoy_full(vec![format!("By=spiffe://edge;Hash={HASH};Subject=\"CN=a,O=b;c\";URI=spiffe://client")], true)]

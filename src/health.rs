@@ -1,4 +1,4 @@
-//! Readiness (SPEC 1 and 7 "Health"): which parts keep the sidecar from serving, said twice.
+//! Readiness (docs/operations.md, "Health"): which parts keep the sidecar from serving, said twice.
 //!
 //! ```text
 //! /readyz ─▶ Health::check(settings, authority) ─▶ Report
@@ -164,8 +164,8 @@ pub fn authority_check(
 
 /// The shared-store part from Redis's last `PING`: under `onUnavailable: memory` the replica
 /// still serves (from memory), so it stays ready and the detail says why. The revocation set
-/// read from Redis (SPEC 12) is described too: one never read keeps the replica unready (it
-/// cannot know which licenses to refuse); one read before is kept while Redis is away.
+/// read from Redis (docs/revocation.md) is described too: one never read keeps the replica unready
+/// (it cannot know which licenses to refuse); one read before is kept while Redis is away.
 pub fn state_check(
     redis: &Redis,
     answer: &Result<Duration, crate::state::StateError>,
@@ -212,7 +212,7 @@ pub struct Health {
     probe: tokio::sync::Mutex<Probe>,
     /// The shared store, when `state.redis` is set.
     state: Option<std::sync::Arc<Redis>>,
-    /// The licenses revoked on Redis (SPEC 12): how fresh this replica's copy is.
+    /// The licenses revoked on Redis (docs/revocation.md): how fresh this replica's copy is.
     revocations: std::sync::Arc<Revocations>,
 }
 
@@ -465,8 +465,8 @@ mod tests {
         );
     }
 
-    /// The `state` check and the revocation set (SPEC 12): a set never read keeps the replica
-    /// unready; one read before stays in force while Redis is away, and the detail says so.
+    /// The `state` check and the revocation set (docs/revocation.md): a set never read keeps the
+    /// replica unready; one read before stays in force while Redis is away, and the detail says so.
     #[test]
     fn state_check_tells_how_fresh_the_revocations_are() {
         use crate::state::redis::{RedisSettings, RedisUrl};

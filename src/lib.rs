@@ -26,20 +26,20 @@
 //! verified-token cache, the Authority in force, the `state::Stores`) and hands it to the
 //! proxy's `Sidecar`, the admin listener and the background services.
 //!
-//! State replicas share (SPEC 8) sits behind two traits, `state::Counters` (plan limits) and
-//! `authority::ReplayStore` (spent DPoP proofs): in memory without `state.redis`
-//! (`state::memory`, `authority::replay::memory`); on Redis with it (`state::redis`,
-//! `state::replay`), wrapped by `state::fallback` under `onUnavailable: memory`.
+//! State replicas share (docs/operations.md, "Running several replicas") sits behind two traits,
+//! `state::Counters` (plan limits) and `authority::ReplayStore` (spent DPoP proofs): in memory
+//! without `state.redis` (`state::memory`, `authority::replay::memory`); on Redis with it
+//! (`state::redis`, `state::replay`), wrapped by `state::fallback` under `onUnavailable: memory`.
 //!
-//! Revocations (SPEC 12): `policy::Policy::is_revoked` unites `revokedLicenses` with one live
-//! set per process (`policy::revocation`), fed by the revocation file (`config::revocations`)
+//! Revocations (docs/revocation.md): `policy::Policy::is_revoked` unites `revokedLicenses` with one
+//! live set per process (`policy::revocation`), fed by the revocation file (`config::revocations`)
 //! or, with `state.redis`, by the set on Redis that replicas follow over pub/sub
 //! (`state::revocations`, `state::pubsub`).
 
 /// OpTok verification: OIDC discovery, JWKS cache, DPoP proofs, sender constraints, the DPoP
 /// replay store (memory or Redis).
 pub mod authority;
-/// The edge cache (SPEC 10): manifests by digest and blobs, verified against their digest,
+/// The edge cache (docs/cache.md): manifests by digest and blobs, verified against their digest,
 /// served per repository after authorisation; bounded, invalidated by DELETE.
 pub mod cache;
 /// Command-line tools: check-config, doctor, test, keygen, token inspect, revoke/unrevoke/revoked.

@@ -1,6 +1,6 @@
 //! Every metric the sidecar exports, in one prometheus `Registry` served by the admin listener.
 //!
-//! Names and labels are part of the contract (SPEC section 6): change them only with the SPEC.
+//! Names and labels are part of the contract: change them only together with docs/metrics.md.
 //!
 //! No global: `server::run` builds one [`Metrics`] in an `Arc` and hands it to whatever counts
 //! (the proxy's `Sidecar`, the Authority and its key cache, the reload service, the Redis
@@ -17,7 +17,7 @@ pub struct Metrics {
     pub registry: Registry,
     /// Registry tokens issued, by plan.
     pub issued: IntCounterVec,
-    /// Token requests refused, by reason (SPEC section 4).
+    /// Token requests refused, by reason (docs/http.md, "Why a request was refused").
     pub rejected: IntCounterVec,
     /// Proxied `/v2/` requests, by method and status.
     pub proxy_requests: IntCounterVec,
@@ -33,7 +33,7 @@ pub struct Metrics {
     pub authority_refresh: IntCounterVec,
     /// Spent DPoP proofs the replay store holds (bounded by `authority.dpop.replayCapacity`).
     pub dpop_replay_entries: IntGauge,
-    /// Requests refused by a plan limit (SPEC 8), by plan and kind (`pulls`, `tokens`).
+    /// Requests refused by a plan limit (docs/http.md), by plan and kind (`pulls`, `tokens`).
     pub rate_limited: IntCounterVec,
     /// Refresh tokens issued (`issued`) and redeemed (`ok`, or the refusal's reason).
     pub refresh: IntCounterVec,
@@ -45,10 +45,10 @@ pub struct Metrics {
     pub state_fallbacks: IntCounterVec,
     /// Time each shared-state command took (up to the timeout).
     pub state_duration: Histogram,
-    /// Messages on the revocation channel (SPEC 12), by result: `accepted` (the set is read
-    /// again), `ignored` (wrong key prefix or malformed body: forged or misrouted).
+    /// Messages on the revocation channel (docs/revocation.md), by result: `accepted` (the set is
+    /// read again), `ignored` (wrong key prefix or malformed body: forged or misrouted).
     pub revocation_messages: IntCounterVec,
-    /// Edge-cache lookups (SPEC 10), by result (`hit`, `miss`, `bypass`).
+    /// Edge-cache lookups (docs/cache.md), by result (`hit`, `miss`, `bypass`).
     pub cache_requests: IntCounterVec,
     /// Bytes the edge cache holds, by tier (`memory`, `disk`).
     pub cache_bytes: IntGaugeVec,

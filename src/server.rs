@@ -157,8 +157,8 @@ fn tls_settings(settings: &Arc<ArcSwap<Settings>>) -> Result<TlsSettings, String
 /// A background service, boxed.
 type Background = Box<dyn ServiceWithDependents>;
 
-/// Where revocations come from (SPEC 12), read once before serving: with `state.redis`, the
-/// set on Redis, followed over pub/sub and re-read on a timer; without it, the revocation
+/// Where revocations come from (docs/revocation.md), read once before serving: with `state.redis`,
+/// the set on Redis, followed over pub/sub and re-read on a timer; without it, the revocation
 /// file, watched. A revocation file that is not valid at start is an error (exit 2), as a bad
 /// configuration is; Redis away at start leaves the replica unready until it is read.
 /// With Redis, also the follower's pub/sub [`Channel`].
@@ -316,7 +316,7 @@ struct Shared {
     stores: Stores,
     authority: Arc<Succession>,
     health: Arc<Health>,
-    /// Licenses revoked by `registry-token revoke`: one set for the process (SPEC 12).
+    /// Licenses revoked by `registry-token revoke`: one set for the process (docs/revocation.md).
     revocations: Arc<Revocations>,
 }
 
@@ -375,7 +375,7 @@ fn pingora_server(
     server
 }
 
-/// The edge cache (SPEC 10), its invalidations on the Redis bus when there is one.
+/// The edge cache (docs/cache.md), its invalidations on the Redis bus when there is one.
 fn open_cache(settings: &Arc<ArcSwap<Settings>>, shared: &Shared) -> Arc<Cache> {
     let bus = shared.stores.redis.clone().map(Bus::new);
     let cache = Cache::open(&settings.load().cache, shared.metrics.clone(), bus);

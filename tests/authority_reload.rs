@@ -1,4 +1,4 @@
-//! Hot reload of the `authority` section (SPEC 7 "Authority reloads too"): an edit of the
+//! Hot reload of the `authority` section (docs/configuration.md): an edit of the
 //! sender constraint, the claim names or the issuer applies without a restart, through a new
 //! Authority built beside the one in force that takes over once its keys are fetched; until
 //! then the old one serves with its own settings. Each test learns that the file was reloaded

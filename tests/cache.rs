@@ -1,5 +1,5 @@
-//! The edge cache end to end (SPEC 10): the real sidecar in front of the real registry (no auth
-//! of its own, so the sidecar alone decides), with a [`Tap`] between them that records every
+//! The edge cache end to end (docs/cache.md): the real sidecar in front of the real registry (no
+//! auth of its own, so the sidecar alone decides), with a [`Tap`] between them that records every
 //! request sent upstream. "Served from the cache" is shown by the tap not seeing the request:
 //! its record is taken before a byte reaches the registry, so it cannot race with the answer.
 //!
@@ -8,8 +8,9 @@
 //! ```
 //!
 //! The rules a tenant relies on (per-repository entries, verification, authorisation first,
-//! key grammar, ranges) are the SECURITY cases 87–91 in tests/security/cache.rs; here: hits,
-//! headers, HEAD and Range, collapsed misses, DELETE (one replica and two on Redis), reload.
+//! key grammar, ranges) are security cases 87–91 (docs/security.md) in tests/security/cache.rs;
+//! here: hits, headers, HEAD and Range, collapsed misses, DELETE (one replica and two on Redis),
+//! reload.
 
 mod common;
 
@@ -425,6 +426,35 @@ fn disk_tier_survives_restart_stays_bounded_and_drops_corruption() {
         .sidecar
         .metric("registry_token_cache_integrity_failures_total", &[]);
     assert_eq!(failures, 1.0);
+}
+
+/// A disk hit larger than one read (the file is sent in pieces, the next read while the last
+/// is written) is the object byte for byte, whole and as a range across the pieces; HEAD
+/// gives its length and sends nothing.
+#[test]
+fn large_disk_hits_are_exact_whole_and_in_ranges() {
+    let disk = tempfile::tempdir().unwrap();
+    let bed = Bed::start(json!({"cache": {"maxObject": "1KiB",
+        "disk": {"path": disk.path(), "size": "8MiB"}}}));
+    let token = bed.token(&["repository:acme/app:pull"]);
+    let bytes: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = seed_blob(&bed.registry, "acme/app", &bytes);
+    let path = format!("/v2/acme/app/blobs/{digest}");
+    assert_eq!(bed.get(&path, &token, &[]).body, bytes, "the fill");
+    let whole = bed.get(&path, &token, &[]);
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == bytes, "a disk hit differs from the object");
+    let part = bed.get(&path, &token, &[("Range", "bytes=524000-1100000")]);
+    assert_eq!(part.status, 206);
+    assert!(
+        part.body == bytes[524_000..=1_100_000],
+        "a ranged disk hit differs"
+    );
+    let head = request(&bed.sidecar.url(), "HEAD", &path, Some(&token), &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("1300000"));
+    assert!(head.body.is_empty());
+    assert_eq!(bed.upstream(&path), 1, "the hits went upstream");
 }
 
 /// skopeo pulls through a warm cache give the same digests (and verified blobs) as a pull from

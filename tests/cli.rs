@@ -72,7 +72,7 @@ fn check_config_and_overrides() {
 }
 
 /// Every problem of a file is listed with its YAML path (`check-config` exits 1), and `serve`
-/// refuses to start on a file that does not parse or validate (exit 2, SECURITY 65).
+/// refuses to start on a file that does not parse or validate (exit 2, docs/security.md, case 65).
 #[test]
 fn bad_files_name_the_field_and_stop_serve() {
     let keys = Keys::generate();
@@ -228,11 +228,11 @@ fn leaf(dir: &Path) -> openssl::x509::X509 {
     openssl::x509::X509::from_pem(&std::fs::read(dir.join("signing-chain.crt")).unwrap()).unwrap()
 }
 
-/// SECURITY 77 / SPEC 7 "Keys on disk": `keygen --out DIR` puts the CA's private key in
-/// `DIR/ca/` (0700, key 0600), so DIR without `ca/` — what the sidecar and the registry mount —
-/// holds no private key but the signing key; the signing certificate lasts 90 days; a second
-/// run (rotation) and a run into a fresh folder with the same `--ca-dir` keep the CA, so the
-/// registry's `ca.crt` never changes.
+/// Security case 77 and "Rotating the signing key" in docs/operations.md: `keygen --out DIR` puts
+/// the CA's private key in `DIR/ca/` (0700, key 0600), so DIR without `ca/` — what the sidecar and
+/// the registry mount — holds no private key but the signing key; the signing certificate lasts 90
+/// days; a second run (rotation) and a run into a fresh folder with the same `--ca-dir` keep the
+/// CA, so the registry's `ca.crt` never changes.
 #[test]
 fn keygen_keeps_the_ca_key_out_of_the_mounted_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -320,8 +320,8 @@ fn doctor_signing_key(config: &Path) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), findings[0].clone())
 }
 
-/// SPEC 7: `doctor` warns (exit 0) within 14 days of the signing certificate's end
-/// (`--cert-lifetime 10d`), passes with 90 days, and warns when the CA's private key sits
+/// As docs/operations.md says, `doctor` warns (exit 0) within 14 days of the signing certificate's
+/// end (`--cert-lifetime 10d`), passes with 90 days, and warns when the CA's private key sits
 /// beside the signing key (an older keygen's layout).
 #[test]
 fn doctor_warns_before_the_signing_certificate_ends() {
@@ -442,7 +442,7 @@ fn probe(url: &str, optok: &Path, extra: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-/// SECURITY 79 / SPEC 7 "`test` and credentials": a challenge naming a realm on another host
+/// Security case 79 and `test` in docs/cli.md: a challenge naming a realm on another host
 /// gets no credentials (the command says why, exit 1) unless `--allow-realm-host` names that
 /// host; a plain-http realm off loopback gets none even then.
 #[test]

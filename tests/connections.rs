@@ -1,4 +1,4 @@
-//! Client connections and the process's life (SPEC 7 "Connections" and "Shutdown", SECURITY 75,
+//! Client connections and the process's life (docs/http.md; docs/security.md, cases 75,
 //! 78 and 83–86), with real slow sockets against the real binary: slow and idle connections are
 //! closed at `server.limits`' deadlines, connections past the caps are closed at accept and
 //! counted (on the TLS listener before any handshake), heads past 64 KiB get 431 at once, a
@@ -112,7 +112,7 @@ fn text_until_closed(stream: &TcpStream) -> String {
 }
 
 /// A request head trickled one byte every 200 ms (far more often than any per-read timeout)
-/// is closed at `headerTimeout` with a 408, and counted as `header_timeout` (SECURITY 75).
+/// is closed at `headerTimeout` with a 408, and counted as `header_timeout` (security case 75).
 #[test]
 fn trickled_request_head_is_closed_at_header_timeout() {
     let stack = Stack::start_with(|cfg| {
@@ -145,7 +145,7 @@ fn idle_keep_alive_connection_is_closed() {
 }
 
 /// A second request on a kept-alive connection that stops half-way through its head is
-/// closed at `headerTimeout`, even with a long `idleTimeout` (SECURITY 75).
+/// closed at `headerTimeout`, even with a long `idleTimeout` (security case 75).
 #[test]
 fn half_sent_second_request_is_closed() {
     let stack = Stack::start_with(|cfg| {
@@ -174,7 +174,7 @@ fn admitted(sidecar: &Sidecar, source: &str) -> TcpStream {
 
 /// Connections past `maxConnectionsPerIp` from one address, or past `maxConnections` in all,
 /// are closed at accept without an answer and counted as `too_many_connections`; a closed
-/// connection frees its place (SECURITY 75).
+/// connection frees its place (security case 75).
 #[test]
 fn connections_past_the_caps_are_closed_at_accept() {
     let stack = Stack::start_with(|cfg| {
@@ -249,7 +249,7 @@ fn trickle(
     })
 }
 
-/// TLS listener, `maxConnectionsPerIp: 3` (SECURITY 83): of 40 TCP connections from one
+/// TLS listener, `maxConnectionsPerIp: 3` (security case 83): of 40 TCP connections from one
 /// address that never send a ClientHello, the first 3 hold their places through the handshake
 /// wait and the other 37 are closed at accept, at once, before any handshake (they are not
 /// held for pingora's 60 s handshake timeout). Each refusal is counted, the log says so in a
@@ -330,7 +330,7 @@ fn tls_connections_past_the_cap_are_closed_before_the_handshake() {
 }
 
 /// A request head that grows past 64 KiB without ending is answered 431 and closed as soon as
-/// it is that long, not at `headerTimeout` (SECURITY 84); a head past 64 KiB sent whole is 431
+/// it is that long, not at `headerTimeout` (security case 84); a head past 64 KiB sent whole is 431
 /// too. Both are counted as `headers_too_large`. (That each byte is looked at a bounded number
 /// of times is shown by the unit tests of `server::connections`.)
 #[test]
@@ -364,7 +364,7 @@ fn head_past_64_kib_is_refused_with_431() {
 
 /// A `POST /token` form trickled one byte every 200 ms (each read far within the 60 s
 /// per-read timeout; the whole form would take minutes) is answered 408 and closed once
-/// `headerTimeout` has passed since its head (SECURITY 85), counted as `body_timeout`. A body
+/// `headerTimeout` has passed since its head (security case 85), counted as `body_timeout`. A body
 /// the sidecar leaves unread after its answer (`/healthz` with a trickled body) is drained
 /// within the same bound, then the connection is closed.
 #[test]
@@ -406,8 +406,8 @@ fn mtls_optok(authority: &Authority, digest: &[u8]) -> String {
 }
 
 /// Listener on `[::]` (dual stack, IPv4 peers arrive as `::ffff:a.b.c.d`), the edge at
-/// 127.0.0.1 written either way in `trustedEdge.peers` (SECURITY 86): it is recognised the same
-/// in every check. Its connections have no per-client cap (another address does), its
+/// 127.0.0.1 written either way in `trustedEdge.peers` (security case 86): it is recognised the
+/// same in every check. Its connections have no per-client cap (another address does), its
 /// client-certificate header binds an OpTok, and its `X-Forwarded-For` names the client that
 /// a `tokens` limit counts (two clients behind it get a token each; one client twice is
 /// limited).
@@ -604,7 +604,7 @@ fn serve(config: &Path, runtime: &Path, upgrade: bool, log: &Path) -> Proc {
 
 /// The default upgrade socket lives in `$XDG_RUNTIME_DIR/registry-token/`, created 0700, and a
 /// zero-downtime upgrade through it works; an existing such directory that others can write
-/// to is refused at start (exit 2, naming it) (SECURITY 78).
+/// to is refused at start (exit 2, naming it) (security case 78).
 #[test]
 fn default_upgrade_socket_is_private() {
     let keys = Keys::generate();

@@ -1,5 +1,5 @@
-//! The realm's order of checks and its DPoP replay store at the HTTP level (SPEC section 7,
-//! SECURITY cases 72-74), and the ops page's request shape (`Authorization: Bearer` with a
+//! The realm's order of checks and its DPoP replay store at the HTTP level (docs/http.md;
+//! docs/security.md, cases 72-74), and the ops page's request shape (`Authorization: Bearer` with a
 //! `DPoP` proof, issue 8 item 9): the real `registry-token` binary, an in-test Authority, DPoP
 //! keys made here.
 //!

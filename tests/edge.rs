@@ -93,8 +93,8 @@ fn skopeo_with_client_certificate_round_trips() {
 }
 
 /// The provider's OpTok bound to client a's certificate, from a client presenting client b's
-/// (signed by the same trusted CA), is refused (SECURITY 34), and skopeo fails instead of
-/// pushing.
+/// (signed by the same trusted CA), is refused (docs/security.md, case 34), and skopeo fails
+/// instead of pushing.
 #[test]
 fn another_certificate_is_refused() {
     let pki = Pki::new();
@@ -131,7 +131,7 @@ fn another_certificate_is_refused() {
 }
 
 /// Requests to the token realm over TLS, with and without a client certificate: an empty
-/// thumbprint never matches a missing certificate (SECURITY 35), padded or standard-base64
+/// thumbprint never matches a missing certificate (security case 35), padded or standard-base64
 /// thumbprints never match (36), and forwarded client-certificate headers are ignored (37).
 #[test]
 fn binding_edge_cases() {
@@ -248,7 +248,7 @@ fn raw_exchange(addr: &str, request: &[u8]) -> (String, bool) {
     (text.lines().next().unwrap_or_default().to_string(), closed)
 }
 
-/// Smuggling probes (SECURITY 56): each answered 400 and the connection closed, and the
+/// Smuggling probes (security case 56): each answered 400 and the connection closed, and the
 /// request hidden in the body never reaches the registry.
 #[test]
 fn smuggling_probes_are_refused() {
@@ -374,7 +374,7 @@ fn wait_upload_started(registry: &Registry) {
 }
 
 /// A zero-downtime upgrade (`serve --upgrade`, then SIGQUIT to the old process) in the middle
-/// of a chunked blob upload: the upload completes (SECURITY 70) and the new process serves.
+/// of a chunked blob upload: the upload completes (security case 70) and the new process serves.
 #[test]
 fn upload_survives_upgrade() {
     let socket = tempfile::tempdir().unwrap();
@@ -449,7 +449,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(exit.code(), Some(0), "{exit}");
 }
 
-/// Server nonces (SECURITY 21): a proof without one gets `use_dpop_nonce` with exactly one
+/// Server nonces (security case 21): a proof without one gets `use_dpop_nonce` with exactly one
 /// `DPoP-Nonce` header and `Cache-Control: no-store`; the retry with that nonce gets a token;
 /// a forged nonce, or one from a replica with another secret, gets a fresh nonce instead.
 #[test]
@@ -525,7 +525,7 @@ fn dpop_server_nonces() {
     }
 }
 
-/// Behind a trusted TLS edge (SECURITY 38): the edge's `X-Forwarded-Client-Cert` binds the
+/// Behind a trusted TLS edge (security case 38): the edge's `X-Forwarded-Client-Cert` binds the
 /// OpTok when it comes from a configured edge address and holds one element; two elements
 /// (a chain of appending proxies) or the same header from any other peer are not believed.
 #[test]
@@ -577,7 +577,7 @@ fn trusted_edge_certificate_header() {
 
 /// An upstream that refuses connections gives 502, one that accepts and never answers gives
 /// 504 at `upstream.readTimeout`, both with a Docker `errors` body, while the token realm keeps
-/// issuing (SECURITY 63). The upstream changes by hot reload.
+/// issuing (security case 63). The upstream changes by hot reload.
 #[test]
 fn upstream_failures_become_502_and_504() {
     let stack = Stack::start();
@@ -715,9 +715,9 @@ fn https_upstream_with_private_ca() {
     );
 }
 
-/// The registry's `X-Forwarded-For` names the client (SPEC 8's client address): behind a
-/// trusted edge, the client the edge reported followed by the edge; from any other peer, the
-/// peer alone, whatever the client wrote. Read off the wire by the [`Tap`] in front of the
+/// The registry's `X-Forwarded-For` names the client (the client address of docs/http.md):
+/// behind a trusted edge, the client the edge reported followed by the edge; from any other peer,
+/// the peer alone, whatever the client wrote. Read off the wire by the [`Tap`] in front of the
 /// registry.
 #[test]
 fn registry_hears_of_the_client_behind_the_edge() {

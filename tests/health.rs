@@ -1,6 +1,6 @@
-//! `/healthz` and `/readyz` (SPEC 1 and 7 "Health", SECURITY 76): the main listener may face the
-//! internet, so its `/readyz` names the failing parts and nothing else; the admin listener's
-//! `/readyz` says why (URLs, error chains). The upstream probe is cached for 2 s.
+//! `/healthz` and `/readyz` (docs/operations.md, "Health"; docs/security.md, case 76): the main
+//! listener may face the internet, so its `/readyz` names the failing parts and nothing else; the
+//! admin listener's `/readyz` says why (URLs, error chains). The upstream probe is cached for 2 s.
 //!
 //! ```text
 //! reqwest ──▶ Sidecar ──▶ Tap ──▶ Registry (no auth)
@@ -102,7 +102,7 @@ fn detail(body: &Value, part: &str) -> String {
 /// With the registry unreachable, the main listener's `/readyz` is 503 with exactly
 /// `{"ready":false,"failing":["upstream"]}`: no URL, address or error text. The admin listener's
 /// `/readyz` names the upstream URL and the error. `/healthz` stays 200 `ok` meanwhile, and
-/// readiness comes back with the registry (SECURITY 76).
+/// readiness comes back with the registry (security case 76).
 #[test]
 fn the_main_readyz_names_only_what_fails_and_the_admin_readyz_says_why() {
     let bed = Bed::start(false);
@@ -117,7 +117,7 @@ fn the_main_readyz_names_only_what_fails_and_the_admin_readyz_says_why() {
     let body = bed.wait_readyz(503);
     assert_eq!(
         body, r#"{"ready":false,"failing":["upstream"]}"#,
-        "SECURITY 76: status only on the main listener"
+        "security case 76: status only on the main listener"
     );
 
     let (status, admin) = bed.admin_readyz();
@@ -147,7 +147,7 @@ fn the_main_readyz_names_only_what_fails_and_the_admin_readyz_says_why() {
 
 /// With the Authority never reached, the main `/readyz` is 503 with exactly
 /// `{"ready":false,"failing":["authority"]}`; the admin listener names the issuer and the
-/// error. When the Authority comes up, the sidecar becomes ready (SECURITY 58, 76).
+/// error. When the Authority comes up, the sidecar becomes ready (security cases 58, 76).
 #[test]
 fn with_the_authority_never_reached_the_main_readyz_names_only_the_authority() {
     let bed = Bed::start(true);
@@ -155,7 +155,7 @@ fn with_the_authority_never_reached_the_main_readyz_names_only_the_authority() {
     assert_eq!(
         (status, body.as_str()),
         (503, r#"{"ready":false,"failing":["authority"]}"#),
-        "SECURITY 76: status only on the main listener"
+        "security case 76: status only on the main listener"
     );
     let (status, admin) = bed.admin_readyz();
     assert_eq!(status, 503);
@@ -171,7 +171,7 @@ fn with_the_authority_never_reached_the_main_readyz_names_only_the_authority() {
 }
 
 /// 1,000 `/readyz` requests from 8 threads, on both listeners, cause at most one upstream
-/// probe per 2 s of the flood (SECURITY 76; the old `/readyz` probed the registry per hit).
+/// probe per 2 s of the flood (security case 76; the old `/readyz` probed the registry per hit).
 #[test]
 fn a_flood_of_readyz_probes_the_registry_at_most_once_per_two_seconds() {
     let bed = Bed::start(false);
@@ -206,7 +206,7 @@ fn a_flood_of_readyz_probes_the_registry_at_most_once_per_two_seconds() {
     let allowed = (elapsed.as_secs_f64() / 2.0).floor() as usize + 1;
     assert!(
         probes <= allowed,
-        "SECURITY 76: {probes} upstream probes in {elapsed:?} of /readyz flood (at most {allowed})"
+        "security case 76: {probes} upstream probes in {elapsed:?} of /readyz flood (at most {allowed})"
     );
     assert_eq!(statuses.len(), 1000);
     for (url, status) in statuses {

@@ -1,9 +1,10 @@
-//! Plan limits end to end (SPEC 8, SECURITY 82): the real sidecar in front of the real registry.
-//! A plan with `pulls: {count: 3, per: 1h}` lets three manifest GETs through with the
-//! `RateLimit-*` headers and refuses the fourth with 429 `TOOMANYREQUESTS` and `Retry-After`,
-//! never forwarded, while HEADs stay free; a `tokens` limit makes the realm answer 429
-//! `rate_limited`; callers are counted by license, else subject, else address, and the address
-//! comes from `X-Forwarded-For` only when a `server.trustedEdge` peer sends it.
+//! Plan limits end to end (docs/http.md, "Plan limits"; docs/security.md, case 82): the real
+//! sidecar in front of the real registry. A plan with `pulls: {count: 3, per: 1h}` lets three
+//! manifest GETs through with the `RateLimit-*` headers and refuses the fourth with 429
+//! `TOOMANYREQUESTS` and `Retry-After`, never forwarded, while HEADs stay free; a `tokens` limit
+//! makes the realm answer 429 `rate_limited`; callers are counted by license, else subject, else
+//! address, and the address comes from `X-Forwarded-For` only when a `server.trustedEdge` peer
+//! sends it.
 //!
 //! Authority: in-test (common::authority): limits count by license, else subject, else address,
 //! so the cases mint OpToks with chosen subjects and with no license at all.
@@ -115,7 +116,7 @@ fn manifest_gets_are_limited_per_license_heads_are_free() {
 }
 
 /// Without a license or subject (anonymous pulls) the client address is the key, and only a
-/// `server.trustedEdge` peer may name it (SECURITY 82): from 127.0.0.1, not an edge, the 4th
+/// `server.trustedEdge` peer may name it (security case 82): from 127.0.0.1, not an edge, the 4th
 /// pull is 429 whatever new address `X-Forwarded-For` invents; 127.0.0.3 is another client with
 /// its own count; from 127.0.0.2, the configured edge, the right-most `X-Forwarded-For`
 /// entry is the client (entries a client wrote to its left are ignored) and a request without

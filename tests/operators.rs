@@ -792,8 +792,8 @@ fn compose_file_is_valid() {
     );
     assert_eq!(compose["networks"]["backend"]["internal"], true);
 
-    // SECURITY 77: the CA's private key (volume `ca`) reaches no running service; the registry
-    // mounts only the `trust` volume, which holds ca.crt.
+    // Security case 77 (docs/security.md): the CA's private key (volume `ca`) reaches no running
+    // service; the registry mounts only the `trust` volume, which holds ca.crt.
     let mounts = |service: &str| -> Vec<String> {
         compose["services"][service]["volumes"]
             .as_array()

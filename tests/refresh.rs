@@ -1,7 +1,7 @@
-//! Refresh tokens (SPEC section 9, SECURITY 81): `docker login` once with a short-lived OpTok,
-//! then pushes and pulls long after it expired, with the real clients that keep the refresh
-//! token (the docker daemon, skopeo's `identitytoken`), revocation by config edit, the binding
-//! to a client certificate or a DPoP key, and the refusals of forged tokens.
+//! Refresh tokens (docs/http.md, "Refresh tokens"; docs/security.md, case 81): `docker login` once
+//! with a short-lived OpTok, then pushes and pulls long after it expired, with the real clients
+//! that keep the refresh token (the docker daemon, skopeo's `identitytoken`), revocation by config
+//! edit, the binding to a client certificate or a DPoP key, and the refusals of forged tokens.
 //!
 //! Authority: the real `oidc-provider` (common::oidc) throughout: `docker login` and skopeo
 //! with an OpTok of its short-lived client (its tokens live `SHORT_SECONDS`), revocation with
@@ -433,7 +433,7 @@ fn bound_refresh_tokens_need_their_certificate_or_key() {
     );
 }
 
-/// SECURITY 81: a tampered, expired, foreign (another keygen's key, even under this key's
+/// Security case 81: a tampered, expired, foreign (another keygen's key, even under this key's
 /// `kid`), registry-token or OpTok "refresh token" is `400 invalid_grant`, never a 500 or a
 /// token; an unknown `grant_type` is `400 unsupported_grant_type`; a refresh token opens no
 /// `/v2/` door, neither at the sidecar nor at the registry itself.

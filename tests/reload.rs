@@ -1,7 +1,7 @@
-//! Hot reload of `plans`, `defaultPlan` and `revokedLicenses` (SPEC section 3): by rename-replace,
-//! by SIGHUP, by a Kubernetes ConfigMap `..data` swap, and the refusal of a broken file. Every test
-//! learns that a reload took effect from `registry_token_config_generation` (or the error counter)
-//! on the admin `/metrics`, never from a sleep, then asserts on the decisions.
+//! Hot reload of `plans`, `defaultPlan` and `revokedLicenses` (docs/configuration.md): by
+//! rename-replace, by SIGHUP, by a Kubernetes ConfigMap `..data` swap, and the refusal of a broken
+//! file. Every test learns that a reload took effect from `registry_token_config_generation` (or
+//! the error counter) on the admin `/metrics`, never from a sleep, then asserts on the decisions.
 //!
 //! Authority: in-test (common::authority): each plan and license edited in the file gets an
 //! OpTok minted for it on the spot.

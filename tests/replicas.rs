@@ -1,4 +1,4 @@
-//! Replicas that share state on Redis (SPEC section 8, SECURITY case 80): two real
+//! Replicas that share state on Redis (docs/operations.md; docs/security.md, case 80): two real
 //! `registry-token` processes on different ports, one real `redis-server`, and the real
 //! `oidc-provider` (common::oidc) issuing the DPoP-bound OpToks. Both replicas have the same `registry.realm` (the address clients use, behind
 //! one load balancer), so a DPoP proof made for it is valid at either.
@@ -340,7 +340,7 @@ fn memory_fallback_keeps_issuing() {
     });
 }
 
-/// SECURITY case 80, slow and erroring: a Redis that accepts and never answers, and one that
+/// Security case 80, slow and erroring: a Redis that accepts and never answers, and one that
 /// refuses every write (full under `noeviction`), both give 503 `state_unavailable` with
 /// `Retry-After` within the timeout, never a token; `doctor` fails `check.state` and says why.
 #[test]
@@ -430,11 +430,11 @@ fn counters_on_redis_are_shared_fixed_windows() {
     );
 }
 
-/// SPEC 8 across replicas: two replicas on one Redis, a plan with `pulls: {count: 3, per: 1h}`;
-/// an image pushed by the provider's enterprise client, then manifest GETs with one token of its
-/// limited client, alternating between them, give 200, 200, 200, then 429 with
-/// the `RateLimit-*` headers and `Retry-After`, whichever replica answers; the count is one
-/// key on Redis.
+/// Plan limits (docs/http.md) across replicas: two replicas on one Redis, a plan with
+/// `pulls: {count: 3, per: 1h}`; an image pushed by the provider's enterprise client, then
+/// manifest GETs with one token of its limited client, alternating between them, give 200, 200,
+/// 200, then 429 with the `RateLimit-*` headers and `Retry-After`, whichever replica answers; the
+/// count is one key on Redis.
 #[test]
 fn pull_limit_counts_once_across_replicas() {
     let redis = RedisServer::start();

@@ -1,7 +1,7 @@
-//! Revocation that reaches every replica at once (SPEC section 12, SECURITY case 94): two real
-//! `registry-token` processes sharing one real `redis-server`, a real `docker-registry` behind
-//! them, the in-test Authority minting OpToks for any license, and the `revoke`, `unrevoke` and
-//! `revoked` commands run as an operator would.
+//! Revocation that reaches every replica at once (docs/revocation.md; docs/security.md, case 94):
+//! two real `registry-token` processes sharing one real `redis-server`, a real `docker-registry`
+//! behind them, the in-test Authority minting OpToks for any license, and the `revoke`, `unrevoke`
+//! and `revoked` commands run as an operator would.
 //!
 //! ```text
 //! registry-token revoke ──▶ redis-server ──▶ replica A ─┐
@@ -245,8 +245,8 @@ fn settle(sidecar: &Sidecar, caller: &Caller, accepted: bool, deadline: Instant,
     }
 }
 
-/// SPEC 12 and SECURITY 94: `revoke` at one place → both replicas refuse `/token`, an already
-/// issued registry token and a refresh token within 1 s of the command's return, another
+/// docs/revocation.md and security case 94: `revoke` at one place → both replicas refuse `/token`,
+/// an already issued registry token and a refresh token within 1 s of the command's return, another
 /// license is untouched, and the audit line names the operator and the reason; with Redis
 /// killed the revocation still holds and the admin `/readyz` says the set is kept (the main
 /// one names only `state`); Redis back without its data → still held; `unrevoke` → both
@@ -348,7 +348,7 @@ fn revoke_reaches_both_replicas_within_a_second_and_outlives_redis() {
     );
 }
 
-/// SECURITY 94: messages on the revocation channel that name another prefix or are malformed
+/// Security case 94: messages on the revocation channel that name another prefix or are malformed
 /// are ignored and counted at every replica; even a well-formed one of this deployment changes
 /// nothing by itself (the set in Redis is the truth): a revoked license stays refused, another
 /// stays accepted. And the other way round, a change in Redis whose message was lost reaches
@@ -440,7 +440,7 @@ fn forged_revocation_messages_change_nothing_and_are_counted() {
     );
 }
 
-/// SECURITY 94 (race): clients keep asking both replicas for tokens and pulling with their
+/// Security case 94 (race): clients keep asking both replicas for tokens and pulling with their
 /// registry token while the license is revoked; every request that starts 1 s after the
 /// command returned is refused, at both replicas.
 #[test]
@@ -496,10 +496,10 @@ fn no_replica_accepts_after_the_second_while_requests_are_in_flight() {
     }
 }
 
-/// SPEC 12 without Redis: `revoke` writes `revoked-licenses.txt` beside the configuration, the
-/// sidecar applies it without a restart; a file with a line that is not a license keeps the last
-/// good list and is counted as a failed reload (and the commands refuse to edit it); fixed and
-/// `unrevoke`d, the license is accepted again.
+/// Revocation without Redis (docs/revocation.md): `revoke` writes `revoked-licenses.txt` beside the
+/// configuration, the sidecar applies it without a restart; a file with a line that is not a
+/// license keeps the last good list and is counted as a failed reload (and the commands refuse to
+/// edit it); fixed and `unrevoke`d, the license is accepted again.
 #[test]
 fn without_redis_the_revocation_file_is_watched_and_applied() {
     let d = Deployment::start(1, None);

@@ -100,7 +100,7 @@ fn docker_cli_logs_in_pushes_pulls_and_reads_a_refusal() {
         id,
         "the pulled image is the pushed one"
     );
-    // Again, through the sidecar's warm edge cache (SPEC 10): the same image.
+    // Again, through the sidecar's warm edge cache (docs/cache.md): the same image.
     let before = cache_hits(&stack.sidecar);
     dockerd.docker_ok(&["rmi", &reference], None);
     dockerd.docker_ok(&["pull", &reference], None);
@@ -172,7 +172,8 @@ fn ctr_pulls_pushes_and_reads_a_refusal() {
         &format!("docker://{reference}"),
     ]);
 
-    // Warm the sidecar's edge cache (SPEC 10) with a skopeo pull: ctr's pull is served from it.
+    // Warm the sidecar's edge cache (docs/cache.md) with a skopeo pull: ctr's pull is served from
+    // it.
     let warm = tempfile::tempdir().unwrap();
     skopeo_ok(&[
         "copy",

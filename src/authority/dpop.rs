@@ -156,7 +156,7 @@ pub fn verify_proof(proof: &str, check: &ProofCheck) -> Result<ProofOutcome, Dpo
         .ok_or(DpopError::Claim("iat is missing or not an integer"))?;
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let window = secs(check.lifetime.saturating_add(check.skew));
-    // Old by at most lifetime + skew; ahead of our clock by at most skew (SPEC section 7).
+    // Old by at most lifetime + skew; ahead of our clock by at most skew (docs/http.md).
     if iat < check.now.saturating_sub(window) || iat > check.now.saturating_add(secs(check.skew)) {
         return Err(DpopError::IssuedAt);
     }

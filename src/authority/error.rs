@@ -1,5 +1,5 @@
 //! Why the Authority refused a caller, and how each refusal is answered: its HTTP status, its
-//! SPEC `reason`, its RFC 6750 / RFC 9449 `error` code and its `WWW-Authenticate` challenge,
+//! documented `reason`, its RFC 6750 / RFC 9449 `error` code and its `WWW-Authenticate` challenge,
 //! all in one place. The proxy writes the response; nothing here knows HTTP types.
 
 use super::credential::Via;
@@ -59,7 +59,7 @@ impl AuthError {
         }
     }
 
-    /// The SPEC `reason`.
+    /// The documented `reason`.
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::MissingCredentials => "missing_credentials",
@@ -95,7 +95,7 @@ impl AuthError {
     }
 
     /// True when the response must carry one `DPoP-Nonce: <Authority::fresh_nonce>` header
-    /// (RFC 9449 section 8; SECURITY 21).
+    /// (RFC 9449 section 8; docs/security.md, case 21).
     pub fn needs_nonce(&self) -> bool {
         matches!(self, AuthError::UseNonce)
     }

@@ -1,4 +1,4 @@
-//! OpTok verification for the token realm (SPEC section 4, steps 3 and 4): who the caller is,
+//! OpTok verification for the token realm (checks 3 and 4 in docs/http.md): who the caller is,
 //! proven by an Authority token (OpTok) and bound to the caller by a DPoP proof or an mTLS
 //! client certificate.
 //!
@@ -152,7 +152,7 @@ pub struct Caller {
     /// What the OpTok is bound to (`cnf`), carried into a refresh token.
     pub binding: Binding,
     /// The OpTok's string claims by name (for a refresh, the ones its token kept): what plan
-    /// placeholders are filled from (SPEC 11).
+    /// placeholders are filled from (docs/namespaces.md).
     pub claims: std::collections::BTreeMap<String, String>,
 }
 
@@ -329,7 +329,8 @@ impl Authority {
                 .map(Some)
         };
         match (binding, credential.scheme) {
-            // The ops page's shape (SPEC section 7): Bearer with a proof is checked as DPoP is.
+            // The ops page's shape (docs/http.md, "Clients"): Bearer with a proof is checked as
+            // DPoP is.
             (Binding::Jkt(jkt), Scheme::Dpop) => verify(Some(jkt.clone())),
             (Binding::Jkt(jkt), Scheme::Bearer) if !credential.proofs.is_empty() => {
                 verify(Some(jkt.clone()))

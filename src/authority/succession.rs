@@ -1,4 +1,4 @@
-//! The Authority in force, and the one a reload asked for (SPEC 7 "Authority reloads too").
+//! The Authority in force, and the one a reload asked for (docs/configuration.md, on reload).
 //!
 //! ```text
 //! keys loop ─▶ tend(wanted = Settings.authority)

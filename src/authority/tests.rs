@@ -189,7 +189,7 @@ async fn per_key_share() {
     assert_eq!(f.authority.replay_entries(), 101);
 }
 
-/// The ops page's shape (SPEC section 7): `Bearer` with a proof for a DPoP-bound OpTok is
+/// The ops page's shape (docs/http.md, "Clients"): `Bearer` with a proof for a DPoP-bound OpTok is
 /// checked in full as the DPoP scheme is, and is recorded as `bearer`.
 #[tokio::test]
 async fn bearer_with_proof() {

@@ -1,4 +1,4 @@
-//! Invalidation across replicas (SPEC 10): a DELETE through one replica drops the entry there
+//! Invalidation across replicas (docs/cache.md): a DELETE through one replica drops the entry there
 //! and publishes its key on `<state.redis.keyPrefix>cache-invalidate`; every replica listens
 //! (a [`Channel`] of the one pub/sub subscriber, `state::pubsub`) and drops it too. A message is `manifest <digest>` or `blob <digest>` under the cache's
 //! digest grammar; any other message is ignored.

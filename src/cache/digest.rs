@@ -110,7 +110,7 @@ mod tests {
 
     const HEX64: &str = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
 
-    /// Only the strict lower-case form is a key (SECURITY 89).
+    /// Only the strict lower-case form is a key (docs/security.md, case 89).
     #[rstest]
     #[case::sha256(&format!("sha256:{HEX64}"), true)]
     #[case::sha512(&format!("sha512:{HEX64}{HEX64}"), true)]

@@ -1,4 +1,4 @@
-//! The edge cache (SPEC 10): manifests by digest and blobs, served again without the registry
+//! The edge cache (docs/cache.md): manifests by digest and blobs, served again without the registry
 //! once their bytes were seen to hash to their digest. Cached bytes are shared by every caller,
 //! so each rule below is a guard against one tenant reading another's objects.
 //!
@@ -55,7 +55,7 @@ pub const KEPT_HEADERS: [&str; 5] = [
     "Accept-Ranges",
 ];
 
-/// `cache` (SPEC 10), validated by `config`.
+/// `cache` (docs/cache.md), validated by `config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
     /// Bytes the memory tier may hold; 0 turns it off.

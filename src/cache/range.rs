@@ -1,7 +1,7 @@
 //! `Range` on a cached blob: one byte range or none. A header with several ranges, or one the
 //! sidecar cannot read, is answered with the whole object (RFC 9110 lets a server ignore
 //! `Range`), so no request can make the sidecar write a multipart answer larger than the object
-//! (SECURITY 91).
+//! (docs/security.md, case 91).
 
 /// What to send of an object of a known length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

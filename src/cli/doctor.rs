@@ -31,7 +31,8 @@ pub const CHECKS: &[&str] = &[
     "check.namespaces",
 ];
 
-/// A leaf certificate ending sooner than this is a warning (SPEC 7 "Keys on disk").
+/// A leaf certificate ending sooner than this is a warning
+/// (docs/operations.md, "Rotating the signing key").
 const CERT_WARN_DAYS: u32 = 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,7 +139,7 @@ pub fn run(path: &Path, only: Option<&str>, json: bool, token: Option<&str>) -> 
         other => other.map(str::to_owned),
     };
     let mut findings = runtime.block_on(checks(path, only.as_deref()));
-    // Only for a given token (SPEC 11: the expansion of its plan's placeholders).
+    // Only for a given token (docs/namespaces.md: the expansion of its plan's placeholders).
     if let Some(token) = token.filter(|_| only.is_none_or(|o| o == "check.namespaces")) {
         findings.push(match config::load(path) {
             Ok(s) => namespaces(&s, &token),
@@ -386,7 +387,8 @@ fn signing_key(s: &Settings) -> Finding {
         key.algorithm(),
         s.issuer.keys.previous.len()
     );
-    // The folder the sidecar reads its key from must not hold the CA's key (SECURITY 77).
+    // The folder the sidecar reads its key from must not hold the CA's key
+    // (docs/security.md, case 77).
     let folder = Path::new(&s.file.signing.key_path)
         .parent()
         .unwrap_or(Path::new("."));

@@ -16,8 +16,8 @@ use crate::registry::Scope;
 use crate::token::claims::PLACEHOLDER_CLAIMS;
 use crate::token::refresh;
 
-/// What the placeholders of a token's plan expand to under `settings` (SPEC 11): the plan's
-/// name and one line per pattern; `None` when the plan has no placeholders or is not known.
+/// What the placeholders of a token's plan expand to under `settings` (docs/namespaces.md): the
+/// plan's name and one line per pattern; `None` when the plan has no placeholders or is not known.
 /// Reads an OpTok (its claims), a refresh token (the claims it kept) or a registry token
 /// (the values the realm recorded for the catalog, else its `sub` and license).
 pub(crate) fn expansion(

@@ -1,5 +1,5 @@
-//! The command line (SPEC section 2): `serve`, `check-config`, `keygen`, `token inspect`,
-//! `doctor`, `test`; and `revoke`, `unrevoke`, `revoked` (SPEC section 12).
+//! The command line (docs/cli.md): `serve`, `check-config`, `keygen`, `token inspect`,
+//! `doctor`, `test`; and `revoke`, `unrevoke`, `revoked` (docs/revocation.md).
 //!
 //! Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
 

@@ -1,4 +1,4 @@
-//! `revoke`, `unrevoke`, `revoked` (SPEC section 12): change and list the licenses refused on
+//! `revoke`, `unrevoke`, `revoked` (docs/revocation.md): change and list the licenses refused on
 //! top of `revokedLicenses`.
 //!
 //! With `state.redis` they write the shared set on Redis, which every replica follows within a

@@ -5,7 +5,7 @@
 //! `Authorization: DPoP <redacted 812 bytes>`.
 //!
 //! Credentials go to a realm only over https (plain http only on loopback) and only on the
-//! registry's own host, unless `--allow-realm-host` names the realm's host (SPEC 7): a
+//! registry's own host, unless `--allow-realm-host` names the realm's host (docs/cli.md): a
 //! challenge is chosen by whoever answers `/v2/`, and must not be able to collect them.
 
 use std::path::{Path, PathBuf};
@@ -864,8 +864,8 @@ mod tests {
         assert_eq!(base_url(text).unwrap().as_str(), base);
     }
 
-    /// SPEC 7: credentials go only over https or loopback, and only to the registry's host or
-    /// a host given with --allow-realm-host.
+    /// As docs/cli.md says, credentials go only over https or loopback, and only to the registry's
+    /// host or a host given with --allow-realm-host.
     #[rstest]
     #[case::same_host_https("https://r.example", "https://r.example/token", &[], None)]
     #[case::other_port_same_host("https://r.example:5000", "https://r.example/token", &[], None)]

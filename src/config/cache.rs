@@ -1,4 +1,4 @@
-//! `cache` (SPEC 10): the edge cache's sizes and ttl, typed and validated into
+//! `cache` (docs/cache.md): the edge cache's sizes and ttl, typed and validated into
 //! [`CacheSettings`], which the cache module owns.
 //!
 //! ```yaml
@@ -169,7 +169,7 @@ mod tests {
         );
     }
 
-    /// Defaults as SPEC 10 says; bad values are reported under their paths.
+    /// Defaults as docs/cache.md gives them; bad values are reported under their paths.
     #[test]
     fn settings_and_problems() {
         let mut p = Problems::default();

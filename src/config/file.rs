@@ -1,4 +1,5 @@
-//! The configuration file as written: a serde mirror of SPEC section 3 that refuses unknown keys.
+//! The configuration file as written: a serde mirror of docs/configuration.md that refuses unknown
+//! keys.
 //!
 //! Nothing here is checked beyond its type; `validate` turns it into `Settings`.
 
@@ -35,20 +36,20 @@ pub struct FileConfig {
     pub default_plan: Option<String>,
     #[serde(default)]
     pub revoked_licenses: Vec<String>,
-    /// Where `registry-token revoke` keeps licenses without `state.redis` (SPEC section 12);
+    /// Where `registry-token revoke` keeps licenses without `state.redis` (docs/revocation.md);
     /// unset: `revoked-licenses.txt` beside the configuration file.
     #[serde(default)]
     pub revoked_licenses_file: Option<String>,
-    /// Refresh tokens for stock clients (SPEC section 9).
+    /// Refresh tokens for stock clients (docs/http.md, "Refresh tokens").
     #[serde(default)]
     pub refresh_tokens: RefreshTokensFile,
     /// The `jti`s of single refresh tokens no longer honoured.
     #[serde(default)]
     pub revoked_refresh_tokens: Vec<String>,
-    /// Shared state for replicas (SPEC section 8); absent: memory.
+    /// Shared state for replicas (docs/operations.md, "Running several replicas"); absent: memory.
     #[serde(default)]
     pub state: StateFile,
-    /// The edge cache (SPEC 10); absent: the defaults (a 64 MiB memory tier).
+    /// The edge cache (docs/cache.md); absent: the defaults (a 64 MiB memory tier).
     #[serde(default)]
     pub cache: super::cache::CacheFile,
 }
@@ -370,10 +371,10 @@ pub struct PlanFile {
     pub name: String,
     #[serde(default)]
     pub repositories: Vec<RuleFile>,
-    /// Pulls and token issuances per window (SPEC 8); absent: unlimited.
+    /// Pulls and token issuances per window (docs/http.md, "Plan limits"); absent: unlimited.
     #[serde(default)]
     pub limits: Option<PlanLimitsFile>,
-    /// Lets the plan's callers list the repositories they may pull (SPEC 11).
+    /// Lets the plan's callers list the repositories they may pull (docs/namespaces.md).
     #[serde(default)]
     pub catalog: bool,
 }

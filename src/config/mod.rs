@@ -190,7 +190,7 @@ pub struct Settings {
     /// `revokedLicensesFile`, resolved against the configuration file's folder by [`load`]:
     /// where revocations live without `state.redis`.
     pub revoked_licenses_file: PathBuf,
-    /// `cache` (SPEC 10); sizes apply on reload.
+    /// `cache` (docs/cache.md); sizes apply on reload.
     pub cache: crate::cache::CacheSettings,
 }
 
@@ -972,7 +972,8 @@ mod tests {
         Vec::new()
     }
 
-    /// Files that are not valid are refused with the place of the problem (SECURITY 65).
+    /// Files that are not valid are refused with the place of the problem
+    /// (docs/security.md, case 65).
     #[rstest]
     #[case::empty("", "")]
     #[case::tab_indentation("authority:\n\tissuer: x\n", "")]
@@ -1065,8 +1066,8 @@ mod tests {
         assert_eq!(file.authority.sender_constraint, "dpopOrMtls");
     }
 
-    /// `server.limits`: the SPEC 7 defaults; counts from the environment (strings) are read
-    /// as numbers; zero and bad values are reported under their paths.
+    /// `server.limits`: the defaults in docs/http.md; counts from the environment (strings) are
+    /// read as numbers; zero and bad values are reported under their paths.
     #[test]
     fn server_limits() {
         let file = parse(MINIMAL, no_env()).unwrap();

@@ -64,7 +64,7 @@ mod tests {
         )
     }
 
-    /// `plans[].limits` as SPEC 8 writes them reach the compiled plan; a plan without them is
+    /// `plans[].limits` as docs/http.md writes them reach the compiled plan; a plan without them is
     /// unlimited; an environment override (a count as text) is typed too.
     #[test]
     fn limits_load_from_the_file() {

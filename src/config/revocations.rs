@@ -1,4 +1,4 @@
-//! The revocation file (SPEC section 12, without `state.redis`): `revokedLicensesFile`, one
+//! The revocation file (docs/revocation.md, without `state.redis`): `revokedLicensesFile`, one
 //! license a line, read at start, then watched and applied like the configuration itself.
 //!
 //! ```text

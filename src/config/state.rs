@@ -1,5 +1,5 @@
-//! `state` (SPEC section 8): where replicas share spent DPoP proofs and plan-limit counts.
-//! Absent, both stay in this process's memory.
+//! `state` (docs/operations.md, "Running several replicas"): where replicas share spent DPoP proofs
+//! and plan-limit counts. Absent, both stay in this process's memory.
 //!
 //! ```yaml
 //! state:

@@ -31,7 +31,7 @@ pub struct PlanSpec {
     pub repositories: Vec<(String, Vec<String>)>,
     /// `limits`; `None`: unlimited.
     pub limits: Option<LimitsSpec>,
-    /// `catalog`: its callers may list the repositories they may pull (SPEC 11).
+    /// `catalog`: its callers may list the repositories they may pull (docs/namespaces.md).
     pub catalog: bool,
 }
 

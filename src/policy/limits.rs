@@ -1,12 +1,12 @@
-//! Plan limits (SPEC section 8): how many manifest pulls and token issuances a caller gets per
-//! fixed window. Pure decisions only: which key a caller is counted under, what a count means
-//! (the `RateLimit-*` headers, or a `429` with `Retry-After`). The counting itself is the
+//! Plan limits (docs/http.md, "Plan limits"): how many manifest pulls and token issuances a caller
+//! gets per fixed window. Pure decisions only: which key a caller is counted under, what a count
+//! means (the `RateLimit-*` headers, or a `429` with `Retry-After`). The counting itself is the
 //! [`crate::state::Counters`] seam (memory, or Redis shared by the replicas); the proxy counts
 //! pulls, the realm counts issuances.
 //!
-//! Keying (SECURITY 82): the license, else the subject, else the client IP. The client IP is the
-//! TCP peer; only a `server.trustedEdge` peer may name another one in `X-Forwarded-For`, so a
-//! client cannot spread its pulls over invented addresses.
+//! Keying (docs/security.md, case 82): the license, else the subject, else the client IP. The
+//! client IP is the TCP peer; only a `server.trustedEdge` peer may name another one in
+//! `X-Forwarded-For`, so a client cannot spread its pulls over invented addresses.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -383,7 +383,7 @@ mod tests {
         }
     }
 
-    /// `X-Forwarded-For` is read only from a trusted edge, from the right (SECURITY 82).
+    /// `X-Forwarded-For` is read only from a trusted edge, from the right (security case 82).
     #[rstest]
     #[case::untrusted_peer_ignored("10.0.0.9", &["6.6.6.6"], &[], "10.0.0.9")]
     #[case::untrusted_peer_with_edge_list("10.0.0.9", &["6.6.6.6"], &["10.0.0.1"], "10.0.0.9")]

@@ -1,14 +1,14 @@
 //! Plans: what a caller may do to which repositories. The realm grants, for each requested
-//! scope, the requested actions its plan allows (SPEC section 4: requested ∩ entitled), and
-//! nothing else: no rule, no grant; an empty plan grants nothing (SECURITY 66).
+//! scope, the requested actions its plan allows (requested ∩ entitled, docs/http.md), and
+//! nothing else: no rule, no grant; an empty plan grants nothing (docs/security.md, case 66).
 //!
 //! Plain data compiled from the configuration's `plans`, `defaultPlan`, `anonymous` and
 //! `revokedLicenses` ([`compile`]: patterns and actions are checked at load time). A setting
 //! of one plan (such as `plans[].limits`, `plans[].catalog`) belongs to [`Plan`], beside its
 //! rules. Licenses revoked outside the file (the revocation file, Redis) are in [`revocation`].
 //!
-//! A pattern may hold claim placeholders (`customers/${license|lower}/**`, SPEC 11): the plan
-//! is turned into the caller's [`Entitlement`] (placeholders filled, unusable rules set aside
+//! A pattern may hold claim placeholders (`customers/${license|lower}/**`, docs/namespaces.md): the
+//! plan is turned into the caller's [`Entitlement`] (placeholders filled, unusable rules set aside
 //! with their reason) before anything is granted.
 
 pub mod compile;
@@ -66,7 +66,8 @@ pub struct Rule {
 pub struct Plan {
     pub name: String,
     pub rules: Vec<Rule>,
-    /// `limits`: pulls and token issuances per window (SPEC 8); unset ones are unlimited.
+    /// `limits`: pulls and token issuances per window (docs/http.md, "Plan limits"); unset ones are
+    /// unlimited.
     pub limits: limits::PlanLimits,
     /// `catalog`: its callers may list, through the sidecar, the repositories they may pull.
     pub catalog: bool,
@@ -176,7 +177,8 @@ impl Entitlement<'_> {
     }
 
     /// Grant for one scope: `registry:catalog:*` only for a plan with `catalog: true` (its
-    /// listing is filtered by the proxy, SECURITY 41 and 93); repository scopes use `allowed`.
+    /// listing is filtered by the proxy, security cases 41 and 93); repository scopes use
+    /// `allowed`.
     pub fn grant(&self, scope: &Scope) -> Vec<String> {
         match scope.resource.kind {
             ResourceType::Registry if self.plan.catalog => scope
@@ -208,7 +210,8 @@ mod tests {
         items.iter().map(|a| a.to_string()).collect()
     }
 
-    /// The plans of the SPEC's example, plus one entitled to `acme/app` (SECURITY's `E`).
+    /// The plans of the documented example, plus one entitled to `acme/app`
+    /// (`E` in docs/security.md).
     fn plan(name: &str) -> Plan {
         let rules = match name {
             "public" => vec![rule("stella-ops/public/*", &["pull"])],
@@ -248,11 +251,11 @@ mod tests {
     #[case("enterprise", "customers", &["pull"], &[])]
     #[case("acme", "acme/app", &["pull", "push", "delete"], &["pull", "push"])]
     #[case("acme", "acme/base", &["pull", "push"], &["pull"])]
-    // SECURITY 39: a repository outside the plan gets nothing.
+    // Security case 39: a repository outside the plan gets nothing.
     #[case("acme", "victim/private", &["pull"], &[])]
-    // SECURITY 40: pull-only plan, everything asked.
+    // Security case 40: pull-only plan, everything asked.
     #[case("pull-only", "acme/app", &["pull", "push", "delete", "*"], &["pull"])]
-    // SECURITY 43: a host-prefixed name is another repository.
+    // Security case 43: a host-prefixed name is another repository.
     #[case("acme", "localhost:5000/acme/app", &["pull"], &[])]
     #[case("pull-only", "localhost:5000/acme/app", &["pull"], &[])]
     // Union over every matching rule, in requested order.
@@ -264,7 +267,7 @@ mod tests {
     #[case("acme", "acme/app", &["*"], &[])]
     #[case("acme", "acme/app", &[], &[])]
     #[case("acme", "acme/app", &["pull", "pull"], &["pull"])]
-    // SECURITY 66: an empty plan grants nothing.
+    // Security case 66: an empty plan grants nothing.
     #[case("empty", "acme/app", &["pull"], &[])]
     #[case("empty", "a", &["pull", "push", "delete", "*"], &[])]
     fn allowed(
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(plan(plan_name).allowed(name, &strings(requested)), expected);
     }
 
-    /// Grants through parsed scopes; the catalog is never granted by a plan (SECURITY 41).
+    /// Grants through parsed scopes; the catalog is never granted by a plan (security case 41).
     #[rstest]
     #[case("acme", "repository:acme/app:pull,push,delete", &["pull", "push"])]
     #[case("pull-only", "repository:acme/app:pull,push,delete,*", &["pull"])]
@@ -285,7 +288,7 @@ mod tests {
     #[case("acme", "repository(plugin):acme/app:pull", &["pull"])]
     #[case("split", "registry:catalog:*", &[])]
     #[case("acme", "registry:catalog:*", &[])]
-    // SECURITY 93: only a plan with `catalog: true` gets the catalog scope.
+    // Security case 93: only a plan with `catalog: true` gets the catalog scope.
     #[case("star", "registry:catalog:*", &["*"])]
     #[case("empty", "repository:acme/app:pull", &[])]
     fn grant(#[case] plan_name: &str, #[case] scope: &str, #[case] expected: &[&str]) {
@@ -336,7 +339,7 @@ mod tests {
         );
     }
 
-    /// SECURITY 92: a license value that is not one path component makes the pattern match
+    /// Security case 92: a license value that is not one path component makes the pattern match
     /// nothing at all (never a wider name), and says why.
     #[rstest]
     #[case(Some("a/b"), "not one repository path component")]

@@ -1,8 +1,9 @@
-//! Repository patterns of the plans (SPEC sections 3 and 11): `/`-separated segments, where `*`
-//! is exactly one segment, `**` one or more, a claim placeholder (`${license|lower}`) one
-//! segment filled from the caller's claims, and anything else a literal path component (or a
-//! `host:port` first segment). Compiled when the configuration loads; a pattern with
-//! placeholders is [`Pattern::expand`]ed for each caller, then matched for every scope.
+//! Repository patterns of the plans (docs/configuration.md, docs/namespaces.md): `/`-separated
+//! segments, where `*` is exactly one segment, `**` one or more, a claim placeholder
+//! (`${license|lower}`) one segment filled from the caller's claims, and anything else a literal
+//! path component (or a `host:port` first segment). Compiled when the configuration loads; a
+//! pattern with placeholders is [`Pattern::expand`]ed for each caller, then matched for every
+//! scope.
 //!
 //! Matching walks the name once while tracking the set of pattern positions reached (an NFA),
 //! so it costs at most segments × pattern-length steps whatever the `**`s: no backtracking.
@@ -220,7 +221,7 @@ mod tests {
     #[case("acme/*", "acme", false)]
     #[case("acme/*", "acme/app/x", false)]
     #[case("acme/*", "acmex/app", false)]
-    #[case("acme/*", "localhost:5000/acme/app", false)] // SECURITY 43
+    #[case("acme/*", "localhost:5000/acme/app", false)] // docs/security.md, case 43
     #[case("*/*", "localhost:5000/acme/app", false)]
     #[case("*", "acme", true)]
     #[case("*", "acme/app", false)]

@@ -1,11 +1,11 @@
-//! Claim placeholders in plan patterns (SPEC section 11): `${sub}`, `${license}`,
+//! Claim placeholders in plan patterns (docs/namespaces.md): `${sub}`, `${license}`,
 //! `${client_id}` or `${claim:NAME}`, optionally `|lower`, as a whole segment of a pattern.
 //!
 //! A placeholder is filled at decision time from the caller's [`Values`] (the OpTok's claims,
 //! or the ones a refresh token kept). The value must then be one repository path component by
 //! itself; anything else (missing, empty, `/`, `..`, `*`, `%`, upper case without `|lower`,
 //! non-ASCII, longer than [`VALUE_MAX`]) is [`Unusable`]: the pattern matches nothing for that
-//! caller, never a wider name (SECURITY 92).
+//! caller, never a wider name (docs/security.md, case 92).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -234,7 +234,7 @@ mod tests {
         }
     }
 
-    /// SECURITY 92: every value that is not one path component is refused, with its reason.
+    /// Security case 92: every value that is not one path component is refused, with its reason.
     #[rstest]
     #[case(false, "acme", Ok("acme"))]
     #[case(true, "ACME-Corp", Ok("acme-corp"))]

@@ -1,4 +1,4 @@
-//! Licenses revoked outside the configuration file (SPEC section 12): the revocation file, or
+//! Licenses revoked outside the configuration file (docs/revocation.md): the revocation file, or
 //! the set on Redis that every replica follows. [`Policy::is_revoked`](super::Policy) unites
 //! them with `revokedLicenses`, so the realm, refresh tokens and the `/v2/` check all see one
 //! answer.

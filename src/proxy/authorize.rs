@@ -1,5 +1,6 @@
-//! The `/v2/` decision (SPEC section 5), a plain function: route → form bodies → needed scopes →
-//! the sidecar-issued bearer token → live revocation → allow, or the [`Denial`] that refuses.
+//! The `/v2/` decision (docs/http.md, "The proxy"), a plain function: route → form bodies → needed
+//! scopes → the sidecar-issued bearer token → live revocation → allow, or the [`Denial`] that
+//! refuses.
 
 use super::denial::Denial;
 use crate::authority::{split_authorization, AuthorityConfig};
@@ -28,7 +29,7 @@ pub struct Allowed {
     /// The token's license claim (what its limits are counted under).
     pub license: Option<String>,
     /// What the token's plan placeholders were filled from, as the realm recorded it: read
-    /// for the filtered catalog only (SPEC 11); empty on other routes.
+    /// for the filtered catalog only (docs/namespaces.md); empty on other routes.
     pub values: Values,
 }
 

@@ -1,4 +1,4 @@
-//! The edge cache on the request path (SPEC 10), called only for a `/v2/` request that
+//! The edge cache on the request path (docs/cache.md), called only for a `/v2/` request that
 //! `authorize` (token, scope, revocation) and `limit` (`limits.pulls`) already allowed:
 //!
 //! ```text
@@ -18,8 +18,6 @@ use pingora::Result;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
-
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::cache::disk::{self, DiskObject};
 use crate::cache::range::{self, Ranged};
@@ -232,7 +230,7 @@ async fn serve_hit(
             if object.verified != Some(checked) {
                 cache.remember(kind, &object.digest, checked);
             }
-            let body = Body::File(tokio::fs::File::from_std(file), object.len);
+            let body = Body::File(file, object.len);
             serve(session, kind, &object.headers, body, rate).await?;
         }
     }
@@ -266,7 +264,7 @@ fn media_type(value: &str) -> &str {
 /// A hit's bytes: in memory, or an open (verified) file of the disk tier and its length.
 enum Body {
     Memory(Bytes),
-    File(tokio::fs::File, u64),
+    File(std::fs::File, u64),
 }
 
 impl Body {
@@ -278,8 +276,9 @@ impl Body {
     }
 }
 
-/// Largest piece of a disk file written at once.
-const FILE_CHUNK: usize = 256 << 10;
+/// Largest piece of a disk file read and written at once; a transfer holds two (the one being
+/// written, the next one being read).
+const FILE_CHUNK: usize = 512 << 10;
 
 /// Writes a hit: the registry's headers, the whole object, one range of a blob, or 416.
 async fn serve(
@@ -335,23 +334,48 @@ async fn serve(
             let part = bytes.slice(start as usize..(start + count) as usize);
             session.write_response_body(Some(part), true).await?
         }
-        Body::File(mut file, _) => {
-            let io = |e: std::io::Error| {
-                pingora::Error::because(pingora::ErrorType::ReadError, "reading a cached file", e)
-            };
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(io)?;
-            let mut left = count;
-            while left > 0 {
-                let mut chunk = BytesMut::zeroed(FILE_CHUNK.min(left as usize));
-                file.read_exact(&mut chunk).await.map_err(io)?;
-                left -= chunk.len() as u64;
-                session
-                    .write_response_body(Some(chunk.freeze()), left == 0)
-                    .await?;
+        Body::File(file, _) => send_file(session, file, start, count).await?,
+    }
+    Ok(())
+}
+
+/// Sends `count` bytes of `file` from `start`. Each chunk is read on the blocking pool straight
+/// into the buffer that is sent, and the next one is read while this one is written; a transfer
+/// never holds a blocking thread longer than one read, however slow its client.
+async fn send_file(
+    session: &mut Session,
+    file: std::fs::File,
+    start: u64,
+    count: u64,
+) -> Result<()> {
+    let io = |e: std::io::Error| {
+        pingora::Error::because(pingora::ErrorType::ReadError, "reading a cached file", e)
+    };
+    let read = |mut file: std::fs::File, at: u64, len: usize| {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            file.seek(SeekFrom::Start(at))?;
+            let mut chunk = Vec::with_capacity(len);
+            let got = Read::take(&mut file, len as u64).read_to_end(&mut chunk)?;
+            if got < len {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-        }
+            Ok((file, Bytes::from(chunk)))
+        })
+    };
+    let (mut at, end) = (start, start + count);
+    if count == 0 {
+        return session.write_response_body(Some(Bytes::new()), true).await;
+    }
+    let mut next = (at < end).then(|| read(file, at, FILE_CHUNK.min((end - at) as usize)));
+    while let Some(pending) = next.take() {
+        let (file, chunk) = pending
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(io)?;
+        at += chunk.len() as u64;
+        next = (at < end).then(|| read(file, at, FILE_CHUNK.min((end - at) as usize)));
+        session.write_response_body(Some(chunk), at == end).await?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
-//! `GET /v2/_catalog` for a plan with `catalog: true` (SPEC 11): answered by the sidecar, never
-//! forwarded. The registry's catalog is read page by page with the sidecar's own token (one it
-//! signs for itself with `registry:catalog:*`), filtered to what the caller may pull under the
-//! plan in force, and paginated by `registry::catalog`.
+//! `GET /v2/_catalog` for a plan with `catalog: true` (docs/namespaces.md): answered by the
+//! sidecar, never forwarded. The registry's catalog is read page by page with the sidecar's own
+//! token (one it signs for itself with `registry:catalog:*`), filtered to what the caller may pull
+//! under the plan in force, and paginated by `registry::catalog`.
 
 use std::sync::Mutex;
 

@@ -45,7 +45,7 @@ pub enum Denial {
     FormBody,
     #[error("more than one Authorization header")]
     DuplicateAuthorization,
-    /// No `Authorization` at all. `scope` is the challenge's scope (SPEC 5).
+    /// No `Authorization` at all. `scope` is the challenge's scope (docs/http.md, "The proxy").
     #[error("authentication required")]
     NoToken { scope: String },
     /// An `Authorization` that is not a bearer token.
@@ -58,7 +58,8 @@ pub enum Denial {
     #[error("the token does not grant this access")]
     InsufficientScope { scope: String },
 
-    // Plan limits (SPEC 8), after the token check: the manifest GET is not forwarded.
+    // Plan limits (docs/http.md, "Plan limits"), after the token check: the manifest GET is not
+    // forwarded.
     /// Past the plan's `limits.pulls`.
     #[error("pull rate limit reached: {} manifest pulls per {}s; retry after {retry_after}s", .headers.limit, .headers.window)]
     RateLimited {
@@ -210,7 +211,7 @@ mod tests {
         "repository:acme/app:pull".into()
     }
 
-    /// Each reason keeps its SPEC label, status, Docker code, challenge and connection fate.
+    /// Each reason keeps its documented label, status, Docker code, challenge and connection fate.
     #[rstest]
     #[case(Denial::UriTooLong, "uri_too_long", 414, "UNSUPPORTED", None, true)]
     #[case(

@@ -82,7 +82,8 @@ mod tests {
         req
     }
 
-    /// The smuggling probes of SECURITY 56 are refused; ordinary framings pass.
+    /// The smuggling probes of security case 56 (docs/security.md) are refused; ordinary framings
+    /// pass.
     #[rstest]
     #[case::plain(Version::HTTP_11, &[("content-length", "5")], None)]
     #[case::chunked(Version::HTTP_11, &[("transfer-encoding", "chunked")], None)]

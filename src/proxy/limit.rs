@@ -1,6 +1,6 @@
-//! Plan limits on the proxy path (SPEC 8): after `authorize` allowed a `/v2/` request, a
-//! manifest `GET` is counted against its plan's `limits.pulls` (`HEAD` is free, as on Docker
-//! Hub). Within the limit the response gets the `RateLimit-*` headers; past it, or when the
+//! Plan limits on the proxy path (docs/http.md, "Plan limits"): after `authorize` allowed a `/v2/`
+//! request, a manifest `GET` is counted against its plan's `limits.pulls` (`HEAD` is free, as on
+//! Docker Hub). Within the limit the response gets the `RateLimit-*` headers; past it, or when the
 //! shared state cannot count, the request is refused and never forwarded.
 
 use std::net::IpAddr;

@@ -72,11 +72,12 @@ pub struct Sidecar {
     pub tokens: Arc<VerifiedTokens>,
     /// What token times (`exp`, `nbf`, `iat`, DPoP `iat`, nonces) are read against.
     pub clock: Arc<dyn Clock>,
-    /// Where plan limits count (SPEC 8): this process's memory, or Redis shared by replicas.
+    /// Where plan limits count (docs/http.md, "Plan limits"): this process's memory, or Redis
+    /// shared by replicas.
     pub counters: Arc<dyn Counters>,
-    /// The edge cache (SPEC 10), shared by every request and kept across reloads.
+    /// The edge cache (docs/cache.md), shared by every request and kept across reloads.
     pub cache: Arc<Cache>,
-    /// How the filtered catalog reads the registry's (SPEC 11).
+    /// How the filtered catalog reads the registry's (docs/namespaces.md).
     pub catalog: catalog::Upstream,
 }
 
@@ -307,7 +308,7 @@ impl Sidecar {
             Err(denial) => Err(denial),
         };
         match decided {
-            // The filtered catalog is the sidecar's own answer (SPEC 11).
+            // The filtered catalog is the sidecar's own answer (docs/namespaces.md).
             Ok((allowed, _)) if allowed.routed.route == crate::registry::Route::Catalog => {
                 ctx.route = Some(allowed.routed.route.label());
                 ctx.subject = Some(allowed.subject.clone());
@@ -416,8 +417,9 @@ impl ProxyHttp for Sidecar {
             "/token" => {
                 let authority = ctx.authority.clone();
                 // The form is small: the whole of it within headerTimeout of the head's end
-                // (SECURITY 85), not only each read within the per-read timeout. `/v2/` upload
-                // bodies keep only the per-read timeout: large slow uploads are legitimate.
+                // (docs/security.md, case 85), not only each read within the per-read timeout.
+                // `/v2/` upload bodies keep only the per-read timeout: large slow uploads are
+                // legitimate.
                 let deadline = ctx.started + settings.limits.header_timeout;
                 self.token(session, &settings, &authority, deadline).await?
             }

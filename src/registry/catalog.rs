@@ -1,5 +1,6 @@
-//! The filtered catalog (SPEC 11): `GET /v2/_catalog` answered with only the repositories the
-//! caller may pull, paginated over that filtered list as Distribution paginates its own.
+//! The filtered catalog (docs/namespaces.md): `GET /v2/_catalog` answered with only the
+//! repositories the caller may pull, paginated over that filtered list as Distribution paginates
+//! its own.
 //!
 //! ```text
 //! client ?n=N&last=L ─▶ Query::parse ─▶ list: upstream pages (n=1000, last=cursor), each
@@ -10,9 +11,9 @@
 //! Work per client request is bounded by [`MAX_PAGES`] upstream pages. When that budget runs
 //! out before the page is full, the answer carries what was found and a `Link` whose `last`
 //! continues the scan. That position is the last name the sidecar read upstream, which the
-//! caller may not be allowed to see (SECURITY 93): it is then sealed ([`Cursor`], AES-256-GCM
-//! under a key derived from the signing key, so every replica opens it), never written in clear.
-//! Every name written in clear in a page or a `Link` is one the caller may pull.
+//! caller may not be allowed to see (docs/security.md, case 93): it is then sealed ([`Cursor`],
+//! AES-256-GCM under a key derived from the signing key, so every replica opens it), never written
+//! in clear. Every name written in clear in a page or a `Link` is one the caller may pull.
 //!
 //! Plain functions: fetching a page is the caller's closure (the proxy's HTTP client).
 
@@ -329,7 +330,7 @@ mod tests {
                 .strip_prefix("</v2/_catalog?")
                 .and_then(|l| l.strip_suffix(">; rel=\"next\""))
                 .unwrap();
-            // Every name written in clear is one the caller may pull (SECURITY 93).
+            // Every name written in clear is one the caller may pull (security case 93).
             let last = form_urlencoded::parse(target.as_bytes())
                 .find(|(k, _)| k == "last")
                 .unwrap()

@@ -182,7 +182,7 @@ mod tests {
     #[case("Asdf.com/foo/bar", false)]
     #[case("Acme/app", false)]
     #[case("acme/App", false)]
-    // SECURITY 42, 47, 48 shapes.
+    // The shapes of security cases 42, 47 and 48 (docs/security.md).
     #[case("acme/../x", false)]
     #[case("acme/./x", false)]
     #[case("acme%2Fapp", false)]

@@ -1,6 +1,6 @@
 //! The `/v2/` route table: what Distribution's router would match for a request, and every
-//! `(type, name, action)` a token must grant for it (SPEC section 5). The proxy calls [`route`]
-//! first; an `Err` is answered by the sidecar and never forwarded.
+//! `(type, name, action)` a token must grant for it (docs/http.md, "The proxy"). The proxy calls
+//! [`route`] first; an `Err` is answered by the sidecar and never forwarded.
 //!
 //! The raw path is checked before it is read: no `%` at all (so no encoded `/`, `.` or NUL can
 //! reach the registry), no `\`, no empty or dot segment, printable ASCII only. The name is then
@@ -10,7 +10,7 @@
 use super::access::{Access, Resource};
 use super::name::{is_valid_digest, is_valid_name, is_valid_tag};
 
-/// Largest `n` accepted on `/v2/_catalog` (SECURITY 41: bounded listing).
+/// Largest `n` accepted on `/v2/_catalog` (docs/security.md, case 41: bounded listing).
 pub const CATALOG_MAX: u32 = 1000;
 
 /// A registry API route.
@@ -261,7 +261,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Routed, Ro
             }
         }
         Route::BlobUploadStart => match (single(query, "mount")?, single(query, "from")?) {
-            // A cross-repository mount reads `from`: pull on it is needed too (SECURITY 49).
+            // A cross-repository mount reads `from`: pull on it is needed too (security case 49).
             (Some(digest), Some(from)) => {
                 if !is_valid_digest(&digest) {
                     return Err(BadQuery("`mount` is not a valid digest"));
@@ -273,7 +273,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Routed, Ro
                     needs.push(Access::new(Resource::repository(from), "pull"));
                 }
             }
-            // Without `from` the registry may mount from anywhere it likes (SECURITY 50):
+            // Without `from` the registry may mount from anywhere it likes (security case 50):
             // drop `mount` so a plain upload session opens.
             (Some(_), None) => upstream_query = Some(without(query, "mount")),
             (None, Some(_)) => upstream_query = Some(without(query, "from")),
@@ -363,7 +363,7 @@ mod tests {
         );
     }
 
-    /// Every known method on every route: the exact grants, or 405 (SECURITY 51, 53).
+    /// Every known method on every route: the exact grants, or 405 (security cases 51, 53).
     #[rstest]
     #[case("/v2/", "GET", Some(&[][..]))]
     #[case("/v2/", "HEAD", Some(&[][..]))]
@@ -407,7 +407,7 @@ mod tests {
         }
     }
 
-    /// SECURITY 52: unknown or lower-case methods are 405 before any route is read.
+    /// Security case 52: unknown or lower-case methods are 405 before any route is read.
     #[rstest]
     #[case("OPTIONS")]
     #[case("TRACE")]
@@ -426,7 +426,7 @@ mod tests {
         );
     }
 
-    /// SECURITY 46-48 and Distribution's traversal / bad-character cases: 400, never routed.
+    /// Security cases 46-48 and Distribution's traversal / bad-character cases: 400, never routed.
     #[rstest]
     #[case("/v2/acme/app/../../victim/private/manifests/latest", "dot segment")]
     #[case(
@@ -530,7 +530,7 @@ mod tests {
         );
     }
 
-    /// SECURITY 49/50: cross-repository mounts need pull on `from`; a `mount` without `from`
+    /// Security cases 49/50: cross-repository mounts need pull on `from`; a `mount` without `from`
     /// (or a `from` without `mount`) is stripped from what the registry sees.
     #[rstest]
     #[case(&format!("mount={D}&from=victim/private"), &["repository:acme/app:pull", "repository:acme/app:push", "repository:victim/private:pull"], None)]
@@ -571,7 +571,7 @@ mod tests {
         assert_eq!((e.status(), e.reason()), (400, "bad_query"));
     }
 
-    /// SECURITY 41: catalog listings are bounded.
+    /// Security case 41: catalog listings are bounded.
     #[rstest]
     #[case(None, true)]
     #[case(Some(""), true)]

@@ -160,11 +160,11 @@ mod tests {
     #[case("repository:acme/app:pull", repo("acme/app", &["pull"]), "repository:acme/app:pull")]
     #[case("repository:acme/app:pull,push", repo("acme/app", &["pull", "push"]), "repository:acme/app:pull,push")]
     #[case("repository:acme/app:push,pull,push,pull", repo("acme/app", &["push", "pull"]), "repository:acme/app:push,pull")]
-    // SECURITY 40: every action parses; the plan narrows them later.
+    // Security case 40 (docs/security.md): every action parses; the plan narrows them later.
     #[case("repository:acme/app:pull,push,delete,*", repo("acme/app", &["pull", "push", "delete", "*"]), "repository:acme/app:pull,push,delete,*")]
     #[case("repository:acme/app:*", repo("acme/app", &["*"]), "repository:acme/app:*")]
     #[case("repository:samalba/my-app:pull", repo("samalba/my-app", &["pull"]), "repository:samalba/my-app:pull")]
-    // SECURITY 43: the host:port stays in the name.
+    // Security case 43: the host:port stays in the name.
     #[case("repository:localhost:5000/acme/app:pull", repo("localhost:5000/acme/app", &["pull"]), "repository:localhost:5000/acme/app:pull")]
     #[case("repository:docker.com/foo:delete", repo("docker.com/foo", &["delete"]), "repository:docker.com/foo:delete")]
     #[case("repository(plugin):x:pull", with_class("plugin", repo("x", &["pull"])), "repository(plugin):x:pull")]
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(Scope::parse(printed).unwrap(), scope);
     }
 
-    /// SECURITY 42 and other malformed scopes: refused, never read as another repository.
+    /// Security case 42 and other malformed scopes: refused, never read as another repository.
     #[rstest]
     #[case("repository:acme/app", "lists no actions")]
     #[case("repository:acme/app:", "lists no actions")]
@@ -216,7 +216,7 @@ mod tests {
         assert!(err.contains(says), "{input:?}: {err}");
     }
 
-    /// SECURITY 42: a 300-character name, and a scope past 512 bytes.
+    /// Security case 42: a 300-character name, and a scope past 512 bytes.
     #[rstest]
     #[case(format!("repository:{}:pull", "a".repeat(300)), "not a valid repository name")]
     #[case(format!("repository:{}:pull", "a/".repeat(300) + "a"), "longer than 512 bytes")]

@@ -1,4 +1,4 @@
-//! Client connections before and between requests (SPEC 7 "Connections"): the caps on open
+//! Client connections before and between requests (docs/http.md, "At the edge"): the caps on open
 //! connections, the deadline on a whole request head, and the idle keep-alive timeout.
 //!
 //! ```text
@@ -187,10 +187,11 @@ impl HeadScan {
         if self.start.is_some() {
             let window = self.window(buf.len());
             let seen = &buf[window.clone()];
-            // A line ending (`\n`) followed by an empty line (`\n` or `\r\n`).
-            let end = (0..seen.len()).find_map(|i| match &seen[i..] {
-                [b'\n', b'\n', ..] => Some(window.start + i + 2),
-                [b'\n', b'\r', b'\n', ..] => Some(window.start + i + 3),
+            // A line ending (`\n`) followed by an empty line (`\n` or `\r\n`); memchr finds
+            // the line endings a word at a time.
+            let end = memchr::memchr_iter(b'\n', seen).find_map(|i| match &seen[i + 1..] {
+                [b'\n', ..] => Some(window.start + i + 2),
+                [b'\r', b'\n', ..] => Some(window.start + i + 3),
                 _ => None,
             });
             self.scanned = buf.len();
@@ -496,7 +497,8 @@ mod tests {
     }
 
     /// Admission in order: each row is a client and whether it gets in, with earlier slots
-    /// still held. The edge is exempt however either side writes its address (SECURITY 86).
+    /// still held. The edge is exempt however either side writes its address
+    /// (docs/security.md, case 86).
     #[rstest]
     #[case::per_ip_cap(limits(10, 2), &[], &[("10.0.0.1", true), ("10.0.0.1", true), ("10.0.0.1", false), ("10.0.0.2", true)])]
     #[case::total_cap(limits(2, 5), &[], &[("10.0.0.1", true), ("10.0.0.2", true), ("10.0.0.3", false)])]
@@ -596,7 +598,7 @@ mod tests {
 
     /// Heads trickled in pieces of every size from 1 to 7 bytes, the end split across reads
     /// at every place: each byte is looked at a bounded number of times (the overlap of two),
-    /// so the work grows with the bytes, not with the bytes times the reads (SECURITY 84).
+    /// so the work grows with the bytes, not with the bytes times the reads (security case 84).
     #[rstest]
     #[case::crlf(b"GET /v2/ HTTP/1.1\r\nHost: a\r\nX-Pad: aaaaaaaaaaaaaaaa\r\n\r\n")]
     #[case::bare_lf(b"\r\nGET /v2/ HTTP/1.1\nHost: a\nX-Pad: aaaaaaaaaaaaaaaa\n\n")]

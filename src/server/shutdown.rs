@@ -1,5 +1,5 @@
-//! Start and stop (SPEC 7 "Shutdown"): the listen addresses are claimed before pingora binds
-//! them, so that one in use is an error rather than retried; on SIGTERM the listeners keep
+//! Start and stop (docs/http.md, "At the edge"): the listen addresses are claimed before pingora
+//! binds them, so that one in use is an error rather than retried; on SIGTERM the listeners keep
 //! accepting for `drainDelay`, then close, and the process exits as soon as no client
 //! connection is left, at the latest after `gracePeriod`.
 //!

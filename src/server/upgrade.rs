@@ -1,6 +1,6 @@
-//! Where the zero-downtime upgrade socket lives (SECURITY 78). On SIGQUIT the running process
-//! sends its listening sockets to whoever listens on that path: a path in a directory others
-//! can write to would let a local user bind it first and receive them. So the socket goes in
+//! Where the zero-downtime upgrade socket lives (docs/security.md, case 78). On SIGQUIT the running
+//! process sends its listening sockets to whoever listens on that path: a path in a directory
+//! others can write to would let a local user bind it first and receive them. So the socket goes in
 //! a directory only this user (or root) can write to, created 0700 when it is the default.
 //!
 //! Default, the first that is or can be made ours: `$XDG_RUNTIME_DIR/registry-token/`,

@@ -1,11 +1,12 @@
-//! State that replicas share (SPEC section 8): fixed-window counters for plan limits, beside the
-//! DPoP replay store (the seam is `authority::replay`; its Redis side is `replay`). Without `state.redis` both live in this process's
-//! memory; with it, on Redis, so every replica sees every other's counts and spent proofs.
+//! State that replicas share (docs/operations.md, "Running several replicas"): fixed-window
+//! counters for plan limits, beside the DPoP replay store (the seam is `authority::replay`; its
+//! Redis side is `replay`). Without `state.redis` both live in this process's memory; with it, on
+//! Redis, so every replica sees every other's counts and spent proofs.
 //!
 //! The request path only sees the traits; `server` picks the implementation from the config
 //! ([`Stores::build`]): `memory` without `state.redis`; `redis` with it, wrapped by `fallback`
 //! under `onUnavailable: memory`. Replicas also hear each other over pub/sub (`pubsub`): the
-//! revocation set (`revocations`, SPEC section 12) is followed that way.
+//! revocation set (`revocations`, docs/revocation.md) is followed that way.
 
 pub mod fallback;
 pub mod memory;

@@ -1,5 +1,6 @@
-//! The shared store on Redis (SPEC section 8): one connection manager per process, every
-//! command under `state.redis.timeout`, fixed-window counters by a Lua script (one round trip).
+//! The shared store on Redis (docs/operations.md, "Running several replicas"): one connection
+//! manager per process, every command under `state.redis.timeout`, fixed-window counters by a Lua
+//! script (one round trip).
 //!
 //! ```text
 //! realm / proxy ─▶ Counters::hit ─┐

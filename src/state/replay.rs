@@ -1,5 +1,5 @@
-//! The DPoP replay store on Redis (SPEC section 8), beside the other Redis state: the
-//! [`ReplayStore`] seam is `authority::replay`'s: a spent proof is one key,
+//! The DPoP replay store on Redis (docs/operations.md, "Running several replicas"), beside the
+//! other Redis state: the [`ReplayStore`] seam is `authority::replay`'s: a spent proof is one key,
 //! `keyPrefix + "dpop:" + jkt + ":" + jti`, written with `SET NX PX` to live until the proof
 //! could no longer be accepted anyway. `NX` makes the first replica to spend a proof the only
 //! one: every other replica, and this one after a restart, sees `dpop_replay`.

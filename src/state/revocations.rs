@@ -1,4 +1,4 @@
-//! Revocations shared on Redis (SPEC section 12): the set every replica follows, the commands
+//! Revocations shared on Redis (docs/revocation.md): the set every replica follows, the commands
 //! `registry-token revoke`/`unrevoke`/`revoked` write and read, and the follower that keeps a
 //! replica's [`Revocations`] in step within a second.
 //!
@@ -317,7 +317,8 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    /// Only a well-formed message of this deployment's prefix is accepted (SECURITY 94).
+    /// Only a well-formed message of this deployment's prefix is accepted
+    /// (docs/security.md, case 94).
     #[rstest]
     #[case(br#"{"prefix":"rt:","change":"revoke","license":"LIC-1"}"#, Ok(()))]
     #[case(br#"{"prefix":"rt:","change":"unrevoke","license":"LIC-1"}"#, Ok(()))]

@@ -31,8 +31,8 @@ pub struct IssuedClaims {
 
 /// The claim of an issued token holding what its plan's placeholders were filled from
 /// (`policy::Values`: `{"sub", "license", "claims": {"client_id", ...}}`): what the proxy's
-/// filtered catalog expands the plan with (SPEC 11). Only on tokens of `catalog: true` plans
-/// with placeholders; an anonymous caller's token has none (it has no claims).
+/// filtered catalog expands the plan with (docs/namespaces.md). Only on tokens of `catalog: true`
+/// plans with placeholders; an anonymous caller's token has none (it has no claims).
 pub const PLACEHOLDER_CLAIMS: &str = "registry-token:claims";
 
 /// Claim names `extra` may not carry (a duplicate would be read differently by each parser).

@@ -33,7 +33,7 @@ pub struct Issuer {
     /// `signing.lifetime` of registry tokens.
     pub lifetime: Duration,
     pub keys: Arc<KeySet>,
-    /// `refreshTokens` and `revokedRefreshTokens` (SPEC section 9).
+    /// `refreshTokens` and `revokedRefreshTokens` (docs/http.md, "Refresh tokens").
     pub refresh: RefreshSettings,
 }
 

@@ -1,9 +1,9 @@
-//! The token realm (SPEC section 4): `GET /token` and the OAuth2 `POST /token` form.
+//! The token realm (docs/http.md): `GET /token` and the OAuth2 `POST /token` form.
 //!
 //! service → scopes → Authority token and its sender constraint → revocation → plan → grant →
 //! DPoP proof spent → signed registry token. The proof is spent last, so a refused request
-//! leaves no trace in the replay store (SPEC section 7). Each refusal is a [`Refusal`] variant:
-//! its `as_str()` is the SPEC `reason` (metric label and body), and `respond::refusal` writes it.
+//! leaves no trace in the replay store. Each refusal is a [`Refusal`] variant: its `as_str()` is
+//! the documented `reason` (metric label and body), and `respond::refusal` writes it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ pub struct TokenRequest<'a> {
     /// The client's address (`policy::limits::client_ip`): what a caller with neither license
     /// nor subject is counted under.
     pub client_ip: Option<IpAddr>,
-    /// Where plan limits count (SPEC 8).
+    /// Where plan limits count (docs/http.md, "Plan limits").
     pub counters: &'a dyn Counters,
 }
 
@@ -48,7 +48,7 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// On `offline_token=true` / `access_type=offline` a new one; on a refresh grant the one
-    /// presented (SPEC section 9).
+    /// presented (docs/http.md, "Refresh tokens").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<RefreshToken>,
     #[serde(skip)]
@@ -78,7 +78,7 @@ pub enum Refusal {
     ServiceNotAllowed,
     #[error(transparent)]
     MalformedScope(#[from] ScopeError),
-    /// The OpTok or its binding (SPEC 4, steps 3 and 4).
+    /// The OpTok or its binding (checks 3 and 4 in docs/http.md).
     #[error(transparent)]
     Authority(AuthError),
     /// No credentials, and the scopes need some (anonymous access grants none of them).
@@ -92,7 +92,7 @@ pub enum Refusal {
     PlanDenied,
     #[error("the token could not be signed")]
     SigningFailed,
-    /// Past the plan's `limits.tokens` (SPEC 8).
+    /// Past the plan's `limits.tokens` (docs/http.md, "Plan limits").
     #[error("token rate limit reached: {limit} tokens per {window}s; retry after {retry_after}s")]
     RateLimited {
         limit: u64,
@@ -103,7 +103,8 @@ pub enum Refusal {
     /// (`AuthError::StateUnavailable`).
     #[error("the shared state store is unavailable; retry later")]
     StateUnavailable,
-    /// A `grant_type=refresh_token` that is refused: `400 invalid_grant` (SPEC section 9).
+    /// A `grant_type=refresh_token` that is refused: `400 invalid_grant`
+    /// (docs/http.md, "Refresh tokens").
     #[error(transparent)]
     Refresh(#[from] RefreshError),
 }
@@ -121,7 +122,7 @@ impl From<AuthError> for Refusal {
 }
 
 impl Refusal {
-    /// The SPEC `reason`: metric label and the body's `reason`.
+    /// The documented `reason`: metric label and the body's `reason`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Refusal::UnsupportedGrant(_) => "unsupported_grant_type",
@@ -322,7 +323,7 @@ impl Audit {
 
 /// Runs the realm for one request. `now` is the Unix time in seconds. `authority` is the one in
 /// force: its own settings (sender constraint, claim names) apply. The steps, in the order
-/// SPEC section 7 gives them; each refuses with its [`Refusal`].
+/// docs/http.md gives them; each refuses with its [`Refusal`].
 pub async fn issue(
     issuer: &Issuer,
     policy: &Policy,
@@ -408,8 +409,8 @@ fn service(issuer: &Issuer, params: &Params) -> Result<String, Refusal> {
     }
 }
 
-/// Who asks: a refresh token redeemed, else the OpTok and its binding (SPEC 4, steps 3 and 4);
-/// `None` when no credentials were presented.
+/// Who asks: a refresh token redeemed, else the OpTok and its binding
+/// (checks 3 and 4 in docs/http.md); `None` when no credentials were presented.
 async fn authenticate(
     issuer: &Issuer,
     policy: &Policy,
@@ -506,8 +507,8 @@ fn grant_or_refuse(
     Ok(access)
 }
 
-/// Counts the issuance against the plan's `limits.tokens` (SPEC 8): only once granted and
-/// before the proof is spent, so that a limited request spends nothing.
+/// Counts the issuance against the plan's `limits.tokens` (docs/http.md, "Plan limits"): only once
+/// granted and before the proof is spent, so that a limited request spends nothing.
 async fn count_issuance(
     plan: &Plan,
     caller: &Caller,
@@ -577,7 +578,7 @@ fn refresh_token(
 
 /// The claims a registry token carries beyond the registered ones: the plan and the license
 /// under the Authority's claim names, and what the proxy's filtered catalog fills this plan's
-/// placeholders from (SPEC 11).
+/// placeholders from (docs/namespaces.md).
 fn carried_claims(
     authority: &AuthorityConfig,
     plan: &Plan,

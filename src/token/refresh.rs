@@ -1,5 +1,5 @@
-//! Refresh tokens (SPEC section 9): what lets `docker login` last longer than the OpTok it was
-//! given.
+//! Refresh tokens (docs/http.md, "Refresh tokens"): what lets `docker login` last longer than the
+//! OpTok it was given.
 //!
 //! ```text
 //! issuance:   realm grant + offline_token=true / access_type=offline ─▶ mint ─▶ refresh_token
@@ -105,7 +105,7 @@ pub struct RefreshClaims {
     #[serde(default, skip_serializing_if = "Binding::is_unbound")]
     pub cnf: Binding,
     /// The OpTok claims the plan's placeholders read besides `sub` and the license
-    /// (`client_id`, `claim:NAME`), so that a refresh expands them the same (SPEC 11).
+    /// (`client_id`, `claim:NAME`), so that a refresh expands them the same (docs/namespaces.md).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, String>,
 }
@@ -160,7 +160,7 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
-    /// The SPEC `reason`: metric label and the body's `reason`.
+    /// The documented `reason`: metric label and the body's `reason`.
     pub fn reason(&self) -> &'static str {
         match self {
             RefreshError::Missing => "invalid_request",
@@ -462,7 +462,7 @@ mod tests {
     }
 
     /// Only a refresh token this sidecar signed, unexpired, passes `verify`; each other token
-    /// is `refresh_token_invalid` or `refresh_token_expired` (SECURITY 81).
+    /// is `refresh_token_invalid` or `refresh_token_expired` (docs/security.md, case 81).
     #[test]
     fn verify_accepts_only_own_unexpired_refresh_tokens() {
         let (_d, s) = settings_with(SenderConstraint::None);
@@ -879,7 +879,7 @@ mod tests {
         .await;
         assert!(
             out.unwrap().refresh_token.is_none(),
-            "disabled: SECURITY 45"
+            "disabled: security case 45"
         );
         let (out, _) = run(
             &disabled,

@@ -1,4 +1,4 @@
-//! The edge cache (SPEC 10) for end-to-end tests: objects written straight into the registry
+//! The edge cache (docs/cache.md) for end-to-end tests: objects written straight into the registry
 //! (no sidecar), requests with chosen headers read as [`RawResponse`]s, the registry's blob
 //! files to corrupt, and registry tokens re-signed with other claims (expired ones).
 

@@ -1,6 +1,6 @@
-//! Plan limits (SPEC 8) for end-to-end tests: a config with limited plans, an image to pull,
-//! and manifest requests sent from a chosen loopback source address (127.0.0.2 stands for a
-//! second client, or for an edge proxy), reusable for a stack of several replicas.
+//! Plan limits (docs/http.md, "Plan limits") for end-to-end tests: a config with limited plans, an
+//! image to pull, and manifest requests sent from a chosen loopback source address (127.0.0.2
+//! stands for a second client, or for an edge proxy), reusable for a stack of several replicas.
 
 use std::net::IpAddr;
 
@@ -15,7 +15,7 @@ pub const TAG: &str = "v1";
 /// What OCI clients accept for a manifest (the pushed image is an OCI manifest).
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// A plan `name` that may pull `acme/*`, with `limits` as written in SPEC 8.
+/// A plan `name` that may pull `acme/*`, with `limits` as written in docs/http.md.
 pub fn limited_plan(name: &str, limits: Value) -> Plan {
     let mut plan = Plan::new(name, &[("acme/*", &["pull"])]);
     plan.limits = limits;

@@ -1,6 +1,6 @@
-//! The real `registry-token` binary: keygen, a SPEC section 3 config written to a tempdir (as a
-//! plain file, a symlink, or a Kubernetes ConfigMap `..data` layout), `serve` until `/readyz`,
-//! and the calls tests make on it (`/token` over DPoP, metrics, reloads, SIGHUP).
+//! The real `registry-token` binary: keygen, a config as in docs/configuration.md written to a
+//! tempdir (as a plain file, a symlink, or a Kubernetes ConfigMap `..data` layout), `serve` until
+//! `/readyz`, and the calls tests make on it (`/token` over DPoP, metrics, reloads, SIGHUP).
 
 use std::fs::File;
 use std::os::unix::fs::symlink;
@@ -28,7 +28,8 @@ pub const SERVICE: &str = "registry.test";
 /// The issuer of the sidecar's tokens (the registry's `auth.token.issuer`).
 pub const TOKEN_ISSUER: &str = "registry-token";
 
-/// How long a config change may take to apply. SPEC says 2 s; the slack is for a loaded machine.
+/// How long a config change may take to apply. README.md says 2 s; the slack is for a loaded
+/// machine.
 pub const RELOAD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Output of `registry-token keygen --alg ES256 --out DIR --ca-dir CA`: DIR is what the sidecar
@@ -117,7 +118,7 @@ pub struct Plan {
     pub name: String,
     /// `(pattern, actions)`.
     pub rules: Vec<(String, Vec<String>)>,
-    /// The plan's `limits` (SPEC 8) as written, e.g. `{"pulls": {"count": 3, "per": "1h"}}`;
+    /// The plan's `limits` (docs/http.md) as written, e.g. `{"pulls": {"count": 3, "per": "1h"}}`;
     /// `Null`: none.
     pub limits: Value,
 }
@@ -148,7 +149,7 @@ pub enum Layout {
     LinkElsewhere,
 }
 
-/// What the test controls in the sidecar's config (rendered to SPEC section 3 YAML).
+/// What the test controls in the sidecar's config (rendered to YAML as in docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct SidecarConfig {
     /// Main listener port; `None` picks a free one.

@@ -25,12 +25,12 @@ fn case58_authority_down_at_start_means_not_ready_and_no_tokens() {
     assert_eq!(
         ready.status(),
         503,
-        "SECURITY 58: /readyz while the Authority was never reached"
+        "security case 58: /readyz while the Authority was never reached"
     );
     let why = ready.text().unwrap();
     assert!(
         why.contains("authority"),
-        "SECURITY 58: /readyz says the Authority is why: {why}"
+        "security case 58: /readyz says the Authority is why: {why}"
     );
 
     let key = DpopKey::new();
@@ -47,7 +47,7 @@ fn case58_authority_down_at_start_means_not_ready_and_no_tokens() {
         assert_eq!(
             response.status(),
             503,
-            "SECURITY 58: /token without Authority keys"
+            "security case 58: /token without Authority keys"
         );
         let retry = response
             .headers()
@@ -55,7 +55,7 @@ fn case58_authority_down_at_start_means_not_ready_and_no_tokens() {
             .map(|v| v.to_str().unwrap().to_string());
         assert!(
             retry.as_deref().is_some_and(|r| r.parse::<u64>().is_ok()),
-            "SECURITY 58: 503 carries a numeric Retry-After, got {retry:?}"
+            "security case 58: 503 carries a numeric Retry-After, got {retry:?}"
         );
     }
     assert_eq!(
@@ -64,6 +64,6 @@ fn case58_authority_down_at_start_means_not_ready_and_no_tokens() {
             .unwrap()
             .status(),
         503,
-        "SECURITY 58: still not ready"
+        "security case 58: still not ready"
     );
 }

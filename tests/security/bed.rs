@@ -69,7 +69,7 @@ impl Bed {
         let response = raw_http(&self.sidecar.addr(), request);
         assert!(
             expected.contains(&response.status),
-            "SECURITY {case}: expected one of {expected:?}, got {} {}",
+            "security case {case}: expected one of {expected:?}, got {} {}",
             response.status,
             response.text()
         );
@@ -77,7 +77,7 @@ impl Bed {
         assert_eq!(
             after.len(),
             before,
-            "SECURITY {case}: forwarded to the registry: {:?}",
+            "security case {case}: forwarded to the registry: {:?}",
             &after[before..]
         );
         response
@@ -102,7 +102,7 @@ impl Bed {
             assert_eq!(
                 self.registry.requests_for(fragment),
                 0,
-                "SECURITY {case}: the registry logged a request matching {fragment:?}"
+                "security case {case}: the registry logged a request matching {fragment:?}"
             );
         }
     }
@@ -167,18 +167,23 @@ impl Reply {
             .collect()
     }
 
-    /// Asserts the status, naming the SECURITY case.
+    /// Asserts the status, naming the security case.
     pub fn expect(&self, status: u16, case: &str) {
-        assert_eq!(self.status, status, "SECURITY {case}: {}", self.describe());
+        assert_eq!(
+            self.status,
+            status,
+            "security case {case}: {}",
+            self.describe()
+        );
     }
 
-    /// Asserts a 401 whose challenge carries `error="<error>"`, naming the SECURITY case.
+    /// Asserts a 401 whose challenge carries `error="<error>"`, naming the security case.
     pub fn expect_401(&self, error: &str, case: &str) {
         self.expect(401, case);
         assert_eq!(
             self.error(),
             Some(error),
-            "SECURITY {case}: {}",
+            "security case {case}: {}",
             self.describe()
         );
     }

@@ -1,8 +1,8 @@
-//! The edge cache (SPEC 10, SECURITY 87–91): cached bytes are shared by every caller, so each
-//! rule is shown to hold against a second tenant. A blob is seeded straight into the registry
-//! for `acme/a` only; the cache is warmed through the sidecar with a token for `acme/a`; then
-//! the cases try to read it as someone else, under another key, with a token that no longer
-//! holds, or with ranges. The tap shows what went upstream (a hit never does).
+//! The edge cache (docs/cache.md; docs/security.md, cases 87–91): cached bytes are shared by every
+//! caller, so each rule is shown to hold against a second tenant. A blob is seeded straight into
+//! the registry for `acme/a` only; the cache is warmed through the sidecar with a token for
+//! `acme/a`; then the cases try to read it as someone else, under another key, with a token that no
+//! longer holds, or with ranges. The tap shows what went upstream (a hit never does).
 //! The per-customer variant of case 87 starts the namespaces bed instead (two customers under
 //! `customers/${license|lower}/**`) and pushes and pulls through the sidecar.
 
@@ -81,12 +81,12 @@ fn case87_a_blob_cached_for_one_repository_is_not_served_for_another() {
     let token_b = token(&w.bed, "LIC-2", &["repository:acme/b:pull"]);
     let path_b = format!("/v2/acme/b/blobs/{}", w.blob);
     let refused = w.get(&path_b, &token_b, &[]);
-    assert_eq!(refused.status, 404, "SECURITY 87: {}", refused.text());
-    assert!(!leaks(&refused), "SECURITY 87: A's bytes reached B");
+    assert_eq!(refused.status, 404, "security case 87: {}", refused.text());
+    assert!(!leaks(&refused), "security case 87: A's bytes reached B");
     assert_eq!(
         w.upstream(&path_b),
         1,
-        "SECURITY 87: the registry was not asked for B"
+        "security case 87: the registry was not asked for B"
     );
 
     seed_blob(&w.bed.registry, "acme/b", SECRET);
@@ -159,7 +159,7 @@ fn push_image(base: &str, repo: &str, token: &str) -> (String, String, Vec<u8>) 
     (layer, sha256_digest(&manifest), manifest)
 }
 
-/// 87 with per-customer namespaces (SPEC 11): two customers on the plan
+/// 87 with per-customer namespaces (docs/namespaces.md): two customers on the plan
 /// `customers/${license|lower}/**`. A pushes an image to `customers/a/app` and pulls its layer
 /// and manifest twice (the second time from the cache). B, whose token covers `customers/b/**`
 /// only, asks for the same digests under `customers/a/app` (refused before the cache, never
@@ -189,7 +189,7 @@ fn case87_a_customers_cached_object_never_reaches_another_customer() {
     assert_eq!(
         access_b.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         ["customers/b/app"],
-        "SECURITY 87: B's token covers customers/b/** only"
+        "security case 87: B's token covers customers/b/** only"
     );
 
     let (layer, manifest, manifest_bytes) = push_image(&base, "customers/a/app", &token_a);
@@ -231,20 +231,24 @@ fn case87_a_customers_cached_object_never_reaches_another_customer() {
             assert_eq!(
                 refused.status,
                 401,
-                "SECURITY 87: B {method} {path} {range:?}: {}",
+                "security case 87: B {method} {path} {range:?}: {}",
                 refused.text()
             );
             assert!(
                 !holds(&refused.body, &bytes) && !holds(&refused.body, &bytes[..10]),
-                "SECURITY 87: A's bytes reached B"
+                "security case 87: A's bytes reached B"
             );
         }
-        assert_eq!(upstream(&path), 1, "SECURITY 87: B's refusal was forwarded");
+        assert_eq!(
+            upstream(&path),
+            1,
+            "security case 87: B's refusal was forwarded"
+        );
     }
     assert_eq!(
         cache_requests(&[]),
         looked_up,
-        "SECURITY 87: B's refusal reached the cache"
+        "security case 87: B's refusal reached the cache"
     );
 
     // B under its own name, where the registry has not linked A's objects: the registry's 404.
@@ -257,24 +261,24 @@ fn case87_a_customers_cached_object_never_reaches_another_customer() {
             assert_eq!(
                 answer.status,
                 404,
-                "SECURITY 87: B {method} {path} {range:?}: {}",
+                "security case 87: B {method} {path} {range:?}: {}",
                 answer.text()
             );
             assert!(
                 !holds(&answer.body, &bytes) && !holds(&answer.body, &bytes[..10]),
-                "SECURITY 87: A's bytes reached B"
+                "security case 87: A's bytes reached B"
             );
             assert_eq!(
                 upstream(&path),
                 before + 1,
-                "SECURITY 87: B {method} {path} {range:?} was not asked of the registry"
+                "security case 87: B {method} {path} {range:?} was not asked of the registry"
             );
         }
     }
     assert_eq!(
         hits(),
         hits_before,
-        "SECURITY 87: B was served from the cache"
+        "security case 87: B was served from the cache"
     );
 
     // B pushes the same bytes: the registry links them into B and says 200 for B; the first
@@ -320,13 +324,13 @@ fn case88_wrong_bytes_are_never_stored() {
         .metric("registry_token_cache_integrity_failures_total", &[]);
     assert_eq!(
         failures, 1.0,
-        "SECURITY 88: the integrity counter did not move"
+        "security case 88: the integrity counter did not move"
     );
     request(&url, "GET", &path, Some(&token_a), &[]);
     assert_eq!(
         bed.tap.heads_for(&path).len(),
         2,
-        "SECURITY 88: poisoned bytes were stored and served"
+        "security case 88: poisoned bytes were stored and served"
     );
 }
 
@@ -361,13 +365,13 @@ fn case89_key_confusion_never_reaches_an_entry() {
             let response = w.get(&path, token, &[("Accept", ACCEPT)]);
             assert!(
                 !(repo == "acme/b" && leaks(&response)),
-                "SECURITY 89: {path} served A's bytes to B"
+                "security case 89: {path} served A's bytes to B"
             );
             // Refused by the route grammar (400), or forwarded: never answered by the cache.
             let forwarded = w.upstream(&path) == 1;
             assert!(
                 forwarded || response.status == 400,
-                "SECURITY 89: {path} was answered by the cache ({})",
+                "security case 89: {path} was answered by the cache ({})",
                 response.status
             );
         }
@@ -378,8 +382,8 @@ fn case89_key_confusion_never_reaches_an_entry() {
         format!("/v2/acme/b/blobs/sha256%3A{hex}"),
     ] {
         let response = w.get(&path, &token_b, &[]);
-        assert_eq!(response.status, 400, "SECURITY 89: {path}");
-        assert!(!leaks(&response), "SECURITY 89: {path}");
+        assert_eq!(response.status, 400, "security case 89: {path}");
+        assert!(!leaks(&response), "security case 89: {path}");
     }
 }
 
@@ -422,15 +426,15 @@ fn case90_authorisation_comes_before_the_cache() {
         assert_eq!(
             response.status,
             401,
-            "SECURITY 90 {case}: {}",
+            "security case 90 {case}: {}",
             response.text()
         );
-        assert!(!leaks(&response), "SECURITY 90 {case}");
+        assert!(!leaks(&response), "security case 90 {case}");
     }
     assert_eq!(
         w.upstream(&w.path_a),
         before,
-        "SECURITY 90: a refusal was forwarded"
+        "security case 90: a refusal was forwarded"
     );
 
     let key = DpopKey::new();
@@ -446,7 +450,7 @@ fn case90_authorisation_comes_before_the_cache() {
     let over = w.get(&manifest_path, &limited, &accept);
     assert_eq!(
         over.status, 429,
-        "SECURITY 90: a hit is counted against limits.pulls"
+        "security case 90: a hit is counted against limits.pulls"
     );
     assert_eq!(
         w.upstream(&manifest_path),
@@ -466,12 +470,12 @@ fn case91_range_abuse_is_one_range_or_416() {
         .collect();
     let many = format!("bytes={}", many.join(","));
     let whole = w.get(&w.path_a, &w.token_a, &[("Range", &many)]);
-    assert_eq!(whole.status, 200, "SECURITY 91: many ranges");
-    assert_eq!(whole.body, SECRET, "SECURITY 91: many ranges");
+    assert_eq!(whole.status, 200, "security case 91: many ranges");
+    assert_eq!(whole.body, SECRET, "security case 91: many ranges");
     let content_type = whole.header("content-type").unwrap_or_default();
     assert!(
         !content_type.contains("multipart"),
-        "SECURITY 91: {content_type}"
+        "security case 91: {content_type}"
     );
 
     let last = w.get(&w.path_a, &w.token_a, &[("Range", "bytes=-1")]);
@@ -484,7 +488,7 @@ fn case91_range_abuse_is_one_range_or_416() {
         &w.token_a,
         &[("Range", &format!("bytes={len}-"))],
     );
-    assert_eq!(past.status, 416, "SECURITY 91: past the end");
+    assert_eq!(past.status, 416, "security case 91: past the end");
     assert!(!leaks(&past));
     let huge = w.get(
         &w.path_a,
@@ -495,6 +499,6 @@ fn case91_range_abuse_is_one_range_or_416() {
     assert_eq!(
         w.upstream(&w.path_a),
         1,
-        "SECURITY 91: a range went upstream"
+        "security case 91: a range went upstream"
     );
 }

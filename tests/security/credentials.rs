@@ -22,7 +22,7 @@ const SCOPE: &str = "repository:acme/app:pull";
 /// The sidecar's JWKS refresh cooldown: unknown `kid`s may cause one fetch per this period.
 const JWKS_COOLDOWN: Duration = Duration::from_secs(30);
 
-/// Unknown-kid OpToks sent in case 28 (SECURITY says 1 000; 200 keep the suite quick).
+/// Unknown-kid OpToks sent in case 28 (docs/security.md says 1 000; 200 keep the suite quick).
 const UNKNOWN_KIDS: usize = 200;
 
 /// `GET /token` for [`SCOPE`] with `Authorization: DPoP <optok>` and the `DPoP` fields given.
@@ -38,14 +38,14 @@ fn proofs_refused(bed: &Bed, optok: &str, rows: Vec<(&str, Vec<String>, &[u16])>
         let reply = with_proofs(bed, optok, &dpop);
         assert!(
             statuses.contains(&reply.status),
-            "SECURITY {case}: expected {statuses:?}, got {}",
+            "security case {case}: expected {statuses:?}, got {}",
             reply.describe()
         );
         if reply.status == 401 {
             assert_eq!(
                 reply.error(),
                 Some("invalid_dpop_proof"),
-                "SECURITY {case}: {}",
+                "security case {case}: {}",
                 reply.describe()
             );
         }
@@ -117,13 +117,13 @@ fn case01_no_credentials_get_a_dpop_challenge_without_error() {
             && algs
                 .iter()
                 .all(|a| !a.starts_with("HS") && !a.eq_ignore_ascii_case("none")),
-        "SECURITY 1: challenge offers DPoP with algs including ES256, all asymmetric: {}",
+        "security case 1: challenge offers DPoP with algs including ES256, all asymmetric: {}",
         none.describe()
     );
     assert_eq!(
         none.error(),
         None,
-        "SECURITY 1: the challenge carries no error: {}",
+        "security case 1: the challenge carries no error: {}",
         none.describe()
     );
 }
@@ -271,7 +271,7 @@ fn case20_two_schemes_or_optok_in_query_are_refused() {
     assert_eq!(
         both.body["error"],
         "invalid_request",
-        "SECURITY 20: {}",
+        "security case 20: {}",
         both.describe()
     );
     let mut in_query = scope.clone();
@@ -279,7 +279,7 @@ fn case20_two_schemes_or_optok_in_query_are_refused() {
     let query_token = realm(&bed.sidecar, &in_query, &[], &[proof()]);
     assert!(
         [400, 401].contains(&query_token.status),
-        "SECURITY 20: OpTok in ?access_token= is never accepted: {}",
+        "security case 20: OpTok in ?access_token= is never accepted: {}",
         query_token.describe()
     );
     bed.sidecar.assert_log_free_of(&[&optok]);
@@ -344,7 +344,7 @@ fn case27_attacker_key_sources_are_never_used() {
         attacker.metadata_fetches() + attacker.jwks_fetches() + attacker.other_requests();
     assert_eq!(
         contacted, 0,
-        "SECURITY 27: the attacker's server was contacted {contacted} times"
+        "security case 27: the attacker's server was contacted {contacted} times"
     );
     bed.sidecar.assert_log_free_of(&[&optok]);
 }
@@ -381,7 +381,7 @@ fn case28_unknown_kids_cause_at_most_one_jwks_fetch_per_cooldown() {
         let reply = dpop_realm(&bed.sidecar, &scope, &signed_with_kid(&kid), &key);
         assert!(
             statuses.contains(&reply.status),
-            "SECURITY {case}: expected {statuses:?}, got {}",
+            "security case {case}: expected {statuses:?}, got {}",
             reply.describe()
         );
     }
@@ -398,7 +398,7 @@ fn case28_unknown_kids_cause_at_most_one_jwks_fetch_per_cooldown() {
     let made = bed.authority.jwks_fetches() - fetches;
     assert!(
         made <= allowed,
-        "SECURITY 28: {UNKNOWN_KIDS} and more unknown kids caused {made} JWKS fetches (at most {allowed} in {:?})",
+        "security case 28: {UNKNOWN_KIDS} and more unknown kids caused {made} JWKS fetches (at most {allowed} in {:?})",
         started.elapsed()
     );
     bed.sidecar.assert_log_free_of(&[&optok]);

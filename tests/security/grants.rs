@@ -24,7 +24,7 @@ fn case39_an_unentitled_scope_is_refused_or_dropped() {
     assert_eq!(
         victim.body["reason"],
         "plan_denied",
-        "SECURITY 39: {}",
+        "security case 39: {}",
         victim.describe()
     );
     let mixed = bed.ask(
@@ -36,7 +36,7 @@ fn case39_an_unentitled_scope_is_refused_or_dropped() {
     assert_eq!(
         mixed.access(),
         [entry("acme/app", "pull")],
-        "SECURITY 39: only the entitled scope"
+        "security case 39: only the entitled scope"
     );
 }
 
@@ -55,7 +55,7 @@ fn case40_actions_are_cut_to_the_plan() {
     assert_eq!(
         greedy.access(),
         [entry("acme/app", "pull")],
-        "SECURITY 40: actions exactly [pull]"
+        "security case 40: actions exactly [pull]"
     );
 }
 
@@ -69,7 +69,7 @@ fn case41_the_catalog_is_not_granted() {
     assert_eq!(
         catalog.body["reason"],
         "plan_denied",
-        "SECURITY 41: {}",
+        "security case 41: {}",
         catalog.describe()
     );
 }
@@ -95,7 +95,7 @@ fn case42_malformed_scopes_are_never_widened() {
         let widened = reply.status == 200 && !reply.access().is_empty();
         assert!(
             reply.status == 400 || reply.status == 403 || (reply.status == 200 && !widened),
-            "SECURITY 42: {scope:.60} must be refused or dropped, got {}",
+            "security case 42: {scope:.60} must be refused or dropped, got {}",
             reply.describe()
         );
     }
@@ -120,7 +120,7 @@ fn case43_a_host_prefix_is_part_of_the_name() {
     assert_eq!(
         beside.access(),
         [entry("acme/app", "push")],
-        "SECURITY 43: only acme/app"
+        "security case 43: only acme/app"
     );
 }
 
@@ -155,40 +155,46 @@ fn case44_a_token_has_the_documented_claims_and_verifies() {
         let number = |name: &str| {
             claims[name]
                 .as_i64()
-                .unwrap_or_else(|| panic!("SECURITY 44: numeric {name}: {claims}"))
+                .unwrap_or_else(|| panic!("security case 44: numeric {name}: {claims}"))
         };
         assert_eq!(
             claims["aud"],
             json!(SERVICE),
-            "SECURITY 44: aud is the service, as a JSON string"
+            "security case 44: aud is the service, as a JSON string"
         );
         assert_eq!(
             claims["iss"],
             json!(TOKEN_ISSUER),
-            "SECURITY 44: iss is signing.issuer"
+            "security case 44: iss is signing.issuer"
         );
         assert_eq!(
             number("exp") - number("iat"),
             300,
-            "SECURITY 44: exp - iat is the configured lifetime (5m)"
+            "security case 44: exp - iat is the configured lifetime (5m)"
         );
         assert_eq!(
             reply.body["expires_in"], 300,
-            "SECURITY 44: expires_in is the lifetime, at least 60"
+            "security case 44: expires_in is the lifetime, at least 60"
         );
-        assert!(number("nbf") <= now(), "SECURITY 44: nbf <= now: {claims}");
+        assert!(
+            number("nbf") <= now(),
+            "security case 44: nbf <= now: {claims}"
+        );
         assert!(
             verifies_es256(reply.token(), &jwks),
-            "SECURITY 44: the token verifies against jwks.json"
+            "security case 44: the token verifies against jwks.json"
         );
         jtis.push(
             claims["jti"]
                 .as_str()
-                .expect("SECURITY 44: a jti")
+                .expect("security case 44: a jti")
                 .to_string(),
         );
     }
-    assert_ne!(jtis[0], jtis[1], "SECURITY 44: every token has its own jti");
+    assert_ne!(
+        jtis[0], jtis[1],
+        "security case 44: every token has its own jti"
+    );
 }
 
 /// 45: `offline_token=true` hands out no `refresh_token`.
@@ -209,7 +215,7 @@ fn case45_no_refresh_token_is_handed_out() {
     offline.expect(200, "45");
     assert!(
         offline.body.get("refresh_token").is_none(),
-        "SECURITY 45: no refresh_token: {}",
+        "security case 45: no refresh_token: {}",
         offline.body
     );
 }
@@ -232,6 +238,6 @@ fn case66_an_empty_plan_grants_nothing() {
     login.expect(200, "66: no scope");
     assert!(
         login.access().is_empty(),
-        "SECURITY 66: empty access, no allow-all"
+        "security case 66: empty access, no allow-all"
     );
 }

@@ -1,4 +1,4 @@
-//! The adversarial cases of SECURITY.md at the HTTP level: the real `registry-token` binary in
+//! The adversarial cases of docs/security.md at the HTTP level: the real `registry-token` binary in
 //! front of a real `docker-registry` (Distribution 2.8.2) that runs **no auth of its own**, so
 //! the sidecar alone stands between an attacker and the registry, and an in-test Authority
 //! (common::authority): the cases forge, mangle, expire and rebind OpToks in ways no real
@@ -11,7 +11,7 @@
 //!                       Authority (+ an attacker's server in case 27)
 //! ```
 //!
-//! One test per case, named `caseNN_...` after its SECURITY.md number, so one failure hides
+//! One test per case, named `caseNN_...` after its number in docs/security.md, so one failure hides
 //! no other. Each starts its own [`Bed`] (Authority, registry, tap, sidecar: a few hundred ms;
 //! the keygen output is shared by the beds alive at once), grouped by the surface attacked:
 //!
@@ -23,7 +23,7 @@
 //! | `uploads`     | form bodies on uploads (Distribution reads `mount`/`from` there)  | 71    |
 //! | `availability`| the Authority unreachable at start                                | 58    |
 //! | `cache`       | the edge cache: per repository, verified, after authorisation     | 87–91 |
-//! | `namespaces`  | claim placeholders and the filtered catalog (SPEC 11)              | 92–93 |
+//! | `namespaces`  | claim placeholders and the filtered catalog (docs/namespaces.md)  | 92–93 |
 //!
 //! "Never forwarded" is shown by the [`common::Tap`], a TCP relay that records the request heads
 //! the sidecar sends upstream *before* they reach the registry, so a refusal the client has read

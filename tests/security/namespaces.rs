@@ -1,5 +1,5 @@
-//! SPEC 11 and SECURITY 92–93 end to end: claim placeholders in plan patterns
-//! (`customers/${license|lower}/**`) and the filtered catalog.
+//! docs/namespaces.md and docs/security.md, cases 92–93, end to end: claim placeholders in plan
+//! patterns (`customers/${license|lower}/**`) and the filtered catalog.
 //!
 //! ```text
 //! skopeo / reqwest ──▶ Sidecar ──▶ Tap ──▶ Registry (no auth of its own)
@@ -297,7 +297,7 @@ fn granted_names(token: &str) -> Vec<String> {
     names
 }
 
-/// SECURITY 92: license values that are not one path component grant nothing anywhere (never
+/// Security case 92: license values that are not one path component grant nothing anywhere (never
 /// a wider name), list nothing, and the log says why without quoting the token.
 #[test]
 fn case92_injected_values_match_nothing() {
@@ -452,10 +452,10 @@ fn link_target(link: &str) -> (String, String) {
     (pairs[0].1.clone(), target.to_string())
 }
 
-/// SECURITY 93 and SPEC 11: three catalog plans over a registry of 2,000 repositories. Every
-/// page of every caller is correct (only what it may pull, in the registry's order, at most
-/// `n`, nothing missed), every `Link` is in Distribution's form and names only a repository
-/// the caller may pull (or a sealed cursor), and each client request costs at most
+/// Security case 93 and docs/namespaces.md: three catalog plans over a registry of 2,000
+/// repositories. Every page of every caller is correct (only what it may pull, in the registry's
+/// order, at most `n`, nothing missed), every `Link` is in Distribution's form and names only a
+/// repository the caller may pull (or a sealed cursor), and each client request costs at most
 /// `MAX_PAGES` (10) upstream catalog requests. A plan without `catalog: true` gets no scope
 /// and no listing; hot reload turns the catalog off for tokens already issued.
 #[test]
@@ -576,7 +576,7 @@ fn case93_filtered_catalog_over_2000_repositories() {
             }
         }
     }
-    // SECURITY 93: a plan without `catalog: true` gets no catalog scope, and a token of it
+    // Security case 93: a plan without `catalog: true` gets no catalog scope, and a token of it
     // gets no listing, never forwarded.
     let plain = bed.optok("erin", "plain", None, json!({}));
     let refused = bed.token(&plain, &["registry:catalog:*"]);
@@ -609,9 +609,9 @@ fn case93_filtered_catalog_over_2000_repositories() {
     assert_eq!(unique.len(), everything.len());
 }
 
-/// SPEC 11: `token inspect` and `doctor --token` show what a token's plan placeholders expand
-/// to, and say why a pattern matches nothing for it; `check-config` names the YAML path of a
-/// placeholder that is not a whole segment or names an unknown variable.
+/// As docs/namespaces.md says, `token inspect` and `doctor --token` show what a token's plan
+/// placeholders expand to, and say why a pattern matches nothing for it; `check-config` names the
+/// YAML path of a placeholder that is not a whole segment or names an unknown variable.
 #[test]
 fn spec11_inspect_doctor_and_check_config_show_placeholders() {
     let bed = Namespaces::start();

@@ -80,7 +80,7 @@ impl Proxy {
             let challenge = response.header("www-authenticate").unwrap_or_default();
             assert!(
                 challenge.contains(r#"error="insufficient_scope""#),
-                "SECURITY {case}: 401 insufficient_scope, got {:?}",
+                "security case {case}: 401 insufficient_scope, got {:?}",
                 response.headers
             );
         }
@@ -273,7 +273,7 @@ fn case50_a_mount_without_from_opens_a_plain_upload() {
     assert_eq!(
         opened.status(),
         202,
-        "SECURITY 50: a plain upload session, never a mount (201)"
+        "security case 50: a plain upload session, never a mount (201)"
     );
     p.finish();
 }
@@ -336,13 +336,13 @@ fn case54_exactly_one_authorization_goes_upstream() {
     assert_eq!(
         forwarded.status(),
         404,
-        "SECURITY 54: forwarded, NAME_UNKNOWN from the registry"
+        "security case 54: forwarded, NAME_UNKNOWN from the registry"
     );
     let heads = p.bed.tap.heads_for("/v2/acme/case54/tags/list");
     assert_eq!(
         heads.len(),
         1,
-        "SECURITY 54: one request upstream: {heads:?}"
+        "security case 54: one request upstream: {heads:?}"
     );
     let authorizations: Vec<&str> = heads[0]
         .lines()
@@ -355,13 +355,13 @@ fn case54_exactly_one_authorization_goes_upstream() {
     assert_eq!(
         authorizations,
         [p.bearer.as_str()],
-        "SECURITY 54: exactly one Authorization header upstream"
+        "security case 54: exactly one Authorization header upstream"
     );
     p.finish();
     assert_eq!(
         p.bed.registry.requests_for("case54/tags/list"),
         1,
-        "SECURITY 54: only the well-formed request reached the registry"
+        "security case 54: only the well-formed request reached the registry"
     );
 }
 
@@ -384,19 +384,19 @@ fn case55_forwarding_headers_do_not_steer_location() {
     assert_eq!(
         started.status,
         202,
-        "SECURITY 55: upload session: {}",
+        "security case 55: upload session: {}",
         started.text()
     );
     let location = started.header("location").unwrap_or_default();
     assert!(
         location.starts_with(&format!("{}/v2/acme/case55/blobs/uploads/", sidecar.url()))
             || location.starts_with("/v2/acme/case55/blobs/uploads/"),
-        "SECURITY 55: Location uses the configured public host, got {location:?}"
+        "security case 55: Location uses the configured public host, got {location:?}"
     );
     let upstream = p.bed.tap.heads_for("/v2/acme/case55/blobs/uploads/");
     assert!(
         !upstream.is_empty() && upstream.iter().all(|h| !h.contains("evil.example")),
-        "SECURITY 55: evil.example reached the registry: {upstream:?}"
+        "security case 55: evil.example reached the registry: {upstream:?}"
     );
     p.finish();
 }
@@ -413,7 +413,7 @@ fn case57_repositories_stay_isolated() {
     assert_eq!(
         blob.status(),
         404,
-        "SECURITY 57: V's blob is not readable through E"
+        "security case 57: V's blob is not readable through E"
     );
     p.finish();
 }

@@ -123,13 +123,13 @@ fn case71_form_bodies_on_uploads_are_refused() {
         assert_eq!(
             denied(),
             before + 1.0,
-            "SECURITY {case}: counted as form_body"
+            "security case {case}: counted as form_body"
         );
         assert!(
             response
                 .header("connection")
                 .is_some_and(|c| c.eq_ignore_ascii_case("close")),
-            "SECURITY {case}: the connection is not reused, got {:?}",
+            "security case {case}: the connection is not reused, got {:?}",
             response.headers
         );
     }
@@ -139,13 +139,13 @@ fn case71_form_bodies_on_uploads_are_refused() {
     assert_eq!(
         client().get(&blob_in_app).send().unwrap().status(),
         404,
-        "SECURITY 71: the victim's blob was not mounted into acme/app"
+        "security case 71: the victim's blob was not mounted into acme/app"
     );
     bed.registry_barrier();
     assert_eq!(
         registry.requests_for("/v2/acme/app/blobs/uploads"),
         1,
-        "SECURITY 71: only the upload start reached the registry"
+        "security case 71: only the upload start reached the registry"
     );
     sidecar.assert_log_free_of(&[&token, &optok]);
 }
@@ -175,18 +175,21 @@ fn case71_a_refused_form_body_ends_the_connection() {
     let mut answer = Vec::new();
     stream
         .read_to_end(&mut answer)
-        .expect("SECURITY 71: the sidecar closes the connection after the refusal");
+        .expect("security case 71: the sidecar closes the connection after the refusal");
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 400"), "SECURITY 71: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "security case 71: {answer}"
+    );
     assert_eq!(
         answer.matches("HTTP/1.1 ").count(),
         1,
-        "SECURITY 71: one answer only: {answer}"
+        "security case 71: one answer only: {answer}"
     );
     assert_eq!(
         bed.tap.heads().len(),
         before,
-        "SECURITY 71: nothing forwarded"
+        "security case 71: nothing forwarded"
     );
     bed.registry_never_saw("71", &["/v2/acme/app/blobs/uploads", "/v2/acme/app/tags"]);
     bed.sidecar.assert_log_free_of(&[&token, &optok]);

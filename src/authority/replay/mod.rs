@@ -4,7 +4,7 @@
 //!
 //! Proof verification only says what a proof would spend ([`ProofUse`]); the realm spends it
 //! last, after every other check has passed, so a refused request leaves no trace here
-//! (SPEC section 7, "Order of the realm's checks").
+//! (docs/http.md, "The token realm").
 //!
 //! Bounded in total and per key thumbprint ([`ReplayLimits`]): at a limit, after dropping
 //! expired entries, new proofs are refused (fail closed), and one key can only fill its share.
