@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 
 use common::sidecar::BIN;
 use common::Keys;
+use registry_token::config::cache::parse_size;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -426,6 +427,25 @@ fn kubernetes_manifests_keep_their_promises() {
         volume("signing")["secret"]["secretName"],
         "registry-token-signing"
     );
+    // The cache's disk tier is a volume of its own (the root filesystem is read-only), with
+    // room for `cache.disk.size` and the files it does not count (docs/cache.md, "Sizing").
+    let shipped: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("deploy/kubernetes/base/config/registry-token.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let disk = &shipped["cache"]["disk"];
+    assert_eq!(mount_of("cache"), disk["path"].as_str().unwrap());
+    let quantity = volume("cache")["emptyDir"]["sizeLimit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let room = parse_size(&format!("{quantity}B")).unwrap();
+    let size = parse_size(disk["size"].as_str().unwrap()).unwrap();
+    assert!(
+        room > size,
+        "the cache volume ({quantity}) has no room over cache.disk.size"
+    );
 
     // The registry: ca.crt only (a ConfigMap), no Secret; only the sidecar may connect.
     let registry = named(&objects, "Deployment", "registry");
@@ -575,8 +595,24 @@ fn compose_stack_matches_its_header() {
         "docker login needs senderConstraint: none, and the header must say so"
     );
 
-    let keys = Keys::generate();
+    // The cache's disk tier outlives the container: a named volume at `cache.disk.path`.
     let config = root().join("config/compose/registry-token.yaml");
+    let stack: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let disk_path = stack["cache"]["disk"]["path"].as_str().unwrap();
+    let cache_volume = sidecar["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str()?.split_once(':'))
+        .find(|(_, target)| target.split(':').next() == Some(disk_path))
+        .map(|(source, _)| source)
+        .expect("no volume at cache.disk.path");
+    assert!(
+        compose["volumes"].get(cache_volume).is_some(),
+        "{cache_volume} is not a named volume"
+    );
+
+    let keys = Keys::generate();
     for constraint in ["dpop", "none"] {
         let envs: Vec<(String, String)> = [
             (

@@ -192,11 +192,6 @@ impl Cache {
         Ok(cache)
     }
 
-    /// The invalidation channel, for the service that listens on it.
-    pub fn bus(&self) -> Option<&bus::Bus> {
-        self.bus.as_ref()
-    }
-
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -67,26 +67,27 @@ pub enum VerifyError {
 }
 
 /// The claims every JWT this sidecar signs carries, as [`KeySet::verify_own`] checks them.
-pub trait OwnClaims: DeserializeOwned {
-    fn iss(&self) -> &str;
-    fn aud(&self) -> &str;
-    fn exp(&self) -> i64;
+pub struct Registered<'a> {
+    pub iss: &'a str,
+    pub aud: &'a str,
+    pub exp: i64,
     /// `None`: the kind has no `nbf`.
-    fn nbf(&self) -> Option<i64>;
+    pub nbf: Option<i64>,
+}
+
+/// A kind of JWT this sidecar signs: its [`Registered`] claims.
+pub trait OwnClaims: DeserializeOwned {
+    fn registered(&self) -> Registered<'_>;
 }
 
 impl OwnClaims for IssuedClaims {
-    fn iss(&self) -> &str {
-        &self.iss
-    }
-    fn aud(&self) -> &str {
-        &self.aud
-    }
-    fn exp(&self) -> i64 {
-        self.exp
-    }
-    fn nbf(&self) -> Option<i64> {
-        Some(self.nbf)
+    fn registered(&self) -> Registered<'_> {
+        Registered {
+            iss: &self.iss,
+            aud: &self.aud,
+            exp: self.exp,
+            nbf: Some(self.nbf),
+        }
     }
 }
 
@@ -163,19 +164,17 @@ impl KeySet {
                 _ => VerifyError::Malformed,
             })?
             .claims;
-        if claims.iss() != issuer {
+        let own = claims.registered();
+        if own.iss != issuer {
             return Err(VerifyError::WrongIssuer);
         }
-        if claims.aud() != audience {
+        if own.aud != audience {
             return Err(VerifyError::WrongAudience);
         }
-        if now >= claims.exp().saturating_add(leeway) {
+        if now >= own.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }
-        if claims
-            .nbf()
-            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
-        {
+        if own.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
             return Err(VerifyError::NotYetValid);
         }
         Ok(claims)

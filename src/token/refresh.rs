@@ -26,7 +26,7 @@ use std::time::Duration;
 use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::claims::{OwnClaims, VerifyError};
+use super::claims::{OwnClaims, Registered, VerifyError};
 use super::keys::{KeyError, KeySet};
 use super::Issuer;
 use crate::authority::dpop::DpopError;
@@ -236,17 +236,13 @@ pub fn verify(
 }
 
 impl OwnClaims for RefreshClaims {
-    fn iss(&self) -> &str {
-        &self.iss
-    }
-    fn aud(&self) -> &str {
-        &self.aud
-    }
-    fn exp(&self) -> i64 {
-        self.exp
-    }
-    fn nbf(&self) -> Option<i64> {
-        None
+    fn registered(&self) -> Registered<'_> {
+        Registered {
+            iss: &self.iss,
+            aud: &self.aud,
+            exp: self.exp,
+            nbf: None,
+        }
     }
 }
 
