@@ -209,8 +209,10 @@ async fn apply(settings: &Settings, store: &Store, action: Action) -> Result<Exi
                 println!("no revoked licenses ({})", store.describe());
             } else {
                 for row in &rows {
-                    let note = row.note.as_deref().unwrap_or("");
-                    println!("{}\t{}\t{note}", row.license, row.source);
+                    match &row.note {
+                        Some(note) => println!("{}\t{}\t{note}", row.license, row.source),
+                        None => println!("{}\t{}", row.license, row.source),
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
