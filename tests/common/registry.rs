@@ -42,60 +42,73 @@ impl Registry {
             .prefix("e2e-registry")
             .tempdir()
             .unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  formatter: text\n\
-             storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: e2e-secret\n  relativeurls: false\n",
-            storage = dir.path().join("storage").display(),
-        );
-        if let Some((certificate, key)) = tls {
-            config.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                certificate.display(),
-                key.display()
-            ));
-        }
-        if let Some(auth) = &auth {
-            config.push_str(&format!(
-                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                auth.realm,
-                auth.service,
-                auth.issuer,
-                auth.rootcertbundle.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run /usr/bin/docker-registry");
-        let mut registry = Registry {
-            child,
-            port,
-            dir,
-            tls: tls.is_some(),
-        };
-        let http = client();
-        let url = format!("{}/v2/", registry.url());
-        poll(START_DEADLINE, "docker-registry to answer /v2/", || {
-            if let Ok(Some(status)) = registry.child.try_wait() {
-                panic!(
-                    "docker-registry exited ({status}):\n{}",
-                    registry.log_tail()
-                );
+        // A port that was free a moment ago may have been taken since (an outgoing connection
+        // of another test): then the registry exits at once, and starts again on another.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut config = format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n  formatter: text\n\
+                 storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: e2e-secret\n  relativeurls: false\n",
+                storage = dir.path().join("storage").display(),
+            );
+            if let Some((certificate, key)) = tls {
+                config.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    certificate.display(),
+                    key.display()
+                ));
             }
-            let status = http.get(&url).send().ok()?.status().as_u16();
-            matches!(status, 200 | 401).then_some(())
-        });
-        registry
+            if let Some(auth) = &auth {
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    auth.realm,
+                    auth.service,
+                    auth.issuer,
+                    auth.rootcertbundle.display()
+                ));
+            }
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).unwrap();
+            let log_path = dir.path().join("registry.log");
+            let log = File::create(&log_path).unwrap();
+            let mut child = Command::new(REGISTRY_BIN)
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("run /usr/bin/docker-registry");
+            let http = client();
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://127.0.0.1:{port}/v2/");
+            let ready = poll(START_DEADLINE, "docker-registry to answer /v2/", || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some(Err(status));
+                }
+                let status = http.get(&url).send().ok()?.status().as_u16();
+                matches!(status, 200 | 401).then_some(Ok(()))
+            });
+            match ready {
+                Ok(()) => {
+                    return Registry {
+                        child,
+                        port,
+                        dir,
+                        tls: tls.is_some(),
+                    }
+                }
+                Err(status) => {
+                    let tail = log_tail(&log_path, 40);
+                    if !tail.contains("address already in use") {
+                        panic!("docker-registry exited ({status}):\n{tail}");
+                    }
+                }
+            }
+        }
+        panic!("docker-registry found no free port in 5 tries");
     }
 
     /// `http://127.0.0.1:PORT`.
