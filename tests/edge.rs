@@ -319,13 +319,7 @@ fn certificate_reloads_on_sighup() {
 /// pieces, with `between` run after the first; returns the status of that PUT.
 fn chunked_upload(sidecar_addr: &str, token: &str, between: impl FnOnce()) -> u16 {
     let base = format!("http://{sidecar_addr}");
-    let start = client()
-        .post(format!("{base}/v2/acme/app/blobs/uploads/"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    assert_eq!(start.status(), 202, "upload session opens");
-    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let location = common::cache::start_upload(&base, "acme/app", Some(token));
     let path = location
         .strip_prefix(&base)
         .unwrap_or(&location)

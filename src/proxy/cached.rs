@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::cache::disk::{self, DiskObject};
+use crate::cache::disk;
 use crate::cache::range::{self, Ranged};
 use crate::cache::{
     self, Cache, CacheSettings, Claim, Digest, FillGuard, Hasher, Hit, Key, Kind, Object,
@@ -210,13 +210,8 @@ async fn serve_hit(
             if !servable(session.req_header(), kind, &object.headers) {
                 return Ok(false);
             }
-            let DiskObject {
-                path,
-                digest,
-                len,
-                verified,
-                ..
-            } = object.clone();
+            let (path, digest) = (object.path.clone(), object.digest.clone());
+            let (len, verified) = (object.len, object.verified);
             let opened = tokio::task::spawn_blocking(move || {
                 disk::open_verified(&path, &digest, len, verified, SystemTime::now())
             })
@@ -344,17 +339,17 @@ async fn serve(
 /// never holds a blocking thread longer than one read, however slow its client.
 async fn send_file(
     session: &mut Session,
-    file: std::fs::File,
+    mut file: std::fs::File,
     start: u64,
     count: u64,
 ) -> Result<()> {
     let io = |e: std::io::Error| {
         pingora::Error::because(pingora::ErrorType::ReadError, "reading a cached file", e)
     };
-    let read = |mut file: std::fs::File, at: u64, len: usize| {
+    // Reads go on from where the last one ended: one seek, to the start of the range.
+    let read = |mut file: std::fs::File, len: usize| {
         tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Seek, SeekFrom};
-            file.seek(SeekFrom::Start(at))?;
+            use std::io::Read;
             let mut chunk = Vec::with_capacity(len);
             let got = Read::take(&mut file, len as u64).read_to_end(&mut chunk)?;
             if got < len {
@@ -367,14 +362,15 @@ async fn send_file(
     if count == 0 {
         return session.write_response_body(Some(Bytes::new()), true).await;
     }
-    let mut next = (at < end).then(|| read(file, at, FILE_CHUNK.min((end - at) as usize)));
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start)).map_err(io)?;
+    let mut next = Some(read(file, FILE_CHUNK.min(count as usize)));
     while let Some(pending) = next.take() {
         let (file, chunk) = pending
             .await
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(io)?;
         at += chunk.len() as u64;
-        next = (at < end).then(|| read(file, at, FILE_CHUNK.min((end - at) as usize)));
+        next = (at < end).then(|| read(file, FILE_CHUNK.min((end - at) as usize)));
         session.write_response_body(Some(chunk), at == end).await?;
     }
     Ok(())

@@ -57,14 +57,14 @@ pub async fn count_pull(
         subject: Some(allowed.subject.as_str()),
         ip: client_ip(),
     };
-    let hit = counters
-        .hit(&limits::key(Kind::Pulls, &caller), limit.per)
+    let verdict = counters
+        .count(&limit, Kind::Pulls, &caller)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot count a pull");
             Denial::StateUnavailable
         })?;
-    match limits::judge(&limit, &hit) {
+    match verdict {
         Verdict::Allowed(headers) => Ok(Some(headers)),
         Verdict::Limited {
             headers,

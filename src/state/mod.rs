@@ -24,6 +24,7 @@ use self::redis::{OnUnavailable, Redis, RedisSettings};
 use self::replay::RedisReplayStore;
 use crate::authority::{MemoryReplayStore, ReplayStore};
 use crate::metrics::Metrics;
+use crate::policy::limits::{self, Kind, Limit, Verdict};
 
 /// A failure of the shared store, or a fallback from it, is logged at most this often (each
 /// one is counted in metrics); the lines go through [`crate::throttle::Throttle`].
@@ -44,6 +45,18 @@ pub use crate::policy::limits::Hit;
 pub trait Counters: Send + Sync {
     /// Counts one event under `key` and returns the window's count after it.
     async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StateError>;
+
+    /// Counts one `kind` event of `caller` under `limit` (keyed as [`limits::key`] says) and
+    /// judges the count: what the realm and the proxy do for a plan limit.
+    async fn count(
+        &self,
+        limit: &Limit,
+        kind: Kind,
+        caller: &limits::Caller<'_>,
+    ) -> Result<Verdict, StateError> {
+        let hit = self.hit(&limits::key(kind, caller), limit.per).await?;
+        Ok(limits::judge(limit, &hit))
+    }
 }
 
 /// The stores one process uses, built once at start (a change of `state` needs a restart).

@@ -523,15 +523,15 @@ async fn count_issuance(
         subject: (!anonymous).then_some(caller.subject.as_str()),
         ip: req.client_ip,
     };
-    let hit = req
+    let verdict = req
         .counters
-        .hit(&limits::key(Kind::Tokens, &who), limit.per)
+        .count(&limit, Kind::Tokens, &who)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot count a token issuance");
             Refusal::StateUnavailable
         })?;
-    match limits::judge(&limit, &hit) {
+    match verdict {
         Verdict::Limited {
             headers,
             retry_after,

@@ -16,23 +16,77 @@ pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// What OCI clients send as `Accept` for manifests.
 pub const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// Opens an upload session for a blob of `repo` at `base` (the registry, or a sidecar with a
+/// registry `token`); returns its location, absolute.
+pub fn start_upload(base: &str, repo: &str, token: Option<&str>) -> String {
+    let mut post = client().post(format!("{base}/v2/{repo}/blobs/uploads/"));
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    let start = post.send().unwrap();
+    assert_eq!(start.status(), 202, "upload session in {repo}");
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location
+    }
+}
+
+/// Uploads `bytes` as a blob of `repo` at `base` (as [`start_upload`]); returns its digest.
+pub fn push_blob(base: &str, repo: &str, token: Option<&str>, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    let location = start_upload(base, repo, token);
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let mut put = client()
+        .put(format!("{location}{sep}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes.to_vec());
+    if let Some(token) = token {
+        put = put.bearer_auth(token);
+    }
+    assert_eq!(put.send().unwrap().status(), 201, "blob upload in {repo}");
+    digest
+}
+
+/// Pushes an image `repo:tag` at `base` (as [`start_upload`]): `config`, one layer of `layer`
+/// bytes and their manifest; returns the layer's and the manifest's digest and the manifest.
+pub fn push_image(
+    base: &str,
+    repo: &str,
+    tag: &str,
+    token: Option<&str>,
+    config: &[u8],
+    layer: &[u8],
+) -> (String, String, Vec<u8>) {
+    let config_digest = push_blob(base, repo, token, config);
+    let layer_digest = push_blob(base, repo, token, layer);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    }))
+    .unwrap();
+    let mut put = client()
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", MANIFEST_TYPE)
+        .body(manifest.clone());
+    if let Some(token) = token {
+        put = put.bearer_auth(token);
+    }
+    assert_eq!(
+        put.send().unwrap().status(),
+        201,
+        "manifest push to {repo}:{tag}"
+    );
+    (layer_digest, sha256_digest(&manifest), manifest)
+}
+
 /// Uploads `bytes` as a blob of `repo`, straight to the registry; returns its digest.
 pub fn seed_blob(registry: &Registry, repo: &str, bytes: &[u8]) -> String {
-    let digest = sha256_digest(bytes);
-    let http = client();
-    let upload = http
-        .post(format!("{}/v2/{repo}/blobs/uploads/", registry.url()))
-        .send()
-        .unwrap();
-    assert_eq!(upload.status(), 202, "seeding a blob of {repo}");
-    let location = upload.headers()["location"].to_str().unwrap().to_string();
-    let put = http
-        .put(format!("{location}&digest={digest}"))
-        .body(bytes.to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(put.status(), 201, "seeding a blob of {repo}");
-    digest
+    push_blob(&registry.url(), repo, None, bytes)
 }
 
 /// A manifest of `repo:tag` (a config and one layer of `layer` bytes), pushed straight to the
@@ -44,24 +98,9 @@ pub fn seed_manifest(
     layer: &[u8],
 ) -> (String, Vec<u8>) {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","tag":"{tag}"}}"#);
-    let config_digest = seed_blob(registry, repo, config.as_bytes());
-    let layer_digest = seed_blob(registry, repo, layer);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest, "size": layer.len()}],
-    }))
-    .unwrap();
-    let put = client()
-        .put(format!("{}/v2/{repo}/manifests/{tag}", registry.url()))
-        .header("Content-Type", MANIFEST_TYPE)
-        .body(manifest.clone())
-        .send()
-        .unwrap();
-    assert_eq!(put.status(), 201, "seeding {repo}:{tag}");
-    (sha256_digest(&manifest), manifest)
+    let (_, digest, manifest) =
+        push_image(&registry.url(), repo, tag, None, config.as_bytes(), layer);
+    (digest, manifest)
 }
 
 /// The file that holds a blob in the registry's filesystem storage.

@@ -112,51 +112,7 @@ fn holds(body: &[u8], bytes: &[u8]) -> bool {
 /// Pushes [`CONFIG`], [`LAYER_A`] and a manifest of them as `repo:v1` through the sidecar with
 /// `token`; returns the layer's and the manifest's digest and the manifest's bytes.
 fn push_image(base: &str, repo: &str, token: &str) -> (String, String, Vec<u8>) {
-    let push_blob = |bytes: &[u8]| {
-        let digest = sha256_digest(bytes);
-        let http = client();
-        let start = http
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        assert_eq!(start.status(), 202, "upload session in {repo}");
-        let location = start.headers()["location"].to_str().unwrap().to_string();
-        let location = if location.starts_with('/') {
-            format!("{base}{location}")
-        } else {
-            location
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = http
-            .put(format!("{location}{sep}digest={digest}"))
-            .bearer_auth(token)
-            .header("Content-Type", "application/octet-stream")
-            .body(bytes.to_vec())
-            .send()
-            .unwrap();
-        assert_eq!(put.status(), 201, "blob upload in {repo}");
-        digest
-    };
-    let config = push_blob(CONFIG);
-    let layer = push_blob(LAYER_A);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config, "size": CONFIG.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer, "size": LAYER_A.len()}],
-    }))
-    .unwrap();
-    let put = client()
-        .put(format!("{base}/v2/{repo}/manifests/v1"))
-        .bearer_auth(token)
-        .header("Content-Type", MANIFEST_TYPE)
-        .body(manifest.clone())
-        .send()
-        .unwrap();
-    assert_eq!(put.status(), 201, "manifest push to {repo}");
-    (layer, sha256_digest(&manifest), manifest)
+    crate::common::cache::push_image(base, repo, "v1", Some(token), CONFIG, LAYER_A)
 }
 
 /// 87 with per-customer namespaces (docs/namespaces.md): two customers on the plan
@@ -222,22 +178,29 @@ fn case87_a_customers_cached_object_never_reaches_another_customer() {
     }
 
     // B under A's name: refused by the token check, before the cache and the registry.
+    // Each way B asks for an object (GET, HEAD, a range): the `expected` status, none of A's
+    // bytes.
+    const WAYS: [(&str, Option<&str>); 3] =
+        [("GET", None), ("HEAD", None), ("GET", Some("bytes=0-9"))];
+    let ask_as_b = |method: &str, path: &str, range: Option<&str>, bytes: &[u8], expected| {
+        let mut headers = accept.to_vec();
+        headers.extend(range.map(|r| ("Range", r)));
+        let answer = request(&base, method, path, Some(&token_b), &headers);
+        assert_eq!(
+            answer.status,
+            expected,
+            "security case 87: B {method} {path} {range:?}: {}",
+            answer.text()
+        );
+        assert!(
+            !holds(&answer.body, bytes) && !holds(&answer.body, &bytes[..10]),
+            "security case 87: A's bytes reached B"
+        );
+    };
     let (hits_before, looked_up) = (hits(), cache_requests(&[]));
     for (path, bytes) in paths("customers/a/app") {
-        for (method, range) in [("GET", None), ("HEAD", None), ("GET", Some("bytes=0-9"))] {
-            let mut headers = accept.to_vec();
-            headers.extend(range.map(|r| ("Range", r)));
-            let refused = request(&base, method, &path, Some(&token_b), &headers);
-            assert_eq!(
-                refused.status,
-                401,
-                "security case 87: B {method} {path} {range:?}: {}",
-                refused.text()
-            );
-            assert!(
-                !holds(&refused.body, &bytes) && !holds(&refused.body, &bytes[..10]),
-                "security case 87: A's bytes reached B"
-            );
+        for (method, range) in WAYS {
+            ask_as_b(method, &path, range, &bytes, 401);
         }
         assert_eq!(
             upstream(&path),
@@ -253,21 +216,9 @@ fn case87_a_customers_cached_object_never_reaches_another_customer() {
 
     // B under its own name, where the registry has not linked A's objects: the registry's 404.
     for (path, bytes) in paths("customers/b/app") {
-        for (method, range) in [("GET", None), ("HEAD", None), ("GET", Some("bytes=0-9"))] {
-            let mut headers = accept.to_vec();
-            headers.extend(range.map(|r| ("Range", r)));
+        for (method, range) in WAYS {
             let before = upstream(&path);
-            let answer = request(&base, method, &path, Some(&token_b), &headers);
-            assert_eq!(
-                answer.status,
-                404,
-                "security case 87: B {method} {path} {range:?}: {}",
-                answer.text()
-            );
-            assert!(
-                !holds(&answer.body, &bytes) && !holds(&answer.body, &bytes[..10]),
-                "security case 87: A's bytes reached B"
-            );
+            ask_as_b(method, &path, range, &bytes, 404);
             assert_eq!(
                 upstream(&path),
                 before + 1,

@@ -368,23 +368,9 @@ fn case92_injected_values_match_nothing() {
 /// Creates `names` in the registry through its own API: one config blob pushed once, mounted
 /// into each repository, and one manifest per repository. Four threads.
 fn fill(registry: &Registry, names: &[String]) {
-    let http = client();
     let base = registry.url();
     let config = b"{}";
-    let digest = sha256_digest(config);
-    let session = http
-        .post(format!("{base}/v2/seed/base/blobs/uploads/"))
-        .send()
-        .unwrap();
-    assert_eq!(session.status(), 202, "seed upload");
-    let location = session.headers()["location"].to_str().unwrap().to_string();
-    let put = http
-        .put(format!("{location}&digest={digest}"))
-        .header("Content-Type", "application/octet-stream")
-        .body(config.to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(put.status(), 201, "seed blob");
+    let digest = crate::common::cache::seed_blob(registry, "seed/base", config);
     let manifest = json!({"schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
